@@ -1,0 +1,90 @@
+"""Every error leaves the service as problem+json: one renderer, one handler per error family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+
+from app.core.context import request_id_var
+from app.core.errors import (
+    PROBLEM_MEDIA_TYPE,
+    BadRequest,
+    DatabaseUnavailable,
+    MethodNotAllowed,
+    NotFound,
+    ProblemError,
+    ValidationFailed,
+    problem_body,
+)
+
+
+def problem_response(error: ProblemError) -> JSONResponse:
+    return JSONResponse(
+        problem_body(error, request_id_var.get()),
+        status_code=error.status,
+        headers=error.headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def field_path(location: tuple[int | str, ...] | list[int | str]) -> str:
+    """`("body", "items", 0, "quantity")` → `items.0.quantity`."""
+    parts = list(location)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(str(part) for part in parts) or "body"
+
+
+def validation_problem(errors: list[dict[str, Any]]) -> ValidationFailed:
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return ValidationFailed(
+            "The request body is not valid JSON.",
+            errors=[{"field": "body", "message": "Invalid JSON"}],
+        )
+    return ValidationFailed(
+        "The request is not valid.",
+        errors=[{"field": field_path(e["loc"]), "message": str(e["msg"])} for e in errors],
+    )
+
+
+async def _on_problem(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ProblemError)
+    return problem_response(error)
+
+
+async def _on_validation(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return problem_response(validation_problem(list(error.errors())))
+
+
+async def _on_http(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    problem: ProblemError
+    if error.status_code == 404:
+        problem = NotFound("No such resource.")
+    elif error.status_code == 405:
+        problem = MethodNotAllowed("This method is not allowed here.", headers=error.headers)
+    elif error.status_code < 500:
+        problem = BadRequest(str(error.detail), headers=error.headers)
+    else:
+        problem = ProblemError("The service failed to answer.")
+    return problem_response(problem)
+
+
+async def _on_database(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DBAPIError)
+    if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+        return problem_response(DatabaseUnavailable("The database cannot answer right now."))
+    raise error
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(DBAPIError, _on_database)

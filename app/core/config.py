@@ -1,0 +1,95 @@
+"""Settings, read once from the environment or `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_ignore_empty=True,  # `API_KEY=` counts as unset
+        extra="ignore",
+    )
+
+    database_url: str = "sqlite:///./inventory.db"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+
+    api_key: SecretStr | None = None
+    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+
+    products_service_url: str | None = None
+    products_api_key: SecretStr | None = None
+    products_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    products_retries: int = Field(default=2, ge=0, le=10)
+    products_backoff_seconds: float = Field(default=0.1, ge=0, le=10)
+    products_backoff_max_seconds: float = Field(default=1.0, ge=0, le=60)
+    products_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=86_400)
+    products_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    products_circuit_failures: int = Field(default=5, ge=1, le=1000)
+    products_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
+    products_max_connections: int = Field(default=100, ge=1, le=10_000)
+    products_concurrency: int = Field(default=10, ge=1, le=100)
+
+    idempotency_ttl_hours: float = Field(default=24.0, ge=24, le=24 * 365)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, key = entry.partition(":")
+            if not sep or not name.strip() or not key.strip():
+                raise ValueError("must be comma-separated name:key pairs")
+            pairs[name.strip()] = key.strip()
+        return pairs
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("products_service_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _backoff_cap(self) -> Settings:
+        if self.products_backoff_max_seconds < self.products_backoff_seconds:
+            raise ValueError("PRODUCTS_BACKOFF_MAX_SECONDS must be >= PRODUCTS_BACKOFF_SECONDS")
+        return self
+
+    def actor_keys(self) -> dict[str, str]:
+        """Every accepted key, by the actor name it stands for."""
+        keys = {name: secret.get_secret_value() for name, secret in self.api_keys.items()}
+        if self.api_key is not None:
+            keys["default"] = self.api_key.get_secret_value()
+        return keys
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,98 @@
+"""Domain errors that know their problem type, and the problem+json document they render to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemError(Exception):
+    """An outcome the caller is told about as an RFC 9457 problem."""
+
+    status: int = 500
+    slug: str = "internal-error"
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.extensions = extensions
+
+
+class ValidationFailed(ProblemError):
+    status, slug, title = 422, "validation-error", "Validation error"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, str]]) -> None:
+        super().__init__(detail, errors=errors)
+
+
+class Unauthorized(ProblemError):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class NotFound(ProblemError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class MethodNotAllowed(ProblemError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class InsufficientStock(ProblemError):
+    status, slug, title = 409, "insufficient-stock", "Insufficient stock"
+
+
+class IdempotencyKeyInUse(ProblemError):
+    status, slug, title = 409, "idempotency-key-in-use", "Idempotency key in use"
+
+
+class VersionMismatch(ProblemError):
+    status, slug, title = 412, "version-mismatch", "Version mismatch"
+
+
+class PayloadTooLarge(ProblemError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnknownProduct(ProblemError):
+    status, slug, title = 422, "unknown-product", "Unknown product"
+
+
+class IdempotencyKeyReuse(ProblemError):
+    status, slug, title = 422, "idempotency-key-reuse", "Idempotency key reused"
+
+
+class ProductsUnavailable(ProblemError):
+    status, slug, title = 503, "products-unavailable", "Products service unavailable"
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        seconds = max(1, round(retry_after))
+        super().__init__(detail, headers={"Retry-After": str(seconds)})
+        self.retry_after = seconds
+
+
+class DatabaseUnavailable(ProblemError):
+    status, slug, title = 503, "database-unavailable", "Database unavailable"
+
+
+class BadRequest(ProblemError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+def problem_body(error: ProblemError, request_id: str) -> dict[str, Any]:
+    return {
+        "type": f"/problems/{error.slug}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "request_id": request_id,
+        **error.extensions,
+    }

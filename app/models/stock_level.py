@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Integer
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, ProductId, UTCDateTime
+
+MAX_QUANTITY = 1_000_000_000
+
+
+class StockLevel(Base):
+    """How many units of one product are on hand."""
+
+    __tablename__ = "stock_levels"
+    __table_args__ = (
+        CheckConstraint(f"quantity >= 0 AND quantity <= {MAX_QUANTITY}", name="quantity_range"),
+    )
+
+    product_id: Mapped[str] = mapped_column(ProductId, primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
