@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.core.context import request_id_var
 from app.core.errors import (
@@ -62,15 +63,33 @@ async def _on_validation(_: Request, error: Exception) -> JSONResponse:
     return problem_response(validation_problem(list(error.errors())))
 
 
-async def _on_http(_: Request, error: Exception) -> JSONResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path; Starlette names only the first route's."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _on_http(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     problem: ProblemError
     if error.status_code == 404:
         problem = NotFound("No such resource.")
     elif error.status_code == 405:
-        problem = MethodNotAllowed("This method is not allowed here.", headers=error.headers)
+        problem = MethodNotAllowed(
+            f"{request.method} is not allowed here.", headers={"Allow": _allowed_methods(request)}
+        )
     elif error.status_code < 500:
-        problem = BadRequest(str(error.detail), headers=error.headers)
+        problem = BadRequest(str(error.detail), headers=dict(error.headers or {}))
     else:
         problem = ProblemError("The service failed to answer.")
     return problem_response(problem)

@@ -1,4 +1,4 @@
-"""The products catalog as the inventory sees it: does a product exist, and what does it say of it."""
+"""The products catalog as the inventory sees it: does a product exist, what is it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine, its transactions, and the SQLite settings that make it safe for concurrent writers."""
+"""The engine, its transactions, and the SQLite settings that make concurrent writers safe."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import BigId, Base, ProductId, UTCDateTime
+from app.models.base import Base, BigId, ProductId, UTCDateTime
 
 
 class Movement(Base):

@@ -1,0 +1,30 @@
+# Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+PYTHON ?= python3
+POETRY := $(shell command -v poetry 2>/dev/null || echo "$(PYTHON) -m poetry")
+HOST ?= 127.0.0.1
+PORT ?= 8002
+
+.PHONY: run test lint format install poetry demo bench stress
+
+poetry:
+	@command -v poetry >/dev/null 2>&1 || $(PYTHON) -m poetry --version >/dev/null 2>&1 \
+		|| $(PYTHON) -m pip install --quiet poetry
+
+install: poetry
+	$(POETRY) install --no-interaction
+
+run: install
+	$(POETRY) run alembic upgrade head
+	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT)
+
+test: install
+	$(POETRY) run pytest --cov=app --cov-report=term-missing
+
+lint: install
+	$(POETRY) run ruff check app tests alembic
+	$(POETRY) run ruff format --check app tests alembic
+	$(POETRY) run mypy
+
+format: install
+	$(POETRY) run ruff check --fix app tests alembic
+	$(POETRY) run ruff format app tests alembic

@@ -1,0 +1,29 @@
+"""OpenAPI descriptions of the problem responses each route may give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.errors import PROBLEM_MEDIA_TYPE
+from app.schemas.common import Problem
+
+_DESCRIPTIONS = {
+    401: "Missing or wrong `X-API-KEY` (`unauthorized`).",
+    404: "No such resource (`not-found`).",
+    409: "Conflict: `insufficient-stock` or `idempotency-key-in-use`.",
+    412: "The resource is not at the version named by `If-Match` (`version-mismatch`).",
+    413: "Request body over 1 MiB (`payload-too-large`).",
+    422: "Invalid request (`validation-error`, `unknown-product` or `idempotency-key-reuse`).",
+    503: "A dependency cannot answer (`products-unavailable` or `database-unavailable`).",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,45 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.deps import Catalog, Db
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@router.get("/health", summary="Liveness")
+async def health() -> Health:
+    """200 while the process runs."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    summary="Readiness",
+    responses={503: {"model": Readiness, "description": "The database does not answer."}},
+)
+async def ready(db: Db, catalog: Catalog, response: Response) -> Readiness:
+    """Probes the database and the products service now. Only the database decides readiness."""
+    try:
+        await db.ping()
+        database = "ok"
+    except (SQLAlchemyError, OSError):
+        database = "unavailable"
+    checks = {"database": database, "products": await catalog.probe()}
+    if database != "ok":
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Readiness(status="unavailable", checks=checks)
+    return Readiness(status="ready", checks=checks)

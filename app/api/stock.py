@@ -1,0 +1,139 @@
+"""Stock levels and their ledger over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from app.api.deps import CallerDep, Catalog, Db, IfMatch, ProductIdPath
+from app.api.docs import problems
+from app.models.stock_level import MAX_QUANTITY
+from app.schemas.common import PRODUCT_ID_PATTERN, Page
+from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
+from app.services import ledger, stock
+
+router = APIRouter(prefix="/inventory", tags=["stock"], responses=problems(401, 413))
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+]
+
+
+def _etag(response: Response, stock_level: StockLevelOut) -> StockLevelOut:
+    response.headers["ETag"] = f'"{stock_level.version}"'
+    return stock_level
+
+
+@router.get("", summary="List stock levels", responses=problems(422))
+async def list_stock_levels(
+    db: Db,
+    _caller: CallerDep,
+    product_id: Annotated[
+        list[Annotated[str, Query(pattern=PRODUCT_ID_PATTERN)]],
+        Query(max_length=500, description="Only these products (repeatable)."),
+    ] = [],  # noqa: B006 - FastAPI copies query defaults
+    max_quantity: Annotated[
+        int | None, Query(ge=0, le=MAX_QUANTITY, description="Low-stock view: at most this many.")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[StockLevelOut]:
+    """Stock levels ordered by product id, without product details."""
+    return await stock.list_stock(
+        db, product_ids=product_id, max_quantity=max_quantity, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/{product_id}", summary="Get a stock level", responses=problems(404, 422))
+async def get_stock_level(
+    product_id: ProductIdPath, db: Db, catalog: Catalog, _caller: CallerDep, response: Response
+) -> StockLevelOut:
+    """One stock level, with what the products service says of the product."""
+    return _etag(response, await stock.get_stock(db, catalog, product_id=product_id))
+
+
+@router.put(
+    "/{product_id}",
+    summary="Set a stock level",
+    responses={
+        201: {"description": "Created", "model": StockLevelOut},
+        **problems(412, 422, 503),
+    },
+)
+async def set_stock_level(
+    product_id: ProductIdPath,
+    body: SetQuantity,
+    db: Db,
+    catalog: Catalog,
+    caller: CallerDep,
+    if_match: IfMatch,
+    response: Response,
+    if_none_match: Annotated[
+        str | None, Header(description="`*` creates only: 412 when the stock level exists.")
+    ] = None,
+) -> StockLevelOut:
+    """Set the quantity on hand. The first set registers the product, after checking it
+    with the products service."""
+    result = await stock.set_quantity(
+        db,
+        catalog,
+        caller,
+        product_id=product_id,
+        quantity=body.quantity,
+        reason=body.reason,
+        if_match=if_match,
+        create_only=(if_none_match or "").strip() == "*",
+    )
+    if result.created:
+        response.status_code = status.HTTP_201_CREATED
+        response.headers["Location"] = f"/inventory/{product_id}"
+    return _etag(response, result.stock)
+
+
+@router.delete(
+    "/{product_id}",
+    summary="Forget a stock level",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(404, 412, 422),
+)
+async def delete_stock_level(
+    product_id: ProductIdPath, db: Db, caller: CallerDep, if_match: IfMatch
+) -> Response:
+    """Forget the stock level. Its ledger stays readable."""
+    await stock.delete_stock(db, caller, product_id=product_id, if_match=if_match)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{product_id}/adjustments",
+    summary="Adjust a stock level",
+    responses=problems(404, 409, 412, 422),
+)
+async def adjust_stock_level(
+    product_id: ProductIdPath,
+    body: Adjustment,
+    db: Db,
+    caller: CallerDep,
+    if_match: IfMatch,
+    response: Response,
+) -> StockLevelOut:
+    """Add (positive `delta`) or remove (negative) stock; never below zero."""
+    result = await stock.adjust(
+        db,
+        caller,
+        product_id=product_id,
+        delta=body.delta,
+        reason=body.reason,
+        if_match=if_match,
+    )
+    return _etag(response, result)
+
+
+@router.get("/{product_id}/movements", summary="A product's ledger", responses=problems(404, 422))
+async def list_movements(
+    product_id: ProductIdPath, db: Db, _caller: CallerDep, limit: Limit = 50, cursor: Cursor = None
+) -> Page[MovementOut]:
+    """Every change of this product's stock, newest first."""
+    return await ledger.list_movements(db, product_id=product_id, limit=limit, cursor=cursor)

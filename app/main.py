@@ -1,0 +1,91 @@
+"""The application: settings, resources in the lifespan, middleware, routes, error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+from starlette.middleware.cors import CORSMiddleware
+
+from app.api import health, stock
+from app.api.errors import install_error_handlers
+from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from app.clients.products import StandaloneCatalog
+from app.core.config import Settings, get_settings
+from app.core.database import Database
+from app.core.logging import configure_logging
+from app.core.migrations import ensure_schema_current
+
+logger = logging.getLogger("app")
+
+EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Retry-After"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+        try:
+            await ensure_schema_current(database, settings.database_url)
+            app.state.database = database
+            app.state.catalog = StandaloneCatalog()
+            _warn_about_open_doors(settings)
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="Inventory",
+        version="0.1.0",
+        summary="Stock levels, their ledger, and purchases that never oversell.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(stock.router)
+
+    # Added innermost first: the request id is set before anything else runs.
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.actor_keys())
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def load_settings() -> Settings:
+    """The settings, or one clear line naming the bad one and an exit."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SystemExit(f"invalid setting {name}: {first['msg']}") from None
+
+
+def _warn_about_open_doors(settings: Settings) -> None:
+    if not settings.actor_keys():
+        logger.warning(
+            "no API_KEY or API_KEYS set: /inventory is open to anyone (actor 'anonymous')"
+        )
+    if settings.products_service_url is None:
+        logger.warning("PRODUCTS_SERVICE_URL is not set: standalone mode, products are not checked")
+
+
+app = create_app()

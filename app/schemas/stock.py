@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from app.models.stock_level import MAX_QUANTITY
+from app.schemas.common import Reason, Timestamp
+
+
+class StockLevelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    product_id: str
+    quantity: int
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+    product: dict[str, Any] | None = Field(
+        default=None,
+        description="What the products service says of this product; null when it is not "
+        "configured or cannot answer right now.",
+    )
+
+
+class SetQuantity(BaseModel):
+    quantity: StrictInt = Field(ge=0, le=MAX_QUANTITY, examples=[17])
+    reason: Reason | None = Field(default=None, examples=["stocktake"])
+
+
+class Adjustment(BaseModel):
+    delta: StrictInt = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, examples=[-2])
+    reason: Reason = Field(examples=["damaged in transit"])
+
+    @field_validator("delta")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must not be zero")
+        return value
+
+
+class MovementOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    product_id: str
+    kind: str = Field(examples=["adjust"])
+    delta: int
+    quantity_after: int
+    reason: str | None
+    purchase_id: str | None
+    actor: str
+    request_id: str
+    created_at: Timestamp

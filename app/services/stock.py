@@ -1,0 +1,283 @@
+"""Stock levels: read them, set them, adjust them, forget them. Every change is one
+conditional statement plus its ledger movement, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Row, Update, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.clients.products import ProductsCatalog, ProductStatus
+from app.core.context import Caller
+from app.core.database import Database
+from app.core.errors import (
+    InsufficientStock,
+    NotFound,
+    ProductsUnavailable,
+    UnknownProduct,
+    ValidationFailed,
+    VersionMismatch,
+)
+from app.models import StockLevel
+from app.models.base import utcnow
+from app.models.stock_level import MAX_QUANTITY
+from app.schemas.common import Page
+from app.schemas.stock import StockLevelOut
+from app.services.cursors import decode_cursor, encode_cursor
+from app.services.ledger import record_movement
+
+_columns = list(StockLevel.__table__.c)
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    stock: StockLevelOut
+    created: bool
+
+
+def _out(row: Row[tuple[object, ...]]) -> StockLevelOut:
+    return StockLevelOut.model_validate(row)
+
+
+def _version_mismatch(product_id: str) -> VersionMismatch:
+    return VersionMismatch(f"The stock level of {product_id!r} is not at the version you named.")
+
+
+def _not_found(product_id: str) -> NotFound:
+    return NotFound(f"No stock level for product {product_id!r}.")
+
+
+async def _find(connection: AsyncConnection, product_id: str) -> Row[tuple[object, ...]] | None:
+    query = select(*_columns).where(StockLevel.product_id == product_id)
+    return (await connection.execute(query)).one_or_none()
+
+
+async def get_stock(db: Database, catalog: ProductsCatalog, *, product_id: str) -> StockLevelOut:
+    """One stock level with what the catalog says of its product (null if it cannot say)."""
+    async with db.read() as connection:
+        row = await _find(connection, product_id)
+    if row is None:
+        raise _not_found(product_id)
+    stock = _out(row)
+    if catalog.enabled:
+        try:
+            lookup = await catalog.lookup(product_id)
+        except ProductsUnavailable:
+            return stock
+        stock.product = lookup.product
+    return stock
+
+
+async def list_stock(
+    db: Database,
+    *,
+    product_ids: Sequence[str],
+    max_quantity: int | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[StockLevelOut]:
+    query = select(*_columns)
+    if product_ids:
+        query = query.where(StockLevel.product_id.in_(set(product_ids)))
+    if max_quantity is not None:
+        query = query.where(StockLevel.quantity <= max_quantity)
+    if cursor is not None:
+        query = query.where(StockLevel.product_id > str(decode_cursor("stock", cursor)))
+    query = query.order_by(StockLevel.product_id).limit(limit + 1)
+    async with db.read() as connection:
+        rows = (await connection.execute(query)).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor("stock", page[-1].product_id) if len(rows) > limit else None
+    return Page[StockLevelOut](items=[_out(row) for row in page], next_cursor=next_cursor)
+
+
+async def require_known_product(catalog: ProductsCatalog, product_id: str) -> None:
+    """Refuse to register a product the catalog says does not exist."""
+    lookup = await catalog.lookup(product_id)
+    if lookup.status is ProductStatus.NOT_FOUND:
+        raise UnknownProduct(
+            f"The products service does not know product {product_id!r}.",
+            product_ids=[product_id],
+        )
+
+
+async def set_quantity(
+    db: Database,
+    catalog: ProductsCatalog,
+    caller: Caller,
+    *,
+    product_id: str,
+    quantity: int,
+    reason: str | None,
+    if_match: int | None = None,
+    create_only: bool = False,
+) -> SetResult:
+    """Set the quantity on hand; the first set registers the product (checked in the catalog)."""
+    if if_match is None:
+        async with db.read() as connection:
+            exists = await _find(connection, product_id) is not None
+        if not exists:
+            await require_known_product(catalog, product_id)
+        elif create_only:
+            raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
+
+    async with db.transaction() as connection:
+        if if_match is None:
+            row = await _insert(connection, product_id, quantity)
+            if row is not None:
+                await record_movement(
+                    connection,
+                    caller,
+                    product_id=product_id,
+                    kind="set",
+                    delta=quantity,
+                    quantity_after=quantity,
+                    reason=reason,
+                )
+                return SetResult(_out(row), created=True)
+            if create_only:
+                raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
+        previous = await connection.scalar(
+            select(StockLevel.quantity).where(StockLevel.product_id == product_id).with_for_update()
+        )
+        statement = _bump(product_id).values(quantity=quantity)
+        if if_match is not None:
+            statement = statement.where(StockLevel.version == if_match)
+        row = (await connection.execute(statement.returning(*_columns))).one_or_none()
+        if row is None or previous is None:
+            raise _version_mismatch(product_id)
+        await record_movement(
+            connection,
+            caller,
+            product_id=product_id,
+            kind="set",
+            delta=quantity - previous,
+            quantity_after=quantity,
+            reason=reason,
+        )
+        return SetResult(_out(row), created=False)
+
+
+async def adjust(
+    db: Database,
+    caller: Caller,
+    *,
+    product_id: str,
+    delta: int,
+    reason: str,
+    if_match: int | None = None,
+) -> StockLevelOut:
+    async with db.transaction() as connection:
+        return await adjust_in(
+            connection,
+            caller,
+            product_id=product_id,
+            delta=delta,
+            reason=reason,
+            if_match=if_match,
+        )
+
+
+async def adjust_in(
+    connection: AsyncConnection,
+    caller: Caller,
+    *,
+    product_id: str,
+    delta: int,
+    reason: str,
+    if_match: int | None = None,
+) -> StockLevelOut:
+    """Add or remove stock inside the caller's transaction, never below zero."""
+    new_quantity = StockLevel.quantity + delta
+    statement = (
+        _bump(product_id)
+        .values(quantity=new_quantity)
+        .where(new_quantity >= 0, new_quantity <= MAX_QUANTITY)
+    )
+    if if_match is not None:
+        statement = statement.where(StockLevel.version == if_match)
+    row = (await connection.execute(statement.returning(*_columns))).one_or_none()
+    if row is None:
+        raise await _why_not_adjusted(connection, product_id, delta, if_match)
+    await record_movement(
+        connection,
+        caller,
+        product_id=product_id,
+        kind="adjust",
+        delta=delta,
+        quantity_after=row.quantity,
+        reason=reason,
+    )
+    return _out(row)
+
+
+async def _why_not_adjusted(
+    connection: AsyncConnection, product_id: str, delta: int, if_match: int | None
+) -> Exception:
+    current = await _find(connection, product_id)
+    if if_match is not None and (current is None or current.version != if_match):
+        return _version_mismatch(product_id)
+    if current is None:
+        return _not_found(product_id)
+    if current.quantity + delta < 0:
+        return InsufficientStock(
+            f"Only {current.quantity} of {product_id!r} in stock.",
+            items=[{"product_id": product_id, "requested": -delta, "available": current.quantity}],
+        )
+    return ValidationFailed(
+        f"The stock level would exceed {MAX_QUANTITY:,}.",
+        errors=[{"field": "delta", "message": f"Stock levels lie in 0 … {MAX_QUANTITY}"}],
+    )
+
+
+async def delete_stock(
+    db: Database, caller: Caller, *, product_id: str, if_match: int | None = None
+) -> None:
+    """Forget a stock level; its ledger stays, closed by a movement back to zero."""
+    async with db.transaction() as connection:
+        statement = delete(StockLevel).where(StockLevel.product_id == product_id)
+        if if_match is not None:
+            statement = statement.where(StockLevel.version == if_match)
+        removed = await connection.scalar(statement.returning(StockLevel.quantity))
+        if removed is None:
+            exists = await _find(connection, product_id) is not None
+            raise (
+                _version_mismatch(product_id)
+                if exists or if_match is not None
+                else _not_found(product_id)
+            )
+        await record_movement(
+            connection,
+            caller,
+            product_id=product_id,
+            kind="delete",
+            delta=-removed,
+            quantity_after=0,
+        )
+
+
+def _bump(product_id: str) -> Update:
+    """An UPDATE of one stock level that also moves its version and timestamp."""
+    return (
+        update(StockLevel)
+        .where(StockLevel.product_id == product_id)
+        .values(version=StockLevel.version + 1, updated_at=utcnow())
+    )
+
+
+async def _insert(
+    connection: AsyncConnection, product_id: str, quantity: int
+) -> Row[tuple[object, ...]] | None:
+    """Create a stock level unless one exists; None when it already did."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    statement = (
+        dialect.insert(StockLevel)
+        .values(product_id=product_id, quantity=quantity, version=1, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=[StockLevel.product_id])
+        .returning(*_columns)
+    )
+    return (await connection.execute(statement)).one_or_none()

@@ -1,0 +1,186 @@
+"""What every request gets: authentication, request ids, problems for every error path."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.api.test_stock import assert_problem
+from tests.conftest import API_KEY, client_for, make_settings
+
+
+async def test_missing_key_is_401_with_www_authenticate(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/inventory")
+    assert_problem(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"] == "ApiKey"
+
+
+async def test_wrong_key_looks_like_a_missing_one(app: FastAPI) -> None:
+    async with client_for(app, **{"X-API-KEY": "wrong"}) as wrong:
+        response = await wrong.get("/inventory")
+    assert_problem(response, 401, "unauthorized")
+    assert response.json()["detail"] == (await_missing := response.json()["detail"])
+    assert await_missing
+
+
+async def test_authentication_comes_before_body_parsing(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.put(
+        "/inventory/1", content=b"{broken", headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 401, "unauthorized")
+
+
+async def test_rotated_keys_record_their_actor(app: FastAPI) -> None:
+    async with client_for(app, **{"X-API-KEY": "robot-key-abcdef"}) as robot:
+        await robot.put("/inventory/1", json={"quantity": 1})
+        movements = (await robot.get("/inventory/1/movements")).json()["items"]
+    assert movements[0]["actor"] == "robot"
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/openapi.json", "/docs", "/redoc"])
+async def test_public_paths_need_no_key(anonymous: httpx.AsyncClient, path: str) -> None:
+    assert (await anonymous.get(path)).status_code == 200
+
+
+async def test_open_service_without_keys_records_anonymous(database_url: str) -> None:
+    app = create_app(make_settings(database_url, api_keys={}))
+    async with app.router.lifespan_context(app), client_for(app) as http:
+        await http.put("/inventory/1", json={"quantity": 1})
+        movements = (await http.get("/inventory/1/movements")).json()["items"]
+    assert movements[0]["actor"] == "anonymous"
+
+
+async def test_open_service_warns_at_start_up(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings(database_url, api_keys={}))
+    with caplog.at_level(logging.WARNING):
+        async with app.router.lifespan_context(app):
+            pass
+    assert any("open" in record.getMessage() for record in caplog.records)
+
+
+def test_empty_api_key_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "")
+    monkeypatch.setenv("API_KEYS", "")
+    assert Settings(_env_file=None).actor_keys() == {}  # type: ignore[call-arg]
+
+
+def test_api_keys_parse_name_key_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "k0")
+    monkeypatch.setenv("API_KEYS", "ci:k1, ops:k2")
+    assert Settings(_env_file=None).actor_keys() == {  # type: ignore[call-arg]
+        "ci": "k1",
+        "ops": "k2",
+        "default": "k0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("API_KEYS", "no-colon"),
+        ("PRODUCTS_TIMEOUT_SECONDS", "0"),
+        ("DATABASE_URL", "mysql://x"),
+        ("PRODUCTS_SERVICE_URL", "ftp://x"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    from app.core.config import get_settings
+    from app.main import load_settings
+
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            load_settings()
+    finally:
+        get_settings.cache_clear()
+    message = str(exit_info.value)
+    assert message.startswith(f"invalid setting {name}:")
+    assert "\n" not in message
+
+
+async def test_request_id_is_echoed_when_well_formed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "abc.DEF-123_x"})
+    assert response.headers["X-Request-ID"] == "abc.DEF-123_x"
+
+
+@pytest.mark.parametrize("given", ["has space", "x" * 129, "ünï", ""])
+async def test_malformed_request_id_is_replaced(client: httpx.AsyncClient, given: str) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": given.encode()})
+    assert response.headers["X-Request-ID"] != given
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
+async def test_unknown_route_is_404_problem(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/nowhere"), 404, "not-found")
+
+
+async def test_wrong_method_is_405_problem(client: httpx.AsyncClient) -> None:
+    response = await client.patch("/inventory/1", json={})
+    assert_problem(response, 405, "method-not-allowed")
+    assert "PUT" in response.headers["Allow"]
+
+
+async def test_body_over_one_mebibyte_is_413(client: httpx.AsyncClient) -> None:
+    body = b'{"quantity": 1, "reason": "' + b"x" * (1024 * 1024) + b'"}'
+    response = await client.put(
+        "/inventory/1", content=body, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"x" * 65536
+
+    response = await client.put(
+        "/inventory/1", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+async def test_unexpected_exception_is_a_500_problem_without_details(
+    app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.api.deps import get_database
+
+    def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    app.dependency_overrides[get_database] = broken
+    response = await client.get("/inventory/1", headers={"X-Request-ID": "boom-1"})
+
+    body = assert_problem(response, 500, "internal-error")
+    assert "secret internals" not in response.text
+    assert body["request_id"] == "boom-1"
+    assert any(record.exc_info for record in caplog.records)
+
+
+async def test_openapi_declares_the_api_key_scheme(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    scheme = spec["components"]["securitySchemes"]["ApiKey"]
+    assert scheme == {"type": "apiKey", "in": "header", "name": "X-API-KEY"}
+    assert {"ApiKey": []} in spec["paths"]["/inventory"]["get"]["security"]
+
+
+async def test_health_and_ready(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    assert (await client.get("/ready")).json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "products": "disabled"},
+    }
+
+
+async def test_key_is_compared_with_the_api_key_header(app: FastAPI) -> None:
+    async with client_for(app, **{"X-API-KEY": API_KEY + "x"}) as near_miss:
+        assert (await near_miss.get("/inventory")).status_code == 401

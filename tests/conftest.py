@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.core.database import Database
+from app.main import create_app
+from tests import databases
+
+API_KEY = "test-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with databases.sqlite_template(tmp_path_factory.mktemp("template")) as template:
+        yield template
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if databases.POSTGRES_URL is None:
+        pytest.skip(databases.SKIP_POSTGRES_REASON)
+    with databases.postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database on each engine."""
+    if request.param == "sqlite":
+        return databases.fresh_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
+    url: str = request.getfixturevalue("postgres_url")
+    asyncio.run(databases.truncate_postgres(url))
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "api_keys": {"default": API_KEY, "robot": "robot-key-abcdef"},
+        "products_service_url": None,
+    }
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+    application.dependency_overrides.clear()
+
+
+@pytest.fixture
+def db(app: FastAPI) -> Database:
+    database: Database = app.state.database
+    return database
+
+
+def client_for(app: FastAPI, **headers: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app, **{"X-API-KEY": API_KEY}) as http:
+        yield http
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as http:
+        yield http

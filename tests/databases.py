@@ -1,0 +1,78 @@
+"""Throw-away databases for tests, built by running the migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from app.core import migrations
+from app.models import Base
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL") or None
+SKIP_POSTGRES_REASON = "TEST_POSTGRES_URL is not set: PostgreSQL tests skipped"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _admin_dsn() -> str:
+    assert POSTGRES_URL is not None
+    url = make_url(POSTGRES_URL).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(_admin_dsn(), timeout=10)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def postgres_database(*, migrate: bool = True) -> Iterator[str]:
+    """A new, empty (or migrated) PostgreSQL database, dropped afterwards."""
+    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(_admin_dsn()).set(database=name).render_as_string(hide_password=False)
+    try:
+        if migrate:
+            migrations.upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def sqlite_template(directory: Path) -> Iterator[Path]:
+    """A migrated SQLite file to copy for each test: faster than migrating every time."""
+    template = directory / "template.db"
+    migrations.upgrade(sqlite_url(template))
+    yield template
+
+
+def fresh_sqlite(template: Path, directory: Path) -> str:
+    path = directory / f"{uuid.uuid4().hex}.db"
+    shutil.copyfile(template, path)
+    return sqlite_url(path)
+
+
+TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
+
+
+async def truncate_postgres(url: str) -> None:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await connection.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    finally:
+        await connection.close()

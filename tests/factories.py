@@ -1,0 +1,43 @@
+"""Small typed factories: put things in the database through the service functions."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.clients.products import StandaloneCatalog
+from app.core.context import Caller
+from app.core.database import Database
+from app.models import Movement, StockLevel
+from app.schemas.stock import StockLevelOut
+from app.services import stock
+
+TEST_CALLER = Caller(actor="factory", request_id="factory-request")
+
+
+async def make_stock(db: Database, product_id: str = "7", quantity: int = 3) -> StockLevelOut:
+    result = await stock.set_quantity(
+        db,
+        StandaloneCatalog(),
+        TEST_CALLER,
+        product_id=product_id,
+        quantity=quantity,
+        reason="factory",
+    )
+    return result.stock
+
+
+async def quantity_of(db: Database, product_id: str) -> int | None:
+    async with db.read() as connection:
+        return await connection.scalar(
+            select(StockLevel.quantity).where(StockLevel.product_id == product_id)
+        )
+
+
+async def ledger_sum(db: Database, product_id: str) -> int:
+    async with db.read() as connection:
+        total = await connection.scalar(
+            select(func.coalesce(func.sum(Movement.delta), 0)).where(
+                Movement.product_id == product_id
+            )
+        )
+    return int(total or 0)
