@@ -88,6 +88,13 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
         problem = MethodNotAllowed(
             f"{request.method} is not allowed here.", headers={"Allow": _allowed_methods(request)}
         )
+    elif error.status_code == 400:
+        # FastAPI's answer to a body it could not decode (e.g. JSON that is not UTF-8): to our
+        # callers that is malformed JSON like any other, so the same 422.
+        problem = ValidationFailed(
+            "The request body could not be decoded.",
+            errors=[{"field": "body", "message": str(error.detail)}],
+        )
     elif error.status_code < 500:
         problem = BadRequest(str(error.detail), headers=dict(error.headers or {}))
     else:
