@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import health, stock
+from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from app.clients.products import StandaloneCatalog
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(stock.router)
+    describe_problems_as_problem_json(app)
 
     # Added innermost first: the request id is set before anything else runs.
     app.add_middleware(BodyLimitMiddleware)
