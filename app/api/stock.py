@@ -13,7 +13,7 @@ from app.schemas.common import PRODUCT_ID_PATTERN, Page
 from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
 from app.services import ledger, stock
 
-router = APIRouter(prefix="/inventory", tags=["stock"], responses=problems(401, 413))
+router = APIRouter(prefix="/inventory", tags=["stock"], responses=problems(401, 413, 503))
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Cursor = Annotated[
