@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app.core.context import request_id_var
+from app.core.database import is_unavailable
 from app.core.errors import (
     PROBLEM_MEDIA_TYPE,
     BadRequest,
@@ -103,8 +104,9 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _on_database(_: Request, error: Exception) -> JSONResponse:
+    """A backstop for database errors raised outside `Database`, which translates its own."""
     assert isinstance(error, DBAPIError)
-    if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+    if is_unavailable(error):
         return problem_response(DatabaseUnavailable("The database cannot answer right now."))
     raise error
 

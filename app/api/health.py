@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import Catalog, Db
+from app.core.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -36,7 +37,7 @@ async def ready(db: Db, catalog: Catalog, response: Response) -> Readiness:
     try:
         await db.ping()
         database = "ok"
-    except (SQLAlchemyError, OSError):
+    except (DatabaseUnavailable, SQLAlchemyError, OSError):
         database = "unavailable"
     checks = {"database": database, "products": await catalog.probe()}
     if database != "ok":

@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from app.core.errors import DatabaseUnavailable
+
 _WRITE = "inventory_write"
+
+# SQLSTATE classes that mean "not now" rather than "never": connection exceptions (08),
+# transaction rollbacks such as deadlocks and serialization failures (40), insufficient
+# resources (53), operator intervention such as shutdown, start-up or cancel (57), and
+# system errors (58).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database cannot answer right now, so a retry may work.
+
+    asyncpg lets socket errors through unwrapped: a refused or reset connection is an
+    `OSError`, and a connect timeout a `TimeoutError` (itself an `OSError`).
+    """
+    if isinstance(error, OSError | PoolTimeout):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+            return True
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False
+
+
+@contextmanager
+def _unavailable_as_problem() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        if is_unavailable(error):
+            raise DatabaseUnavailable("The database cannot answer right now.") from error
+        raise
 
 
 def async_url(database_url: str) -> URL:
@@ -32,6 +68,9 @@ class Database:
     `BEGIN IMMEDIATE`, so a writer takes the lock up front instead of failing half-way
     with "database is locked", and writers of this process queue on an asyncio lock
     rather than busy-polling the file.
+
+    Whatever means the database cannot answer right now — refused, reset or timed-out
+    connections, a lock held past the busy timeout — leaves as `DatabaseUnavailable`.
     """
 
     def __init__(self, database_url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000):
@@ -49,18 +88,20 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-        if self._write_lock is None:
-            async with self.engine.begin() as connection:
+        with _unavailable_as_problem():
+            if self._write_lock is None:
+                async with self.engine.begin() as connection:
+                    yield connection
+                return
+            async with self._write_lock, self._write_engine.begin() as connection:
                 yield connection
-            return
-        async with self._write_lock, self._write_engine.begin() as connection:
-            yield connection
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction with a consistent view."""
-        async with self.engine.connect() as connection:
-            yield connection
+        with _unavailable_as_problem():
+            async with self.engine.connect() as connection:
+                yield connection
 
     async def ping(self) -> None:
         async with self.read() as connection:
