@@ -71,12 +71,14 @@ class Database:
 
     Whatever means the database cannot answer right now — refused, reset or timed-out
     connections, a lock held past the busy timeout — leaves as `DatabaseUnavailable`.
+    PostgreSQL connections are checked before use, so after an outage the pool replaces
+    dead connections by itself instead of failing the first request on each.
     """
 
     def __init__(self, database_url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000):
         url = async_url(database_url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
-        options: dict[str, Any] = {"pool_pre_ping": False}
+        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if not self.is_sqlite:
             options |= {"pool_size": pool_size, "max_overflow": pool_size}
         self.engine: AsyncEngine = create_async_engine(url, **options)

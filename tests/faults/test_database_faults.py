@@ -90,6 +90,21 @@ async def test_postgres_going_away_is_503_and_the_service_recovers_when_it_is_ba
     assert adjusted.status_code == 200
 
 
+async def test_first_request_after_an_outage_nobody_noticed_succeeds(
+    proxied: httpx.AsyncClient, proxy: TcpProxy
+) -> None:
+    """The pooled connections died with the outage; they are replaced, not handed out."""
+    for product_id in ("1", "2", "3"):
+        assert (await proxied.put(f"/inventory/{product_id}", json={"quantity": 1})).is_success
+
+    await proxy.stop()
+    await proxy.start()
+
+    for product_id in ("1", "2", "3"):
+        response = await proxied.get(f"/inventory/{product_id}")
+        assert response.status_code == 200, response.text
+
+
 async def test_postgres_on_a_port_nobody_listens_on_is_503(
     proxied: httpx.AsyncClient, proxied_app: FastAPI, postgres_url: str
 ) -> None:
