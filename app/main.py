@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.database_url,
             pool_size=settings.database_pool_size,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            timeout_seconds=settings.database_timeout_seconds,
         )
         try:
             await ensure_schema_current(database, settings.database_url)

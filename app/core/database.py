@@ -75,12 +75,24 @@ class Database:
     dead connections by itself instead of failing the first request on each.
     """
 
-    def __init__(self, database_url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000):
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        pool_size: int = 10,
+        busy_timeout_ms: int = 5000,
+        timeout_seconds: float = 5.0,
+    ):
         url = async_url(database_url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if not self.is_sqlite:
-            options |= {"pool_size": pool_size, "max_overflow": pool_size}
+            options |= {
+                "pool_size": pool_size,
+                "max_overflow": pool_size,
+                "pool_timeout": timeout_seconds,
+                "connect_args": {"timeout": timeout_seconds, "command_timeout": timeout_seconds},
+            }
         self.engine: AsyncEngine = create_async_engine(url, **options)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
         self._write_lock = asyncio.Lock() if self.is_sqlite else None

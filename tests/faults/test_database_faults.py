@@ -3,6 +3,7 @@ the service recovers by itself once the database is back."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,6 +116,27 @@ async def test_postgres_on_a_port_nobody_listens_on_is_503(
     finally:
         await proxied_app.state.database.dispose()
         proxied_app.state.database = working
+
+
+async def test_hung_postgres_is_503_within_the_timeout(postgres_url: str, proxy: TcpProxy) -> None:
+    """A server that accepts connections and never answers holds no request for long."""
+    app = create_app(make_settings(_via(postgres_url, proxy.port), database_timeout_seconds=0.5))
+    async with app.router.lifespan_context(app), client_for(app, **{"X-API-KEY": API_KEY}) as http:
+        assert (await http.put("/inventory/7", json={"quantity": 3})).status_code == 201
+        await proxy.stop()
+        proxy.blackhole = True
+        await proxy.start()
+
+        # The guard only keeps a regression from hanging the suite; 0.5 s is the bound.
+        response = await asyncio.wait_for(http.get("/inventory/7"), timeout=30)
+        assert_problem(response, 503, "database-unavailable")
+        ready = await asyncio.wait_for(http.get("/ready"), timeout=30)
+        assert ready.json()["checks"]["database"] == "unavailable"
+
+        await proxy.stop()
+        proxy.blackhole = False
+        await proxy.start()
+        assert (await http.get("/inventory/7")).status_code == 200
 
 
 @pytest.fixture
