@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -24,6 +25,19 @@ _WRITE = "inventory_write"
 # system errors (58).
 _TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 
+# SQLite result codes that mean the same: busy or locked (past the busy timeout), I/O
+# error, disk full, cannot open. SQLite also files "no such table" or a syntax error under
+# OperationalError, so the class alone says nothing there.
+_TRANSIENT_SQLITE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+
 
 def is_unavailable(error: BaseException) -> bool:
     """Whether an error means the database cannot answer right now, so a retry may work.
@@ -33,12 +47,18 @@ def is_unavailable(error: BaseException) -> bool:
     """
     if isinstance(error, OSError | PoolTimeout):
         return True
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
-            return True
-        sqlstate = getattr(error.orig, "sqlstate", None)
-        return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
-    return False
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if isinstance(error.orig, sqlite3.Error):
+        code = getattr(error.orig, "sqlite_errorcode", None)
+        # Extended result codes carry the primary code in their low byte.
+        return isinstance(code, int) and code & 0xFF in _TRANSIENT_SQLITE_CODES
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 @contextmanager
