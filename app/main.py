@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, stock
+from app.api import health, purchases, stock
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from app.clients.products import StandaloneCatalog
@@ -18,6 +19,7 @@ from app.core.config import Settings, get_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.migrations import ensure_schema_current
+from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
 
@@ -37,10 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             await ensure_schema_current(database, settings.database_url)
+            app.state.settings = settings
             app.state.database = database
             app.state.catalog = StandaloneCatalog()
             _warn_about_open_doors(settings)
+            purger = asyncio.create_task(purge_idempotency_keys(database))
             yield
+            purger.cancel()
         finally:
             await database.dispose()
 
@@ -52,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(purchases.router)
     app.include_router(stock.router)
 
     # Added innermost first: the request id is set before anything else runs.
