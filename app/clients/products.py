@@ -82,7 +82,7 @@ class StandaloneCatalog:
 
 def backoff_cap(base_seconds: float, max_seconds: float, retry: int) -> float:
     """The longest pause before retry number `retry` (0 for the first): doubling, capped."""
-    return min(max_seconds, base_seconds * float(2**retry))
+    return min(max_seconds, base_seconds * 2.0**retry)
 
 
 def lookup_deadline_seconds(settings: Settings) -> float:
