@@ -180,7 +180,7 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         self._failures += 1
         self._probe_out = False
-        if self._opened_at is not None or self._failures >= self._failure_threshold:
+        if self._failures >= self._failure_threshold:
             self._opened_at = self._clock()
             logger.warning(
                 "products circuit open for %ss after %d failed look-ups",

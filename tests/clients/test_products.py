@@ -501,6 +501,24 @@ async def test_half_open_lets_only_the_probe_through(
     assert (await catalog.lookup("7")).status is ProductStatus.FOUND
 
 
+async def test_probe_that_ends_without_a_verdict_lets_the_next_lookup_probe(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory, clock: FakeClock
+) -> None:
+    products_api.get("/products/42").mock(
+        side_effect=[httpx.Response(500), RuntimeError("bug"), product()]
+    )
+    catalog = make_catalog(products_circuit_failures=1)
+    await failing_lookups(catalog, 1)
+    clock.advance(RESET_SECONDS)
+
+    with pytest.raises(RuntimeError):
+        await catalog.lookup("42")
+
+    assert catalog.circuit_state == "half_open"
+    assert (await catalog.lookup("42")).status is ProductStatus.FOUND
+    assert catalog.circuit_state == "closed"
+
+
 async def test_not_found_counts_as_success_for_the_circuit(
     products_api: respx.MockRouter, make_catalog: CatalogFactory
 ) -> None:
