@@ -63,7 +63,7 @@ class FakeProductsServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.catalog: dict[str, dict[str, Any]] = dict(DEMO_CATALOG if catalog is None else catalog)
+        self._initial_catalog = dict(DEMO_CATALOG if catalog is None else catalog)
         self._host = host
         self._requested_port = port
         self._lock = threading.Lock()
@@ -79,9 +79,9 @@ class FakeProductsServer:
     # --- switching behaviour -------------------------------------------------------------
 
     def reset(self) -> None:
-        """Plain bodies, no failures, no delay, no key, demo catalog, no recorded requests."""
+        """Plain bodies, no failures, no delay, no key, the first catalog, no recorded requests."""
         with self._lock:
-            self.catalog = dict(DEMO_CATALOG)
+            self.catalog: dict[str, dict[str, Any]] = dict(self._initial_catalog)
             self._requests.clear()
             self.shape: BodyShape = "plain"
             self.status: int | None = None

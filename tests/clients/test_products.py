@@ -47,7 +47,7 @@ def make_settings(**overrides: Any) -> Settings:
         "products_circuit_reset_seconds": RESET_SECONDS,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 class FakeClock:

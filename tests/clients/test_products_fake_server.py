@@ -44,7 +44,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         "products_circuit_failures": 5,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @asynccontextmanager
