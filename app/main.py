@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app.api import health, purchases, stock
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
-from app.clients.products import StandaloneCatalog
+from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, get_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
@@ -37,16 +37,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool_size=settings.database_pool_size,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
+        http_client = build_http_client(settings) if settings.products_service_url else None
         try:
             await ensure_schema_current(database, settings.database_url)
             app.state.settings = settings
             app.state.database = database
-            app.state.catalog = StandaloneCatalog()
+            app.state.catalog = build_catalog(settings, http_client)
             _warn_about_open_doors(settings)
             purger = asyncio.create_task(purge_idempotency_keys(database))
             yield
             purger.cancel()
+            with suppress(asyncio.CancelledError):
+                await purger
         finally:
+            if http_client is not None:
+                await http_client.aclose()
             await database.dispose()
 
     app = FastAPI(

@@ -189,6 +189,7 @@ async def purge_expired(db: Database) -> int:
 async def purge_idempotency_keys(db: Database, *, every: timedelta = PURGE_INTERVAL) -> None:
     """Runs for the life of the process; every worker may run it, deleting twice is harmless."""
     while True:
+        await asyncio.sleep(every.total_seconds())
         try:
             purged = await purge_expired(db)
         except SQLAlchemyError:
@@ -196,7 +197,6 @@ async def purge_idempotency_keys(db: Database, *, every: timedelta = PURGE_INTER
         else:
             if purged:
                 logger.info("purged %d expired idempotency keys", purged)
-        await asyncio.sleep(every.total_seconds())
 
 
 def _dump(answer: Answer) -> str:

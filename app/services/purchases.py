@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
+from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus, lookup_all
 from app.core.context import Caller
 from app.core.database import Database
 from app.core.errors import InsufficientStock, NotFound, UnknownProduct, ValidationFailed
@@ -54,19 +53,13 @@ async def check_products(
     """Ask the catalog about every product at once; 422 naming all the unknown ones."""
     if not catalog.enabled:
         return {}
-    gate = asyncio.Semaphore(concurrency)
-
-    async def look_up(product_id: str) -> ProductLookup:
-        async with gate:
-            return await catalog.lookup(product_id)
-
-    lookups = await asyncio.gather(*(look_up(pid) for pid in product_ids))
-    unknown = [lookup.product_id for lookup in lookups if lookup.status is ProductStatus.NOT_FOUND]
+    lookups = await lookup_all(catalog, product_ids, concurrency=concurrency)
+    unknown = [pid for pid in product_ids if lookups[pid].status is ProductStatus.NOT_FOUND]
     if unknown:
         raise UnknownProduct(
             "The products service does not know these products.", product_ids=unknown
         )
-    return {lookup.product_id: lookup for lookup in lookups}
+    return lookups
 
 
 async def buy(
