@@ -7,7 +7,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 
+from app.api.deps import get_catalog
+from app.clients.products import ProductLookup, ProductStatus
 from app.core.database import Database
+from app.core.errors import ProductsUnavailable
 from app.models import IdempotencyKey
 from app.models.base import utcnow
 from app.services.idempotency import purge_expired
@@ -161,4 +164,40 @@ async def test_expired_keys_are_purged_and_then_forgotten(
     again = await client.post("/inventory/purchase", json=order(("a", 1)), headers=KEY)
     assert again.status_code == 201
     assert "Idempotent-Replayed" not in again.headers
+    assert await quantity_of(db, "a") == 3
+
+
+class FlakyCatalog:
+    """Cannot answer the first time, knows every product after that."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def lookup(self, product_id: str) -> ProductLookup:
+        self.calls += 1
+        if self.calls == 1:
+            raise ProductsUnavailable("down", retry_after=3)
+        return ProductLookup(product_id, ProductStatus.FOUND, {"id": product_id, "price": "2.5"})
+
+    async def probe(self) -> str:
+        return "ok"
+
+
+async def test_a_503_is_not_stored_so_the_same_key_can_be_retried(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "a", 5)
+    catalog = FlakyCatalog()
+    app.dependency_overrides[get_catalog] = lambda: catalog
+
+    first = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
+    retry = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
+
+    assert_problem(first, 503, "products-unavailable")
+    assert first.headers["Retry-After"] == "3"
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry.headers
+    assert retry.json()["total"] == "5.00"
     assert await quantity_of(db, "a") == 3
