@@ -83,10 +83,23 @@ def fuzz_client(database_url: str) -> Iterator[InProcessClient]:
     httpx_logger.setLevel(level)
 
 
+def _header_bytes(value: str | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
+
+
 def _httpx_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Schemathesis serialises for `requests`; raw bodies are `content` in httpx."""
     # A falsy `json` (0, [], {}, "") is still a body to send; no operation takes cookies.
     arguments = {k: v for k, v in kwargs.items() if v is not None and k != "cookies"}
+    # httpx encodes header values as ASCII; a raw client sends any byte, and so do we.
+    arguments["headers"] = {
+        name: _header_bytes(value) for name, value in arguments.get("headers", {}).items()
+    }
     data = arguments.pop("data", None)
     if isinstance(data, bytes | str):
         arguments["content"] = data
