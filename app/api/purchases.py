@@ -13,7 +13,7 @@ from app.api.docs import problems
 from app.schemas.purchases import PurchaseIn, PurchaseOut
 from app.services import idempotency, purchases
 
-router = APIRouter(prefix="/inventory", tags=["purchases"], responses=problems(401, 413))
+router = APIRouter(prefix="/inventory", tags=["purchases"], responses=problems(401, 413, 503))
 
 PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id.")]
 
