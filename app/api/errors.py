@@ -43,10 +43,17 @@ def field_path(location: tuple[int | str, ...] | list[int | str]) -> str:
 
 
 def validation_problem(errors: list[dict[str, Any]]) -> ValidationFailed:
-    if any(error.get("type") == "json_invalid" for error in errors):
+    invalid = [error for error in errors if error.get("type") == "json_invalid"]
+    if invalid:
+        reason = (invalid[0].get("ctx") or {}).get("error")
         return ValidationFailed(
             "The request body is not valid JSON.",
-            errors=[{"field": "body", "message": "Invalid JSON"}],
+            errors=[
+                {
+                    "field": "body",
+                    "message": f"Invalid JSON: {reason}" if reason else "Invalid JSON",
+                }
+            ],
         )
     return ValidationFailed(
         "The request is not valid.",

@@ -10,10 +10,16 @@ from fastapi.responses import JSONResponse
 from app.api.answers import IdempotencyKeyHeader, answer_response
 from app.api.deps import CallerDep, Catalog, Db, SettingsDep
 from app.api.docs import problems
+from app.api.strict_json import StrictJsonRoute
 from app.schemas.purchases import PurchaseIn, PurchaseOut
 from app.services import idempotency, purchases
 
-router = APIRouter(prefix="/inventory", tags=["purchases"], responses=problems(401, 413, 503))
+router = APIRouter(
+    prefix="/inventory",
+    tags=["purchases"],
+    responses=problems(401, 413, 503),
+    route_class=StrictJsonRoute,
+)
 
 PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id.")]
 
