@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.core.database import Database
-from tests.api.test_stock import assert_problem
+from tests.api.test_stock import PROBLEM, assert_problem
+from tests.conftest import API_KEY
 from tests.factories import make_stock, snapshot
 
 MIB = 1024 * 1024
@@ -251,3 +254,190 @@ async def test_unicode_that_is_printable_is_stored_and_answered_as_sent(
     assert response.status_code == 201
     movements = (await client.get("/inventory/7/movements")).json()["items"]
     assert movements[0]["reason"] == reason
+
+
+# --- raw ASGI: what httpx refuses to send ------------------------------------------------
+
+
+async def raw_request(
+    app: FastAPI,
+    method: str,
+    raw_path: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"",
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request straight into the ASGI app, with the path decoded as uvicorn does."""
+    path, _, query = raw_path.partition(b"?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote_to_bytes(path).decode("utf-8", "surrogateescape"),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"test"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], list(start["headers"]), content
+
+
+def problem_of(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> dict[str, Any]:
+    assert dict(headers)[b"content-type"].decode().startswith(PROBLEM)
+    problem: dict[str, Any] = json.loads(body)
+    assert problem["status"] == status
+    return problem
+
+
+def assert_no_line_breaks(headers: list[tuple[bytes, bytes]]) -> None:
+    for name, value in headers:
+        assert b"\r" not in name + value, (name, value)
+        assert b"\n" not in name + value, (name, value)
+
+
+KEY = (b"x-api-key", API_KEY.encode())
+
+
+async def test_request_id_with_crlf_is_replaced_not_echoed(app: FastAPI, stocked: Any) -> None:
+    status, headers, _ = await raw_request(
+        app, "GET", b"/inventory/7", [KEY, (b"x-request-id", b"abc\r\nSet-Cookie: pwned=1")]
+    )
+    assert status == 200
+    assert_no_line_breaks(headers)
+    request_id = dict(headers)[b"x-request-id"]
+    assert b"abc" not in request_id
+    assert all(name != b"set-cookie" for name, _ in headers)
+
+
+async def test_api_key_with_crlf_is_401(app: FastAPI, stocked: Any) -> None:
+    for value in (API_KEY.encode() + b"\r\n", b"\r\n" + API_KEY.encode(), API_KEY.encode() + b"\n"):
+        status, headers, body = await raw_request(
+            app, "GET", b"/inventory/7", [(b"x-api-key", value)]
+        )
+        assert problem_of(status, headers, body)["type"] == "/problems/unauthorized"
+        assert status == 401
+        assert_no_line_breaks(headers)
+
+
+@pytest.mark.parametrize(
+    "value", [b"k\r\nX-Injected: 1", b"k\n", b"\r\n", b"k\x00", b"\xff\xfe", b"k" * 256]
+)
+async def test_idempotency_key_with_control_bytes_is_422(
+    app: FastAPI, stocked: Any, value: bytes
+) -> None:
+    body = json.dumps({"items": [{"product_id": "7", "quantity": 1}]}).encode()
+    status, headers, content = await raw_request(
+        app,
+        "POST",
+        b"/inventory/purchase",
+        [KEY, (b"content-type", b"application/json"), (b"idempotency-key", value)],
+        body,
+    )
+    assert status == 422, content
+    assert problem_of(status, headers, content)["type"] == "/problems/validation-error"
+    assert_no_line_breaks(headers)
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        b"/health/../inventory/7",
+        b"/health/..%2Finventory%2F7",
+        b"//inventory/7",
+        b"/./inventory/7",
+        b"/INVENTORY/7",
+        b"/%69nventory/7",
+        b"/inventory%2F7",
+        b"/inventory/7%2F..%2F..%2Fhealth",
+    ],
+)
+async def test_no_path_trick_reaches_stock_without_a_key(
+    app: FastAPI, stocked: Any, raw_path: bytes
+) -> None:
+    status, headers, body = await raw_request(app, "GET", raw_path, [])
+    assert status in (401, 404), (status, body)
+    problem_of(status, headers, body)
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "status"),
+    [
+        (b"/inventory/..", 422),
+        (b"/inventory/%2E%2E", 422),
+        (b"/inventory/.hidden", 422),
+        (b"/inventory/7%2F8", 404),
+        (b"/inventory/..%2F7", 404),
+        (b"/inventory/7/../7", 404),
+        (b"/inventory/%2e%2e%2f%2e%2e%2fetc%2fpasswd", 404),
+    ],
+)
+async def test_dot_segments_and_encoded_slashes_in_product_ids_are_4xx(
+    app: FastAPI, stocked: Any, raw_path: bytes, status: int
+) -> None:
+    for method, body in (("GET", b""), ("PUT", b'{"quantity": 9}'), ("DELETE", b"")):
+        answer = await raw_request(
+            app, method, raw_path, [KEY, (b"content-type", b"application/json")], body
+        )
+        assert answer[0] == status, (method, answer)
+        problem_of(*answer)
+
+
+# --- query strings ------------------------------------------------------------------------
+
+
+async def test_five_thousand_product_ids_in_a_query_are_422(app: FastAPI, stocked: Any) -> None:
+    # Past httpx's URL limit (and uvicorn's request-line limit): straight into the app.
+    query = "&".join(f"product_id={n}" for n in range(5000)).encode()
+    answer = await raw_request(app, "GET", b"/inventory?" + query, [KEY])
+    assert answer[0] == 422
+    assert problem_of(*answer)["type"] == "/problems/validation-error"
+
+
+async def test_five_hundred_product_ids_are_a_batch_look_up(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    params = [("product_id", str(n)) for n in range(500)]
+    response = await client.get("/inventory", params=params)
+    assert response.status_code == 200
+    assert [item["product_id"] for item in response.json()["items"]] == ["7"]
+
+
+async def test_thousands_of_unknown_query_parameters_are_ignored(
+    app: FastAPI, stocked: Any
+) -> None:
+    query = "&".join(f"p{n}=xxxxxxxxxx" for n in range(5000)).encode()
+    status, _, body = await raw_request(app, "GET", b"/inventory/7?" + query, [KEY])
+    assert status == 200
+    assert json.loads(body)["quantity"] == 3
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=1e3",
+        "limit=%00",
+        "limit=-1",
+        "max_quantity=NaN",
+        "limit=99999999999999999999999",
+        "cursor=%FF%FE",
+    ],
+)
+async def test_malformed_query_values_are_422(
+    client: httpx.AsyncClient, stocked: Any, query: str
+) -> None:
+    assert_problem(await client.get(f"/inventory?{query}"), 422, "validation-error")
