@@ -53,6 +53,15 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        # Header values arrive without surrounding blanks, so a key cannot keep them; and a
+        # key that is only blanks is no key (`API_KEY=` counts as unset, from anywhere).
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
