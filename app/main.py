@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.database_url,
             pool_size=settings.database_pool_size,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            timeout_seconds=settings.database_timeout_seconds,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            statement_timeout_seconds=settings.database_statement_timeout_seconds,
         )
         http_client = build_http_client(settings) if settings.products_service_url else None
         try:

@@ -20,9 +20,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./inventory.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
-    # PostgreSQL: how long to wait for a connection (new or from the pool) and for one
-    # statement before answering 503, so a hung server cannot hold requests for minutes.
-    database_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    # PostgreSQL: how long to wait to open a connection, and for a pooled connection or one
+    # statement (lock waits included), before answering 503; a hung server holds no request
+    # for long. The second is generous: under contention, queueing for a row lock is normal.
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    database_statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     api_key: SecretStr | None = None
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
