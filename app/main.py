@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, stock
+from app.api import health, metrics, stock
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from app.clients.products import StandaloneCatalog
@@ -44,14 +45,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await database.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc assets come from the fastapi-offline package and are served by the
+    # service itself (under /static-offline-docs), so /docs works without internet access.
+    app = FastAPIOffline(
         title="Inventory",
         version="0.1.0",
         summary="Stock levels, their ledger, and purchases that never oversell.",
         lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(stock.router)
 
     # Added innermost first: the request id is set before anything else runs.

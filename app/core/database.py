@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _WRITE = "inventory_write"
+_AFTER_COMMIT = "inventory_after_commit"
+
+logger = logging.getLogger("app.database")
+
+AfterCommit = Callable[[], None]
 
 
 def async_url(database_url: str) -> URL:
@@ -48,7 +54,31 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        Callbacks registered with `after_commit` run once the commit has succeeded; after a
+        rollback they are dropped.
+        """
+        callbacks: list[AfterCommit] = []
+        async with self._begin() as connection:
+            # `info` belongs to the pooled DBAPI connection and outlives this transaction. It is
+            # held here because an invalidated connection refuses to hand it out again.
+            info = connection.info
+            info[_AFTER_COMMIT] = callbacks
+            try:
+                yield connection
+            finally:
+                info.pop(_AFTER_COMMIT, None)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                # The change is committed and the caller must hear so; a failed report must
+                # not turn that into an error.
+                logger.exception("after-commit callback failed")
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
         if self._write_lock is None:
             async with self.engine.begin() as connection:
                 yield connection
@@ -68,6 +98,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def after_commit(connection: AsyncConnection, callback: AfterCommit) -> None:
+    """Run `callback` once the transaction of `connection` has committed, never on rollback."""
+    try:
+        callbacks: list[AfterCommit] = connection.info[_AFTER_COMMIT]
+    except KeyError:
+        raise RuntimeError("after_commit needs a connection from Database.transaction()") from None
+    callbacks.append(callback)
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
