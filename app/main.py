@@ -8,14 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from pydantic import ValidationError
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import health, metrics, stock
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from app.clients.products import StandaloneCatalog
-from app.core.config import Settings, get_settings
+from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.migrations import ensure_schema_current
@@ -31,11 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        )
+        database = Database.from_settings(settings)
         try:
             await ensure_schema_current(database, settings.database_url)
             app.state.database = database
@@ -72,16 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     return app
-
-
-def load_settings() -> Settings:
-    """The settings, or one clear line naming the bad one and an exit."""
-    try:
-        return get_settings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise SystemExit(f"invalid setting {name}: {first['msg']}") from None
 
 
 def _warn_about_open_doors(settings: Settings) -> None:

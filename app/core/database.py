@@ -13,6 +13,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from app.core.config import Settings
+
 _WRITE = "inventory_write"
 _AFTER_COMMIT = "inventory_after_commit"
 
@@ -39,6 +41,14 @@ class Database:
     with "database is locked", and writers of this process queue on an asyncio lock
     rather than busy-polling the file.
     """
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
 
     def __init__(self, database_url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000):
         url = async_url(database_url)

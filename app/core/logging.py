@@ -50,6 +50,7 @@ class MaskSecrets:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._secret_names: dict[str, bool] = {}  # field names recur: match each one once
 
     def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         self._mask_in_place(event_dict)
@@ -57,15 +58,25 @@ class MaskSecrets:
 
     def _mask_in_place(self, mapping: MutableMapping[str, Any]) -> None:
         for name, value in mapping.items():
-            if name != "event" and _SECRET_NAME.search(name) and value is not None:
+            if value is None or isinstance(value, int | float):
+                continue
+            if self._is_secret_name(name):
                 mapping[name] = MASK
             else:
                 mapping[name] = self._mask_value(value)
 
+    def _is_secret_name(self, name: str) -> bool:
+        secret = self._secret_names.get(name)
+        if secret is None:
+            secret = name != "event" and _SECRET_NAME.search(name) is not None
+            self._secret_names[name] = secret
+        return secret
+
     def _mask_value(self, value: Any) -> Any:
         if isinstance(value, str):
             for secret in self.secrets:
-                value = value.replace(secret, MASK)
+                if secret in value:
+                    value = value.replace(secret, MASK)
             return value
         if isinstance(value, dict):
             copy = dict(value)  # the caller's dict is theirs: mask a copy

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import insert, select
@@ -59,8 +59,24 @@ async def record_movements(
     with an `inventory.changed` log line once that transaction has committed."""
     if not movements:
         return
-    stamp = {"actor": caller.actor, "request_id": caller.request_id, "created_at": utcnow()}
-    await connection.execute(insert(Movement), [asdict(m) | stamp for m in movements])
+    now = utcnow()
+    await connection.execute(
+        insert(Movement),
+        [
+            {
+                "product_id": m.product_id,
+                "kind": m.kind,
+                "delta": m.delta,
+                "quantity_after": m.quantity_after,
+                "reason": m.reason,
+                "purchase_id": m.purchase_id,
+                "actor": caller.actor,
+                "request_id": caller.request_id,
+                "created_at": now,
+            }
+            for m in movements
+        ],
+    )
     after_commit(connection, lambda: _announce(caller, movements))
 
 
