@@ -36,8 +36,10 @@ def add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
     return event_dict
 
 
-def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    # uvicorn passes a second, ANSI-coloured copy of its message as an `extra`.
+def _drop_message_copies(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # Copies of `event` that look like extras: the formatted message the standard library
+    # caches on its records, and the ANSI-coloured one uvicorn passes.
+    event_dict.pop("message", None)
     event_dict.pop("color_message", None)
     return event_dict
 
@@ -112,7 +114,7 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
         secrets.append(settings.products_api_key.get_secret_value())
 
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_color_message, *_SHARED],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_message_copies, *_SHARED],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
