@@ -14,17 +14,17 @@ install: poetry
 	$(POETRY) install --no-interaction
 
 run: install
-	$(POETRY) run alembic upgrade head
-	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(POETRY) run inventory migrate
+	$(POETRY) run inventory serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(POETRY) run pytest --cov=app --cov-report=term-missing
 
 lint: install
-	$(POETRY) run ruff check app tests alembic
-	$(POETRY) run ruff format --check app tests alembic
+	$(POETRY) run ruff check app tests alembic bench
+	$(POETRY) run ruff format --check app tests alembic bench
 	$(POETRY) run mypy
 
 format: install
-	$(POETRY) run ruff check --fix app tests alembic
-	$(POETRY) run ruff format app tests alembic
+	$(POETRY) run ruff check --fix app tests alembic bench
+	$(POETRY) run ruff format app tests alembic bench

@@ -39,6 +39,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+WORKER_HEALTHCHECK_SECONDS = 30
 # More than this many bad rows are summed up rather than listed.
 MAX_ERRORS_SHOWN = 100
 
@@ -74,6 +75,9 @@ def serve(
             log_config=None,  # the service configures logging, uvicorn's lines included
             access_log=False,
             timeout_graceful_shutdown=graceful_timeout,
+            # A worker answers the supervisor's pings only once it has imported the app;
+            # uvicorn's default of 5 s kills slow starters (cold imports on a busy machine).
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 

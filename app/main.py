@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, metrics, stock
+from app.api import health, metrics, purchases, stock
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
-from app.clients.products import StandaloneCatalog
+from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
-from app.core.migrations import ensure_schema_current
+from app.core.migrations import SchemaNotCurrent, ensure_schema_current
+from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
 
@@ -31,13 +33,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.from_settings(settings)
+        http_client = build_http_client(settings) if settings.products_service_url else None
         try:
-            await ensure_schema_current(database, settings.database_url)
+            try:
+                await ensure_schema_current(database, settings.database_url)
+            except SchemaNotCurrent as error:
+                logger.critical("%s", error)
+                raise
+            app.state.settings = settings
             app.state.database = database
-            app.state.catalog = StandaloneCatalog()
+            app.state.catalog = build_catalog(settings, http_client)
             _warn_about_open_doors(settings)
+            purger = asyncio.create_task(purge_idempotency_keys(database))
             yield
+            purger.cancel()
+            with suppress(asyncio.CancelledError):
+                await purger
         finally:
+            if http_client is not None:
+                await http_client.aclose()
             await database.dispose()
 
     # Swagger UI and ReDoc assets come from the fastapi-offline package and are served by the
@@ -52,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(purchases.router)
     app.include_router(stock.router)
 
     # Added innermost first: the request id is set before anything else runs.

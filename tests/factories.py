@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from app.clients.products import StandaloneCatalog
 from app.core.context import Caller
 from app.core.database import Database
-from app.models import Movement, StockLevel
+from app.models import Movement, Purchase, StockLevel
 from app.schemas.stock import StockLevelOut
 from app.services import stock
 
@@ -41,3 +41,25 @@ async def ledger_sum(db: Database, product_id: str) -> int:
             )
         )
     return int(total or 0)
+
+
+async def purchase_count(db: Database) -> int:
+    async with db.read() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(Purchase)) or 0)
+
+
+async def movement_count(db: Database) -> int:
+    async with db.read() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(Movement)) or 0)
+
+
+async def snapshot(db: Database) -> tuple[list[tuple[object, ...]], int, int]:
+    """Every stock level, and how many movements and purchases there are."""
+    async with db.read() as connection:
+        levels = await connection.execute(
+            select(StockLevel.product_id, StockLevel.quantity, StockLevel.version).order_by(
+                StockLevel.product_id
+            )
+        )
+        rows = [tuple(row) for row in levels]
+    return rows, await movement_count(db), await purchase_count(db)

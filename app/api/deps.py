@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
 from app.clients.products import ProductsCatalog
+from app.core.config import Settings
 from app.core.context import Caller, request_id_var
 from app.core.database import Database
 from app.core.errors import ValidationFailed
@@ -22,6 +23,11 @@ api_key_scheme = APIKeyHeader(name="X-API-KEY", auto_error=False, scheme_name="A
 def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_catalog(request: Request) -> ProductsCatalog:
@@ -56,6 +62,7 @@ def parse_if_match(
 
 
 Db = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 Catalog = Annotated[ProductsCatalog, Depends(get_catalog)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 IfMatch = Annotated[int | None, Depends(parse_if_match)]

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
 
-from app.api.deps import CallerDep, Catalog, Db, IfMatch, ProductIdPath
+from app.api.answers import IdempotencyKeyHeader, answer_response
+from app.api.deps import CallerDep, Catalog, Db, IfMatch, ProductIdPath, SettingsDep
 from app.api.docs import problems
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.common import PRODUCT_ID_PATTERN, Page
 from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
-from app.services import ledger, stock
+from app.services import idempotency, ledger, stock
 
 router = APIRouter(prefix="/inventory", tags=["stock"], responses=problems(401, 413))
 
@@ -109,6 +111,7 @@ async def delete_stock_level(
 @router.post(
     "/{product_id}/adjustments",
     summary="Adjust a stock level",
+    response_model=StockLevelOut,
     responses=problems(404, 409, 412, 422),
 )
 async def adjust_stock_level(
@@ -116,19 +119,31 @@ async def adjust_stock_level(
     body: Adjustment,
     db: Db,
     caller: CallerDep,
+    settings: SettingsDep,
     if_match: IfMatch,
-    response: Response,
-) -> StockLevelOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     """Add (positive `delta`) or remove (negative) stock; never below zero."""
-    result = await stock.adjust(
+    path = f"/inventory/{product_id}/adjustments"
+    answer = await idempotency.run_once(
         db,
         caller,
-        product_id=product_id,
-        delta=body.delta,
-        reason=body.reason,
-        if_match=if_match,
+        key=idempotency_key,
+        request_fingerprint=idempotency.fingerprint(
+            "POST", path, {**body.model_dump(mode="json"), "if_match": if_match}
+        ),
+        ttl=settings.idempotency_ttl,
+        work=lambda claim: stock.adjust(
+            db,
+            caller,
+            product_id=product_id,
+            delta=body.delta,
+            reason=body.reason,
+            if_match=if_match,
+            claim=claim,
+        ),
     )
-    return _etag(response, result)
+    return answer_response(answer)
 
 
 @router.get("/{product_id}/movements", summary="A product's ledger", responses=problems(404, 422))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -81,6 +82,10 @@ class Settings(BaseSettings):
         if self.products_backoff_max_seconds < self.products_backoff_seconds:
             raise ValueError("PRODUCTS_BACKOFF_MAX_SECONDS must be >= PRODUCTS_BACKOFF_SECONDS")
         return self
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_ttl_hours)
 
     def actor_keys(self) -> dict[str, str]:
         """Every accepted key, by the actor name it stands for."""

@@ -1,7 +1,9 @@
 """The tables. Importing this package registers every one of them on `Base.metadata`."""
 
 from app.models.base import Base
+from app.models.idempotency_key import IdempotencyKey
 from app.models.movement import Movement
+from app.models.purchase import Purchase, PurchaseLine
 from app.models.stock_level import StockLevel
 
-__all__ = ["Base", "Movement", "StockLevel"]
+__all__ = ["Base", "IdempotencyKey", "Movement", "Purchase", "PurchaseLine", "StockLevel"]

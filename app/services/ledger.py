@@ -20,8 +20,6 @@ from app.schemas.common import Page
 from app.schemas.stock import MovementOut
 from app.services.cursors import decode_cursor, encode_cursor
 
-__all__ = ["MovementKind", "NewMovement", "list_movements", "record_movement", "record_movements"]
-
 _movement_columns = list(Movement.__table__.c)
 
 logger = structlog.get_logger("app.inventory")

@@ -26,7 +26,9 @@ from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.common import Page
 from app.schemas.stock import StockLevelOut
+from app.services.answers import Answer
 from app.services.cursors import decode_cursor, encode_cursor
+from app.services.idempotency import Claim
 from app.services.ledger import record_movement
 
 _columns = list(StockLevel.__table__.c)
@@ -126,7 +128,7 @@ async def set_quantity(
 
     async with db.transaction() as connection:
         if if_match is None:
-            row = await _insert(connection, product_id, quantity)
+            row = await insert_if_absent(connection, product_id, quantity)
             if row is not None:
                 await record_movement(
                     connection,
@@ -143,7 +145,7 @@ async def set_quantity(
         previous = await connection.scalar(
             select(StockLevel.quantity).where(StockLevel.product_id == product_id).with_for_update()
         )
-        statement = _bump(product_id).values(quantity=quantity)
+        statement = bump(product_id).values(quantity=quantity)
         if if_match is not None:
             statement = statement.where(StockLevel.version == if_match)
         row = (await connection.execute(statement.returning(*_columns))).one_or_none()
@@ -169,31 +171,28 @@ async def adjust(
     delta: int,
     reason: str,
     if_match: int | None = None,
-) -> StockLevelOut:
+    claim: Claim | None = None,
+) -> Answer:
+    """Add or remove stock, never below zero; the answer is stored with the change."""
     async with db.transaction() as connection:
-        return await adjust_in(
-            connection,
-            caller,
-            product_id=product_id,
-            delta=delta,
-            reason=reason,
-            if_match=if_match,
-        )
+        level = await _adjust(connection, caller, product_id, delta, reason, if_match)
+        answer = Answer(200, level.model_dump(mode="json"), {"ETag": f'"{level.version}"'})
+        if claim is not None:
+            await claim.store(connection, answer)
+    return answer
 
 
-async def adjust_in(
+async def _adjust(
     connection: AsyncConnection,
     caller: Caller,
-    *,
     product_id: str,
     delta: int,
     reason: str,
-    if_match: int | None = None,
+    if_match: int | None,
 ) -> StockLevelOut:
-    """Add or remove stock inside the caller's transaction, never below zero."""
     new_quantity = StockLevel.quantity + delta
     statement = (
-        _bump(product_id)
+        bump(product_id)
         .values(quantity=new_quantity)
         .where(new_quantity >= 0, new_quantity <= MAX_QUANTITY)
     )
@@ -259,7 +258,7 @@ async def delete_stock(
         )
 
 
-def _bump(product_id: str) -> Update:
+def bump(product_id: str) -> Update:
     """An UPDATE of one stock level that also moves its version and timestamp."""
     return (
         update(StockLevel)
@@ -268,7 +267,7 @@ def _bump(product_id: str) -> Update:
     )
 
 
-async def _insert(
+async def insert_if_absent(
     connection: AsyncConnection, product_id: str, quantity: int
 ) -> Row[tuple[object, ...]] | None:
     """Create a stock level unless one exists; None when it already did."""

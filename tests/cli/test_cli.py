@@ -195,6 +195,7 @@ def test_serve_runs_uvicorn_without_its_access_log(
     assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 8002, 1)
     assert call["access_log"] is False
     assert call["timeout_graceful_shutdown"] == 30
+    assert call["timeout_worker_healthcheck"] == cli.WORKER_HEALTHCHECK_SECONDS
     assert call["metrics_dir"] is None
 
 

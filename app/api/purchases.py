@@ -1,0 +1,87 @@
+"""Purchases over HTTP: buy, read the receipt, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+from fastapi.responses import JSONResponse
+
+from app.api.answers import IdempotencyKeyHeader, answer_response
+from app.api.deps import CallerDep, Catalog, Db, SettingsDep
+from app.api.docs import problems
+from app.core import metrics
+from app.core.errors import InsufficientStock, ProblemError, ProductsUnavailable, UnknownProduct
+from app.schemas.purchases import PurchaseIn, PurchaseOut
+from app.services import idempotency, purchases
+
+router = APIRouter(prefix="/inventory", tags=["purchases"], responses=problems(401, 413))
+
+_OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
+    InsufficientStock: "insufficient_stock",
+    UnknownProduct: "unknown_product",
+    ProductsUnavailable: "products_unavailable",
+}
+
+PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id.")]
+
+
+@router.post(
+    "/purchase",
+    summary="Buy several products at once",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PurchaseOut,
+    responses=problems(409, 422, 503),
+)
+async def create_purchase(
+    order: PurchaseIn,
+    db: Db,
+    catalog: Catalog,
+    caller: CallerDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Check every product with the products service, then take every line from stock in
+    one transaction, or none: 409 names every short line."""
+    try:
+        answer = await idempotency.run_once(
+            db,
+            caller,
+            key=idempotency_key,
+            request_fingerprint=idempotency.fingerprint(
+                "POST", "/inventory/purchase", order.model_dump(mode="json")
+            ),
+            ttl=settings.idempotency_ttl,
+            work=lambda claim: purchases.buy(
+                db,
+                catalog,
+                caller,
+                order=order,
+                claim=claim,
+                concurrency=settings.products_concurrency,
+            ),
+        )
+    except ProblemError as error:
+        if type(error) in _OUTCOMES:
+            metrics.count_purchase(_OUTCOMES[type(error)])
+        raise
+    metrics.count_purchase("replayed" if answer.replayed else "completed")
+    return answer_response(answer)
+
+
+@router.get(
+    "/purchases/{purchase_id}", summary="A purchase's receipt", responses=problems(404, 422)
+)
+async def get_purchase(purchase_id: PurchaseId, db: Db, _caller: CallerDep) -> PurchaseOut:
+    """The purchase as it stands: completed or cancelled."""
+    return await purchases.get_purchase(db, purchase_id=purchase_id)
+
+
+@router.post(
+    "/purchases/{purchase_id}/cancel",
+    summary="Cancel a purchase",
+    responses=problems(404, 422),
+)
+async def cancel_purchase(purchase_id: PurchaseId, db: Db, caller: CallerDep) -> PurchaseOut:
+    """Return every line to stock, once. Cancelling again changes nothing."""
+    return await purchases.cancel(db, caller, purchase_id=purchase_id)

@@ -1,0 +1,252 @@
+"""A real products service of our own, over HTTP on 127.0.0.1, for integration tests and demos.
+
+In tests it runs in a background thread (see the `fake_products` fixture) and each test
+switches how it behaves. Standalone it serves a small demo catalog:
+
+    python -m tests.fake_products --port 8003
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+BodyShape = Literal["plain", "data", "jsonapi"]
+
+DEMO_CATALOG: dict[str, dict[str, Any]] = {
+    "1": {"name": "Mug", "price": 9.5},
+    "2": {"name": "Teapot", "price": 24.0},
+    "7": {"name": "Tea towel", "price": 4.25},
+    "42": {"name": "Towel", "price": 12.9},
+    "sku-blue-pen": {"name": "Blue pen", "price": 1.2},
+}
+
+_START_TIMEOUT_SECONDS = 5.0
+_STOP_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+
+
+class FakeProductsServer:
+    """A products service whose behaviour a test switches while it runs.
+
+    Modes combine in this order on every request (any path, `/health` included):
+    record it; wait when slow; 401 when a key is required and missing or wrong; 503 (or
+    the chosen status) while flaky failures are left; the fixed status when one is set;
+    then the real answer: `/products/{id}` from `catalog` in the chosen body shape
+    (or a non-JSON body), 404 for unknown ids, `/health` 200.
+    """
+
+    def __init__(
+        self,
+        catalog: Mapping[str, dict[str, Any]] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._initial_catalog = dict(DEMO_CATALOG if catalog is None else catalog)
+        self._host = host
+        self._requested_port = port
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET"])])
+        self.reset()
+
+    # --- switching behaviour -------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Plain bodies, no failures, no delay, no key, the first catalog, no recorded requests."""
+        with self._lock:
+            self.catalog: dict[str, dict[str, Any]] = dict(self._initial_catalog)
+            self._requests.clear()
+            self.shape: BodyShape = "plain"
+            self.status: int | None = None
+            self.failures_left = 0
+            self.failure_status = 503
+            self.delay_seconds = 0.0
+            self.not_json = False
+            self.required_api_key: str | None = None
+
+    def serve_shape(self, shape: BodyShape) -> None:
+        self.shape = shape
+
+    def fail_with(self, status: int) -> None:
+        """Answer every request with this status (500, 401, 404…)."""
+        self.status = status
+
+    def fail_first(self, count: int, status: int = 503) -> None:
+        """Flaky: the next `count` requests get `status`, the ones after a real answer."""
+        with self._lock:
+            self.failures_left = count
+            self.failure_status = status
+
+    def be_slow(self, seconds: float) -> None:
+        """Hold every answer this long; teardown cuts the wait short."""
+        self.delay_seconds = seconds
+
+    def answer_not_json(self) -> None:
+        self.not_json = True
+
+    def require_api_key(self, key: str) -> None:
+        self.required_api_key = key
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    # --- running ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._socket is None:
+            raise RuntimeError("the fake products server is not running")
+        port = self._socket.getsockname()[1]
+        return f"http://{self._host}:{port}"
+
+    def start(self) -> None:
+        # Binding here, before uvicorn starts, makes the port known and ours at once.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((self._host, self._requested_port))
+        config = uvicorn.Config(
+            self.app, lifespan="off", log_level="warning", access_log=False, http="h11"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name="fake-products",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the fake products server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        # Wake slow handlers, so shutdown need not wait for them.
+        if self._loop is not None and self._wake is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(_STOP_TIMEOUT_SECONDS)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+        self._loop = self._wake = None
+
+    def __enter__(self) -> FakeProductsServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- answering -------------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> Response:
+        path = request.url.path
+        with self._lock:
+            self._requests.append(
+                RecordedRequest(
+                    request.method, path, {k.lower(): v for k, v in request.headers.items()}
+                )
+            )
+            flaky = self.failures_left > 0
+            if flaky:
+                self.failures_left -= 1
+        if self.delay_seconds > 0:
+            await self._pause(self.delay_seconds)
+        if (
+            self.required_api_key is not None
+            and request.headers.get("x-api-key") != self.required_api_key
+        ):
+            return JSONResponse({"detail": "bad or missing X-API-KEY"}, status_code=401)
+        if flaky:
+            return JSONResponse({"detail": "flaky"}, status_code=self.failure_status)
+        if self.status is not None:
+            return JSONResponse({"detail": "told to fail"}, status_code=self.status)
+        if path == "/health":
+            return JSONResponse({"status": "ok"})
+        product_id = path.removeprefix("/products/")
+        if product_id == path or "/" in product_id:
+            return JSONResponse({"detail": "no such route"}, status_code=404)
+        if self.not_json:
+            return PlainTextResponse("<html>upstream error page</html>", media_type="text/html")
+        product = self.catalog.get(product_id)
+        if product is None:
+            return JSONResponse(
+                {"errors": [{"status": "404", "title": "Not found"}]}, status_code=404
+            )
+        return JSONResponse(self._body(product_id, product), media_type=self._media_type())
+
+    def _body(self, product_id: str, product: dict[str, Any]) -> dict[str, Any]:
+        if self.shape == "data":
+            return {"data": {"id": product_id, **product}}
+        if self.shape == "jsonapi":
+            return {"data": {"id": product_id, "type": "products", "attributes": product}}
+        return {"id": product_id, **product}
+
+    def _media_type(self) -> str:
+        return "application/vnd.api+json" if self.shape == "jsonapi" else "application/json"
+
+    async def _pause(self, seconds: float) -> None:
+        if self._wake is None:  # made here, so it belongs to the server's event loop
+            self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a demo products catalog over HTTP.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8003)
+    parser.add_argument("--shape", choices=["plain", "data", "jsonapi"], default="plain")
+    parser.add_argument("--api-key", help="require this X-API-KEY (401 otherwise)")
+    args = parser.parse_args(argv)
+    fake = FakeProductsServer(host=args.host, port=args.port)
+    fake.serve_shape(args.shape)
+    if args.api_key:
+        fake.require_api_key(args.api_key)
+    print(
+        f"fake products service on http://{args.host}:{args.port}, products: {sorted(fake.catalog)}"
+    )
+    uvicorn.run(fake.app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
