@@ -1,7 +1,7 @@
 """The `inventory` command: serve, migrate, check, export and import.
 
 Commands log to stderr, so stdout carries only what they produce (the CSV of `export`,
-the report of `check`). The server itself logs to stdout, like any service.
+the report of `check`). `serve` logs to stdout, like any service.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.core.config import Settings, load_settings
 from app.core.context import Caller
 from app.core.database import Database
-from app.core.logging import MASK, configure_logging
+from app.core.logging import MASK, Stream, configure_logging
 from app.core.metrics import MULTIPROCESS_ENV
 from app.core.migrations import current_revision, head_revision, upgrade
 from app.services import bulk
@@ -44,9 +44,9 @@ WORKER_HEALTHCHECK_SECONDS = 30
 MAX_ERRORS_SHOWN = 100
 
 
-def _settings() -> Settings:
+def _settings(log_stream: Stream = "stderr") -> Settings:
     settings = load_settings()
-    configure_logging(settings, stream="stderr")
+    configure_logging(settings, stream=log_stream)
     return settings
 
 
@@ -65,7 +65,7 @@ def serve(
     (up to --graceful-timeout seconds) and then closes the database pool. Uvicorn's own
     access log is off: the service writes one `http.request` line per request itself.
     """
-    _settings()
+    _settings(log_stream="stdout")  # the supervisor's lines go where its workers' go
     with _metrics_directory(workers):
         uvicorn.run(
             "app.main:app",
