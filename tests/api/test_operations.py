@@ -236,3 +236,21 @@ async def test_cors_preflight_from_an_allowed_origin(database_url: str) -> None:
 async def test_no_cors_headers_without_configured_origins(anonymous: httpx.AsyncClient) -> None:
     response = await anonymous.get("/health", headers={"Origin": "https://shop.example"})
     assert not [name for name in response.headers if name.lower().startswith("access-control")]
+
+
+async def test_purchases_are_counted_by_outcome(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    outcomes = ("completed", "insufficient_stock", "replayed")
+    before = {o: await _metric(anonymous, "inventory_purchases_total", outcome=o) for o in outcomes}
+    await client.put("/inventory/7", json={"quantity": 1})
+    order = {"items": [{"product_id": "7", "quantity": 1}]}
+    key = {"Idempotency-Key": "order-1"}
+
+    assert (await client.post("/inventory/purchase", json=order, headers=key)).status_code == 201
+    assert (await client.post("/inventory/purchase", json=order, headers=key)).status_code == 201
+    assert (await client.post("/inventory/purchase", json=order)).status_code == 409
+
+    for outcome in outcomes:
+        after = await _metric(anonymous, "inventory_purchases_total", outcome=outcome)
+        assert after == before[outcome] + 1, outcome
