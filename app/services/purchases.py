@@ -22,7 +22,7 @@ from app.services import stock
 from app.services.answers import Answer
 from app.services.idempotency import Claim
 from app.services.ledger import record_movement
-from app.services.pricing import money, total, unit_price
+from app.services.pricing import money, subtotal, total, unit_price
 
 # Called after each line is taken, inside the transaction; tests use it to inject failures.
 LineHook = Callable[[str], Awaitable[None]]
@@ -36,7 +36,7 @@ class Line:
 
     @property
     def subtotal(self) -> Decimal | None:
-        return None if self.unit_price is None else self.unit_price * self.quantity
+        return subtotal(self.unit_price, self.quantity)
 
 
 def merge_lines(order: PurchaseIn) -> dict[str, int]:

@@ -142,17 +142,23 @@ async def test_each_body_shape_gives_the_flat_product_and_decimal_prices(
     assert stored.json() == receipt
 
 
-async def test_a_product_without_a_price_has_no_total(
+async def test_a_product_without_a_usable_price_has_no_total(
     inventory: Inventory, fake_products: FakeProductsServer
 ) -> None:
     fake_products.catalog["gift"] = {"name": "Gift card"}
-    await make_stock(inventory.db, "gift", 3)
-    await make_stock(inventory.db, "1", 3)
+    # Too large, and too fine, to compute with exactly and to store: no price either.
+    fake_products.catalog["huge"] = {"name": "Huge", "price": 1e300}
+    fake_products.catalog["fine"] = {"name": "Fine", "price": "0." + "1" * 45}
+    for product_id in ("gift", "huge", "fine", "1"):
+        await make_stock(inventory.db, product_id, 3)
 
-    response = await inventory.http.post("/inventory/purchase", json=order(("gift", 1), ("1", 1)))
+    response = await inventory.http.post(
+        "/inventory/purchase", json=order(("gift", 1), ("huge", 1), ("fine", 2), ("1", 1))
+    )
 
     assert response.status_code == 201, response.text
-    assert [line["unit_price"] for line in response.json()["items"]] == [None, "9.50"]
+    assert [line["unit_price"] for line in response.json()["items"]] == [None, None, None, "9.50"]
+    assert [line["subtotal"] for line in response.json()["items"]] == [None, None, None, "9.50"]
     assert response.json()["total"] is None
 
 
