@@ -25,7 +25,9 @@ def unit_price(product: Mapping[str, Any] | None) -> Decimal | None:
     """
     if product is None:
         return None
-    raw = product.get("price", product.get("precio"))
+    raw = product.get("price")
+    if raw is None:  # absent or null: a catalog that says `precio` instead
+        raw = product.get("precio")
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         return None
     try:

@@ -24,6 +24,7 @@ from app.services.pricing import money, subtotal, total, unit_price
         ({"price": 0}, "0.00"),
         ({"precio": 3.1}, "3.10"),
         ({"price": 1.5, "precio": 3.1}, "1.50"),
+        ({"price": None, "precio": 3.1}, "3.10"),
     ],
 )
 def test_usable_prices(product: dict[str, Any], expected: str) -> None:
