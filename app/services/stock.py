@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Row, Update, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.clients.products import ProductsCatalog, ProductStatus
+from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
 from app.core.context import Caller
 from app.core.database import Database
 from app.core.errors import (
@@ -40,8 +41,10 @@ class SetResult:
     created: bool
 
 
-def _out(row: Row[tuple[object, ...]]) -> StockLevelOut:
-    return StockLevelOut.model_validate(row)
+def _out(row: Row[tuple[object, ...]], product: dict[str, Any] | None = None) -> StockLevelOut:
+    stock = StockLevelOut.model_validate(row)
+    stock.product = product
+    return stock
 
 
 def _version_mismatch(product_id: str) -> VersionMismatch:
@@ -96,7 +99,7 @@ async def list_stock(
     return Page[StockLevelOut](items=[_out(row) for row in page], next_cursor=next_cursor)
 
 
-async def require_known_product(catalog: ProductsCatalog, product_id: str) -> None:
+async def require_known_product(catalog: ProductsCatalog, product_id: str) -> ProductLookup:
     """Refuse to register a product the catalog says does not exist."""
     lookup = await catalog.lookup(product_id)
     if lookup.status is ProductStatus.NOT_FOUND:
@@ -104,6 +107,7 @@ async def require_known_product(catalog: ProductsCatalog, product_id: str) -> No
             f"The products service does not know product {product_id!r}.",
             product_ids=[product_id],
         )
+    return lookup
 
 
 async def set_quantity(
@@ -117,12 +121,16 @@ async def set_quantity(
     if_match: int | None = None,
     create_only: bool = False,
 ) -> SetResult:
-    """Set the quantity on hand; the first set registers the product (checked in the catalog)."""
+    """Set the quantity on hand; the first set registers the product (checked in the catalog).
+
+    Only creating asks the catalog, so only then does the answer carry the product.
+    """
+    product: dict[str, Any] | None = None
     if if_match is None:
         async with db.read() as connection:
             exists = await _find(connection, product_id) is not None
         if not exists:
-            await require_known_product(catalog, product_id)
+            product = (await require_known_product(catalog, product_id)).product
         elif create_only:
             raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
 
@@ -139,7 +147,7 @@ async def set_quantity(
                     quantity_after=quantity,
                     reason=reason,
                 )
-                return SetResult(_out(row), created=True)
+                return SetResult(_out(row, product), created=True)
             if create_only:
                 raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
         previous = await connection.scalar(
@@ -160,7 +168,7 @@ async def set_quantity(
             quantity_after=quantity,
             reason=reason,
         )
-        return SetResult(_out(row), created=False)
+        return SetResult(_out(row, product), created=False)
 
 
 async def adjust(

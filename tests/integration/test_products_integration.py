@@ -116,17 +116,21 @@ async def test_each_body_shape_gives_the_flat_product_and_decimal_prices(
 ) -> None:
     fake_products.serve_shape(shape)
     fake_products.catalog["taza"] = {"name": "Taza", "precio": 3.1}
-    for product_id in ("1", "42", "taza"):
-        created = await inventory.http.put(f"/inventory/{product_id}", json={"quantity": 10})
-        assert created.status_code == 201, created.text
+    created = await inventory.http.put("/inventory/1", json={"quantity": 10})
+    for product_id in ("42", "taza"):
+        also = await inventory.http.put(f"/inventory/{product_id}", json={"quantity": 10})
+        assert also.status_code == 201, also.text
 
     got = await inventory.http.get("/inventory/1")
     bought = await inventory.http.post(
         "/inventory/purchase", json=order(("1", 2), (42, 3), ("taza", 3), reference="o-1")
     )
 
+    mug = {"id": "1", "name": "Mug", "price": 9.5}
+    assert created.status_code == 201, created.text
+    assert created.json()["product"] == mug
     assert got.status_code == 200
-    assert got.json()["product"] == {"id": "1", "name": "Mug", "price": 9.5}
+    assert got.json()["product"] == mug
     assert bought.status_code == 201, bought.text
     receipt = bought.json()
     assert [
@@ -221,6 +225,7 @@ async def test_put_on_an_existing_stock_level_does_not_ask_the_products_service(
 
     assert response.status_code == 200, response.text
     assert response.json()["quantity"] == 8
+    assert response.json()["product"] is None  # nobody was asked
     assert product_lookups(fake_products) == []
 
 
