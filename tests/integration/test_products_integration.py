@@ -449,22 +449,38 @@ async def test_an_open_circuit_fails_fast_and_ready_stays_ready(
 
 
 async def test_a_purchase_fails_within_the_computed_bound_when_the_service_is_slow(
-    inventory: Inventory, fake_products: FakeProductsServer
+    database_url: str, fake_products: FakeProductsServer
 ) -> None:
-    await make_stock(inventory.db, "1", 10)
-    await make_stock(inventory.db, "2", 10)
+    # Pauses that weigh in the bound, so that pausing too long shows beyond the margin.
+    settings = settings_for(
+        database_url,
+        fake_products.url,
+        products_timeout_seconds=0.2,
+        products_retries=2,
+        products_backoff_seconds=0.2,
+        products_backoff_max_seconds=0.3,
+    )
+    fake_products.require_api_key(PRODUCTS_KEY)
     fake_products.be_slow(SLOW_SECONDS)
     product_ids = ["1", "2"]
-    lines = order(*((product_id, 1) for product_id in product_ids))
     # Look-ups run concurrently, `products_concurrency` at a time.
-    rounds = math.ceil(len(product_ids) / inventory.settings.products_concurrency)
-    bound = rounds * lookup_deadline_seconds(inventory.settings) + SCHEDULING_MARGIN_SECONDS
+    rounds = math.ceil(len(product_ids) / settings.products_concurrency)
+    bound = rounds * lookup_deadline_seconds(settings) + SCHEDULING_MARGIN_SECONDS
+    async with running(settings) as service:
+        for product_id in product_ids:
+            await make_stock(service.db, product_id, 10)
+        snap = await snapshot(service.db)
 
-    started = time.monotonic()
-    response = await inventory.http.post("/inventory/purchase", json=lines)
-    elapsed = time.monotonic() - started
+        started = time.monotonic()
+        response = await service.http.post(
+            "/inventory/purchase", json=order(*((product_id, 1) for product_id in product_ids))
+        )
+        elapsed = time.monotonic() - started
 
+        assert await snapshot(service.db) == snap
     assert_unavailable(response)
     assert elapsed <= bound, f"took {elapsed:.2f}s, bound {bound:.2f}s"
-    attempts = inventory.settings.products_retries + 1
-    assert len(asked(fake_products, "1")) == len(asked(fake_products, "2")) == attempts
+    attempts = settings.products_retries + 1
+    assert [len(asked(fake_products, product_id)) for product_id in product_ids] == [
+        attempts
+    ] * len(product_ids)
