@@ -21,6 +21,7 @@ from app.clients.products import lookup_deadline_seconds
 from app.core.config import Settings
 from app.core.database import Database
 from app.main import create_app
+from tests.api.test_purchases import order
 from tests.api.test_stock import assert_problem
 from tests.conftest import API_KEY, client_for, make_settings
 from tests.factories import ledger_sum, make_stock, quantity_of, snapshot
@@ -86,15 +87,6 @@ def asked(fake: FakeProductsServer, product_id: str) -> list[RecordedRequest]:
 
 def product_lookups(fake: FakeProductsServer) -> list[RecordedRequest]:
     return [request for request in fake.requests if request.path.startswith("/products/")]
-
-
-def order(*lines: tuple[str | int, int], reference: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {
-        "items": [{"product_id": pid, "quantity": quantity} for pid, quantity in lines]
-    }
-    if reference is not None:
-        body["reference"] = reference
-    return body
 
 
 def assert_unavailable(response: httpx.Response) -> int:
