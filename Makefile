@@ -21,10 +21,18 @@ test: install
 	$(POETRY) run pytest --cov=app --cov-report=term-missing
 
 lint: install
-	$(POETRY) run ruff check app tests alembic
-	$(POETRY) run ruff format --check app tests alembic
+	$(POETRY) run ruff check app tests alembic bench
+	$(POETRY) run ruff format --check app tests alembic bench
 	$(POETRY) run mypy
 
 format: install
-	$(POETRY) run ruff check --fix app tests alembic
-	$(POETRY) run ruff format app tests alembic
+	$(POETRY) run ruff check --fix app tests alembic bench
+	$(POETRY) run ruff format app tests alembic bench
+
+# `make bench`: short run (1 worker, both engines); `make bench FULL=1`: the whole grid.
+# Needs wrk (installed here if missing) and PostgreSQL on 127.0.0.1:5432 (skipped if absent).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	BENCH_COMMAND="make bench$(if $(FULL), FULL=$(FULL),)" $(POETRY) run python -m bench.run $(if $(FULL),--full,)
