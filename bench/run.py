@@ -230,7 +230,7 @@ def _engine_rows(
             )
         )
         app = stack.enter_context(
-            uvicorn("inventory", "app.main:app", workers=workers, env=app_env, health="/ready")
+            uvicorn("inventory", "app.main:app", workers=workers, env=app_env, health="/health")
         )
         ceilings = {"bare": bare, "raw-sql": raw}
         for scenario in plan.scenarios:
@@ -261,11 +261,11 @@ def _engine_rows(
 
 def _measure(plan: Plan, server: Server, name: str, scenario: Scenario) -> Figures:
     args = [name, API_KEY, str(data.PRODUCTS), data.HOT, REPLAY_KEY]
-    wrk(server.url, plan.warmup, args)
+    wrk(server, plan.warmup, args)
     ok = frozenset({200}) if server.name != "inventory" and name.startswith("get") else scenario.ok
     if server.name != "inventory" and name.startswith("purchase"):
         ok = frozenset({201})
-    return Figures.of(wrk(server.url, plan.load, args), scenario, ok)
+    return Figures.of(wrk(server, plan.load, args), scenario, ok)
 
 
 def _prime_replay(url: str) -> None:

@@ -34,6 +34,7 @@ class Server:
     name: str
     url: str
     process: subprocess.Popen[bytes]
+    health: str
 
 
 @contextmanager
@@ -46,9 +47,9 @@ def uvicorn(
     command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     # Its own session, so that stopping it can reach its worker processes too.
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
-    server = Server(name, f"http://{HOST}:{port}", process)
+    server = Server(name, f"http://{HOST}:{port}", process, health)
     try:
-        _wait_until_up(server, health)
+        settle(server, timeout=30.0)
         yield server
     finally:
         stop(process)
@@ -65,19 +66,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-def _wait_until_up(server: Server, health: str, timeout: float = 30.0) -> None:
+def settle(server: Server, *, timeout: float = 60.0, quick: float = 0.1) -> None:
+    """Wait until the server answers its health path within `quick` seconds: up, and done
+    with the requests a finished wrk run left behind."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.process.returncode}")
+        began = time.monotonic()
         try:
-            with urllib.request.urlopen(server.url + health, timeout=2) as response:
-                if response.status == 200:
+            with urllib.request.urlopen(server.url + server.health, timeout=timeout) as response:
+                if response.status == 200 and time.monotonic() - began < quick:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{server.name} did not answer {health} within {timeout}s")
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.name} did not settle on {server.health} within {timeout}s")
 
 
 def post_json(url: str, body: object, headers: Mapping[str, str]) -> tuple[int, Any]:
@@ -88,7 +92,7 @@ def post_json(url: str, body: object, headers: Mapping[str, str]) -> tuple[int, 
         headers={"Content-Type": "application/json", **headers},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
@@ -101,13 +105,15 @@ class Load:
     timeout_seconds: float = 10.0
 
 
-def wrk(url: str, load: Load, args: list[str]) -> dict[str, Any]:
-    """One bounded wrk run; the figures its Lua `done()` printed."""
+def wrk(server: Server, load: Load, args: list[str]) -> dict[str, Any]:
+    """One bounded wrk run, then a wait for the server to be idle; the figures from `done()`."""
+    url = server.url
     command = ["wrk", "-t1", f"-c{load.connections}", f"-d{load.seconds:g}s"]
     command += [f"--timeout={load.timeout_seconds:g}s", "-s", str(SCRIPT), url, "--", *args]
     finished = subprocess.run(
         command, capture_output=True, text=True, timeout=load.seconds + 60, check=False
     )
+    settle(server)
     for line in finished.stdout.splitlines():
         if line.startswith("BENCH "):
             figures: dict[str, Any] = json.loads(line.removeprefix("BENCH "))
