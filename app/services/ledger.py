@@ -54,7 +54,7 @@ async def list_movements(
     query = select(*_movement_columns).where(Movement.product_id == product_id)
     if cursor is not None:
         query = query.where(Movement.id < int(decode_cursor("movements", cursor)))
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         rows = (await connection.execute(query.order_by(Movement.id.desc()).limit(limit + 1))).all()
     if not rows and cursor is None:
         raise NotFound(f"Product {product_id!r} has no stock history.")

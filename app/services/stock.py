@@ -59,7 +59,7 @@ async def _find(connection: AsyncConnection, product_id: str) -> Row[tuple[objec
 
 async def get_stock(db: Database, catalog: ProductsCatalog, *, product_id: str) -> StockLevelOut:
     """One stock level with what the catalog says of its product (null if it cannot say)."""
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         row = await _find(connection, product_id)
     if row is None:
         raise _not_found(product_id)
@@ -89,7 +89,7 @@ async def list_stock(
     if cursor is not None:
         query = query.where(StockLevel.product_id > str(decode_cursor("stock", cursor)))
     query = query.order_by(StockLevel.product_id).limit(limit + 1)
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         rows = (await connection.execute(query)).all()
     page = rows[:limit]
     next_cursor = encode_cursor("stock", page[-1].product_id) if len(rows) > limit else None
@@ -119,7 +119,7 @@ async def set_quantity(
 ) -> SetResult:
     """Set the quantity on hand; the first set registers the product (checked in the catalog)."""
     if if_match is None:
-        async with db.read() as connection:
+        async with db.read_one() as connection:
             exists = await _find(connection, product_id) is not None
         if not exists:
             await require_known_product(catalog, product_id)
