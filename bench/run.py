@@ -113,6 +113,7 @@ class Plan:
     load: Load
     warmup: Load
     postgres_url: str
+    app_env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument("--scenarios", help="comma-separated scenario names")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown file to update")
     parser.add_argument("--label", default="", help="a note printed above the table")
+    parser.add_argument(
+        "--app-env", action="append", default=[], metavar="NAME=VALUE", help="service setting"
+    )
     args = parser.parse_args()
 
     seconds = args.seconds or (10.0 if args.full else 4.0)
@@ -137,7 +141,10 @@ def main() -> None:
         load=Load(args.connections, seconds),
         warmup=Load(args.connections, 2.0 if args.full else 1.0),
         postgres_url=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        app_env=dict(pair.split("=", 1) for pair in args.app_env),
     )
+    if plan.app_env:
+        plan.notes.append(f"Service settings changed for this run: {plan.app_env}.")
     if "postgresql" in plan.engines and not _postgres_answers(plan.postgres_url):
         plan.engines.remove("postgresql")
         plan.notes.append(f"PostgreSQL at {plan.postgres_url} did not answer: skipped.")
@@ -217,7 +224,7 @@ def _engine_rows(
         "PRODUCTS_API_KEY": "",
         "LOG_LEVEL": "WARNING",
         "CORS_ORIGINS": "",
-    }
+    } | plan.app_env
     rows = []
     with ExitStack() as stack:
         raw = stack.enter_context(
