@@ -18,7 +18,7 @@ from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, get_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
-from app.core.migrations import ensure_schema_current
+from app.core.migrations import SchemaNotCurrent, ensure_schema_current
 from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
@@ -39,7 +39,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         http_client = build_http_client(settings) if settings.products_service_url else None
         try:
-            await ensure_schema_current(database, settings.database_url)
+            try:
+                await ensure_schema_current(database, settings.database_url)
+            except SchemaNotCurrent as error:
+                logger.critical("%s", error)
+                raise
             app.state.settings = settings
             app.state.database = database
             app.state.catalog = build_catalog(settings, http_client)

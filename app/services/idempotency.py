@@ -173,8 +173,12 @@ async def _store_outcome(db: Database, claim: Claim, answer: Answer) -> None:
 
 
 async def _release(db: Database, claim: Claim) -> None:
-    async with db.transaction() as connection:
-        await connection.execute(delete(IdempotencyKey).where(*claim.unanswered()))
+    """Free the key for a retry. If even that fails, the lease frees it a little later."""
+    try:
+        async with db.transaction() as connection:
+            await connection.execute(delete(IdempotencyKey).where(*claim.unanswered()))
+    except SQLAlchemyError:
+        logger.warning("could not release idempotency key %r", claim.key, exc_info=True)
 
 
 async def purge_expired(db: Database) -> int:

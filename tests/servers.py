@@ -1,0 +1,89 @@
+"""The service as its own OS processes: uvicorn with several workers on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@contextmanager
+def running_service(
+    database_url: str, *, workers: int, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start uvicorn with `workers` processes; yield its base URL; stop it by its PID."""
+    port = free_port()
+    environment = (
+        os.environ
+        | {
+            "DATABASE_URL": database_url,
+            "API_KEY": "",
+            "API_KEYS": "",
+            "PRODUCTS_SERVICE_URL": "",
+            "LOG_LEVEL": "WARNING",
+        }
+        | (env or {})
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+        ],
+        cwd=PROJECT_ROOT,
+        env=environment,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(server, base_url, workers)
+        yield base_url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def _wait_until_up(server: subprocess.Popen[bytes], base_url: str, workers: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the service exited with {server.returncode} while starting")
+        try:
+            # Every worker must be serving, not just the first one up.
+            if all(
+                httpx.get(f"{base_url}/ready", timeout=1).status_code == 200
+                for _ in range(workers * 3)
+            ):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the service did not become ready within 120 s")
