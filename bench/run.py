@@ -132,7 +132,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    seconds = args.seconds or (10.0 if args.full else 4.0)
+    seconds = args.seconds or (10.0 if args.full else 3.0)
     chosen = set(args.scenarios.split(",")) if args.scenarios else None
     plan = Plan(
         engines=args.engines.split(","),
@@ -345,17 +345,24 @@ def targets(rows: list[Row]) -> list[str]:
                     f"{verdict(row.ratio >= floor)}"
                 )
     failing = [r for r in rows if r.app.errors]
+    stalled = [r for r in rows if not r.app.ok]
     out.append(
         "- No errors besides expected 409s: "
         + (
             verdict(True)
-            if not failing
+            if not failing and not stalled
             else verdict(False)
             + " — "
-            + ", ".join(f"{r.scenario}/{r.engine}/w{r.workers}: {r.app.errors}" for r in failing)
+            + ", ".join(
+                [f"{r.scenario}/{r.engine}/w{r.workers}: {r.app.errors}" for r in failing]
+                + [
+                    f"{r.scenario}/{r.engine}/w{r.workers}: no request completed in the window"
+                    for r in stalled
+                ]
+            )
         )
     )
-    wide = [r for r in rows if r.app.p99_ms > 10 * r.app.p50_ms]
+    wide = [r for r in rows if r.app.p99_ms > 10 * r.app.p50_ms or not r.app.ok]
     out.append(
         "- p99 ≤ 10 × p50 everywhere: "
         + (
