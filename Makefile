@@ -14,8 +14,8 @@ install: poetry
 	$(POETRY) install --no-interaction
 
 run: install
-	$(POETRY) run alembic upgrade head
-	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(POETRY) run inventory migrate
+	$(POETRY) run inventory serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(POETRY) run pytest --cov=app --cov-report=term-missing
