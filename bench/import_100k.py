@@ -36,7 +36,7 @@ def _csv() -> str:
 
 
 async def _run(url: str) -> None:
-    settings = Settings(_env_file=None, database_url=url, log_format="json")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=url, log_format="json")
     configure_logging(settings, stream="stderr")
     started = time.perf_counter()
     rows = bulk.parse_import(io.StringIO(_csv()))

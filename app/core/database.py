@@ -16,6 +16,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from app.core.config import Settings
 
 _WRITE = "inventory_write"
+_NO_BEGIN = "inventory_no_begin"
 _AFTER_COMMIT = "inventory_after_commit"
 
 logger = logging.getLogger("app.database")
@@ -58,6 +59,13 @@ class Database:
             options |= {"pool_size": pool_size, "max_overflow": pool_size}
         self.engine: AsyncEngine = create_async_engine(url, **options)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
+        # One statement is its own consistent snapshot on both engines, so a single read
+        # needs no BEGIN and ROLLBACK: two round trips on PostgreSQL, two thread hand-offs
+        # on aiosqlite. SQLite's connections are in autocommit already (see below); there
+        # the option only stops our `begin` listener, as SQLAlchemy's AUTOCOMMIT level would
+        # reset the connection's isolation on every check-in.
+        single = {_NO_BEGIN: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}
+        self._single_read_engine = self.engine.execution_options(**single)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)
@@ -102,6 +110,12 @@ class Database:
         async with self.engine.connect() as connection:
             yield connection
 
+    @asynccontextmanager
+    async def read_one(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for exactly one read statement, outside any transaction."""
+        async with self._single_read_engine.connect() as connection:
+            yield connection
+
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.exec_driver_sql("SELECT 1")
@@ -133,5 +147,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        write = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(_NO_BEGIN, False):
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN")
