@@ -14,17 +14,45 @@ install: poetry
 	$(POETRY) install --no-interaction
 
 run: install
-	$(POETRY) run alembic upgrade head
-	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(POETRY) run inventory migrate
+	$(POETRY) run inventory serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(POETRY) run pytest --cov=app --cov-report=term-missing
 
 lint: install
-	$(POETRY) run ruff check app tests alembic
-	$(POETRY) run ruff format --check app tests alembic
+	$(POETRY) run ruff check app tests alembic bench
+	$(POETRY) run ruff format --check app tests alembic bench
 	$(POETRY) run mypy
 
 format: install
-	$(POETRY) run ruff check --fix app tests alembic
-	$(POETRY) run ruff format app tests alembic
+	$(POETRY) run ruff check --fix app tests alembic bench
+	$(POETRY) run ruff format app tests alembic bench
+
+# The service on $(HOST):$(PORT) (SQLite file demo.db, migrated) talking to the fake products
+# service of tests/fake_products.py on 127.0.0.1:$(DEMO_PRODUCTS_PORT). Inventory key
+# $(DEMO_API_KEY); the fake requires $(DEMO_PRODUCTS_API_KEY), which the service forwards.
+# Ctrl-C stops the service, and the trap then stops the fake by its PID.
+DEMO_PRODUCTS_PORT ?= 8003
+DEMO_API_KEY ?= demo-key
+DEMO_PRODUCTS_API_KEY ?= demo-products-key
+
+demo: install
+	@echo "demo: fake products on 127.0.0.1:$(DEMO_PRODUCTS_PORT), service on $(HOST):$(PORT); Ctrl-C stops both"
+	@$(POETRY) run python -m tests.fake_products --host 127.0.0.1 --port $(DEMO_PRODUCTS_PORT) \
+		--api-key $(DEMO_PRODUCTS_API_KEY) & fake=$$!; \
+	trap 'kill $$fake 2>/dev/null; wait $$fake 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	export DATABASE_URL=sqlite:///./demo.db API_KEY=$(DEMO_API_KEY) \
+		PRODUCTS_SERVICE_URL=http://127.0.0.1:$(DEMO_PRODUCTS_PORT) \
+		PRODUCTS_API_KEY=$(DEMO_PRODUCTS_API_KEY); \
+	$(POETRY) run alembic upgrade head && \
+	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT) || [ $$? -ge 128 ]
+
+# `make bench`: short run (1 worker, both engines); `make bench FULL=1`: the whole grid.
+# Needs wrk (installed here if missing) and PostgreSQL on 127.0.0.1:5432 (skipped if absent).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	BENCH_COMMAND="make bench$(if $(FULL), FULL=$(FULL),)" $(POETRY) run python -m bench.run $(if $(FULL),--full,)

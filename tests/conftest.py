@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from app.core.config import Settings
 from app.core.database import Database
 from app.main import create_app
 from tests import databases
+from tests.fake_products import FakeProductsServer
 
 API_KEY = "test-key-0123456789"
 
@@ -84,3 +86,29 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(app) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def fake_products_server() -> Iterator[FakeProductsServer]:
+    """One running fake products service for the whole session; use `fake_products`."""
+    with FakeProductsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_products(fake_products_server: FakeProductsServer) -> FakeProductsServer:
+    """The running fake products server, back to plain answers from the demo catalog."""
+    fake_products_server.reset()
+    return fake_products_server
+
+
+@pytest.fixture
+def closed_port_url() -> Iterator[str]:
+    """A URL on 127.0.0.1 where connections are refused.
+
+    The port stays bound (so nobody else takes it) but never listens, which makes the
+    kernel refuse every connection at once.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
@@ -10,6 +12,9 @@ from app.api.deps import Catalog, Db
 from app.core.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["operations"])
+
+# A readiness probe must answer within the prober's own timeout, even if the database hangs.
+DATABASE_PROBE_SECONDS = 2.0
 
 
 class Health(BaseModel):
@@ -35,7 +40,8 @@ async def health() -> Health:
 async def ready(db: Db, catalog: Catalog, response: Response) -> Readiness:
     """Probes the database and the products service now. Only the database decides readiness."""
     try:
-        await db.ping()
+        async with asyncio.timeout(DATABASE_PROBE_SECONDS):
+            await db.ping()
         database = "ok"
     except (DatabaseUnavailable, SQLAlchemyError, OSError):
         database = "unavailable"

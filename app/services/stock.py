@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Row, Update, delete, select, update
+from sqlalchemy import Row, Update, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.clients.products import ProductsCatalog, ProductStatus
+from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
 from app.core.context import Caller
 from app.core.database import Database
 from app.core.errors import (
@@ -40,8 +41,10 @@ class SetResult:
     created: bool
 
 
-def _out(row: Row[tuple[object, ...]]) -> StockLevelOut:
-    return StockLevelOut.model_validate(row)
+def _out(row: Row[tuple[object, ...]], product: dict[str, Any] | None = None) -> StockLevelOut:
+    stock = StockLevelOut.model_validate(row)
+    stock.product = product
+    return stock
 
 
 def _version_mismatch(product_id: str) -> VersionMismatch:
@@ -52,14 +55,17 @@ def _not_found(product_id: str) -> NotFound:
     return NotFound(f"No stock level for product {product_id!r}.")
 
 
+# Built once, like every statement on a hot path: building it per call cost as much as running it.
+_find_one = select(*_columns).where(StockLevel.product_id == bindparam("product_id"))
+
+
 async def _find(connection: AsyncConnection, product_id: str) -> Row[tuple[object, ...]] | None:
-    query = select(*_columns).where(StockLevel.product_id == product_id)
-    return (await connection.execute(query)).one_or_none()
+    return (await connection.execute(_find_one, {"product_id": product_id})).one_or_none()
 
 
 async def get_stock(db: Database, catalog: ProductsCatalog, *, product_id: str) -> StockLevelOut:
     """One stock level with what the catalog says of its product (null if it cannot say)."""
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         row = await _find(connection, product_id)
     if row is None:
         raise _not_found(product_id)
@@ -89,14 +95,14 @@ async def list_stock(
     if cursor is not None:
         query = query.where(StockLevel.product_id > str(decode_cursor("stock", cursor)))
     query = query.order_by(StockLevel.product_id).limit(limit + 1)
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         rows = (await connection.execute(query)).all()
     page = rows[:limit]
     next_cursor = encode_cursor("stock", page[-1].product_id) if len(rows) > limit else None
     return Page[StockLevelOut](items=[_out(row) for row in page], next_cursor=next_cursor)
 
 
-async def require_known_product(catalog: ProductsCatalog, product_id: str) -> None:
+async def require_known_product(catalog: ProductsCatalog, product_id: str) -> ProductLookup:
     """Refuse to register a product the catalog says does not exist."""
     lookup = await catalog.lookup(product_id)
     if lookup.status is ProductStatus.NOT_FOUND:
@@ -104,6 +110,7 @@ async def require_known_product(catalog: ProductsCatalog, product_id: str) -> No
             f"The products service does not know product {product_id!r}.",
             product_ids=[product_id],
         )
+    return lookup
 
 
 async def set_quantity(
@@ -117,12 +124,16 @@ async def set_quantity(
     if_match: int | None = None,
     create_only: bool = False,
 ) -> SetResult:
-    """Set the quantity on hand; the first set registers the product (checked in the catalog)."""
+    """Set the quantity on hand; the first set registers the product (checked in the catalog).
+
+    Only creating asks the catalog, so only then does the answer carry the product.
+    """
+    product: dict[str, Any] | None = None
     if if_match is None:
-        async with db.read() as connection:
+        async with db.read_one() as connection:
             exists = await _find(connection, product_id) is not None
         if not exists:
-            await require_known_product(catalog, product_id)
+            product = (await require_known_product(catalog, product_id)).product
         elif create_only:
             raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
 
@@ -139,7 +150,7 @@ async def set_quantity(
                     quantity_after=quantity,
                     reason=reason,
                 )
-                return SetResult(_out(row), created=True)
+                return SetResult(_out(row, product), created=True)
             if create_only:
                 raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
         previous = await connection.scalar(
@@ -160,7 +171,7 @@ async def set_quantity(
             quantity_after=quantity,
             reason=reason,
         )
-        return SetResult(_out(row), created=False)
+        return SetResult(_out(row, product), created=False)
 
 
 async def adjust(

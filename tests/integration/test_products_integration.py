@@ -1,0 +1,486 @@
+"""The inventory service talking to a real products service of our own.
+
+The whole app runs with its lifespan (engine, pooled products client, catalog) and is
+driven over ASGI; the products service is tests/fake_products.py, a real HTTP server on
+127.0.0.1 whose behaviour each test switches. Every test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from app.clients.products import lookup_deadline_seconds
+from app.core.config import Settings
+from app.core.database import Database
+from app.main import create_app
+from tests.api.test_purchases import order
+from tests.api.test_stock import assert_problem
+from tests.conftest import API_KEY, client_for, make_settings
+from tests.factories import ledger_sum, make_stock, quantity_of, snapshot
+from tests.fake_products import BodyShape, FakeProductsServer, RecordedRequest
+
+# The key the inventory sends to the products service; the fake requires it in every test,
+# so every successful look-up also proves it was forwarded.
+PRODUCTS_KEY = "products-key-9876543210"
+# Room for the event loop and the OS to schedule us, on top of the computed worst case.
+SCHEDULING_MARGIN_SECONDS = 0.3
+# Ample for the fake to answer on a loaded machine: an answer that is meant to come must not
+# time out. Tests of a slow products service use the short timeout, so they end quickly.
+TIMEOUT_SECONDS = 2.0
+SHORT_TIMEOUT_SECONDS = 0.2
+# Far beyond any timeout below; the fake's teardown cuts such waits short.
+SLOW_SECONDS = 30.0
+
+
+def settings_for(database_url: str, products_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "products_service_url": products_url,
+        "products_api_key": PRODUCTS_KEY,
+        "products_timeout_seconds": TIMEOUT_SECONDS,
+        "products_retries": 2,
+        "products_backoff_seconds": 0.02,
+        "products_backoff_max_seconds": 0.05,
+        # No cache: every request asks the fake, so a switched mode shows at once.
+        "products_cache_ttl_seconds": 0,
+        # The circuit stays closed unless a test is about the circuit.
+        "products_circuit_failures": 1000,
+        "products_circuit_reset_seconds": 30,
+    }
+    return make_settings(database_url, **(values | overrides))
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    http: httpx.AsyncClient
+    db: Database
+    settings: Settings
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Inventory]:
+    """The service as `uvicorn app.main:app` would run it, lifespan included."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        client_for(app, **{"X-API-KEY": API_KEY}) as http,
+    ):
+        yield Inventory(http, app.state.database, settings)
+
+
+@pytest.fixture
+async def inventory(
+    database_url: str, fake_products: FakeProductsServer
+) -> AsyncIterator[Inventory]:
+    fake_products.require_api_key(PRODUCTS_KEY)
+    async with running(settings_for(database_url, fake_products.url)) as service:
+        yield service
+
+
+def asked(fake: FakeProductsServer, product_id: str) -> list[RecordedRequest]:
+    """The fake's look-ups of this product, in order."""
+    return [request for request in fake.requests if request.path == f"/products/{product_id}"]
+
+
+def product_lookups(fake: FakeProductsServer) -> list[RecordedRequest]:
+    return [request for request in fake.requests if request.path.startswith("/products/")]
+
+
+def assert_unavailable(response: httpx.Response) -> int:
+    """A 503 products-unavailable with a usable Retry-After; returns its seconds."""
+    body = assert_problem(response, 503, "products-unavailable")
+    assert body["detail"]
+    retry_after = response.headers["Retry-After"]
+    assert retry_after.isdigit(), retry_after
+    assert int(retry_after) >= 1
+    return int(retry_after)
+
+
+# --- the products service answers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["plain", "data", "jsonapi"])
+async def test_each_body_shape_gives_the_flat_product_and_decimal_prices(
+    inventory: Inventory, fake_products: FakeProductsServer, shape: BodyShape
+) -> None:
+    fake_products.serve_shape(shape)
+    fake_products.catalog["taza"] = {"name": "Taza", "precio": 3.1}
+    created = await inventory.http.put("/inventory/1", json={"quantity": 10})
+    for product_id in ("42", "taza"):
+        also = await inventory.http.put(f"/inventory/{product_id}", json={"quantity": 10})
+        assert also.status_code == 201, also.text
+
+    got = await inventory.http.get("/inventory/1")
+    bought = await inventory.http.post(
+        "/inventory/purchase", json=order(("1", 2), (42, 3), ("taza", 3), reference="o-1")
+    )
+
+    mug = {"id": "1", "name": "Mug", "price": 9.5}
+    assert created.status_code == 201, created.text
+    assert created.json()["product"] == mug
+    assert got.status_code == 200
+    assert got.json()["product"] == mug
+    assert bought.status_code == 201, bought.text
+    receipt = bought.json()
+    assert [
+        (line["product_id"], line["unit_price"], line["subtotal"], line["remaining"])
+        for line in receipt["items"]
+    ] == [
+        ("1", "9.50", "19.00", 8),
+        ("42", "12.90", "38.70", 7),  # 12.9 × 3 in floats is 38.699999…
+        ("taza", "3.10", "9.30", 7),
+    ]
+    assert receipt["total"] == "67.00"
+    stored = await inventory.http.get(bought.headers["Location"])
+    assert stored.json() == receipt
+
+
+async def test_a_product_without_a_usable_price_has_no_total(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    fake_products.catalog["gift"] = {"name": "Gift card"}
+    # Too large, and too fine, to compute with exactly and to store: no price either.
+    fake_products.catalog["huge"] = {"name": "Huge", "price": 1e300}
+    fake_products.catalog["fine"] = {"name": "Fine", "price": "0." + "1" * 45}
+    for product_id in ("gift", "huge", "fine", "1"):
+        await make_stock(inventory.db, product_id, 3)
+
+    response = await inventory.http.post(
+        "/inventory/purchase", json=order(("gift", 1), ("huge", 1), ("fine", 2), ("1", 1))
+    )
+
+    assert response.status_code == 201, response.text
+    assert [line["unit_price"] for line in response.json()["items"]] == [None, None, None, "9.50"]
+    assert [line["subtotal"] for line in response.json()["items"]] == [None, None, None, "9.50"]
+    assert response.json()["total"] is None
+
+
+async def test_api_key_and_request_id_are_forwarded(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    await inventory.http.put(
+        "/inventory/1", json={"quantity": 9}, headers={"X-Request-ID": "r-put"}
+    )
+    await make_stock(inventory.db, "2", 9)
+    await inventory.http.get("/inventory/1", headers={"X-Request-ID": "r-get"})
+    await inventory.http.post(
+        "/inventory/purchase", json=order(("1", 1), ("2", 1)), headers={"X-Request-ID": "r-buy"}
+    )
+
+    seen = [
+        (request.path, request.headers.get("x-request-id"), request.headers.get("x-api-key"))
+        for request in product_lookups(fake_products)
+    ]
+    assert sorted(seen) == sorted(
+        [
+            ("/products/1", "r-put", PRODUCTS_KEY),
+            ("/products/1", "r-get", PRODUCTS_KEY),
+            ("/products/1", "r-buy", PRODUCTS_KEY),
+            ("/products/2", "r-buy", PRODUCTS_KEY),
+        ]
+    )
+    accept = fake_products.requests[0].headers["accept"]
+    assert "application/json" in accept
+    assert "application/vnd.api+json" in accept
+
+
+async def test_without_a_products_key_no_key_is_sent(
+    database_url: str, fake_products: FakeProductsServer
+) -> None:
+    settings = settings_for(database_url, fake_products.url, products_api_key=None)
+    async with running(settings) as service:
+        response = await service.http.put("/inventory/42", json={"quantity": 1})
+
+    assert response.status_code == 201, response.text
+    # Above all, the caller's own inventory key does not travel on.
+    assert "x-api-key" not in asked(fake_products, "42")[0].headers
+
+
+async def test_a_request_without_an_id_forwards_the_one_it_was_given(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    response = await inventory.http.put("/inventory/42", json={"quantity": 1})
+
+    assert asked(fake_products, "42")[0].headers["x-request-id"] == response.headers["X-Request-ID"]
+
+
+async def test_put_on_an_existing_stock_level_does_not_ask_the_products_service(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    await make_stock(inventory.db, "42", 5)
+    fake_products.fail_with(500)
+
+    response = await inventory.http.put("/inventory/42", json={"quantity": 8})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["quantity"] == 8
+    assert response.json()["product"] is None  # nobody was asked
+    assert product_lookups(fake_products) == []
+
+
+async def test_ready_says_products_ok_when_the_service_answers(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    response = await inventory.http.get("/ready")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "products": "ok"}}
+    assert [request.path for request in fake_products.requests] == ["/health"]
+
+
+# --- the products service says "no such product" ------------------------------------------
+
+
+async def test_creating_a_stock_level_of_an_unknown_product_is_422(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    before = await snapshot(inventory.db)
+
+    response = await inventory.http.put("/inventory/nope", json={"quantity": 5})
+
+    body = assert_problem(response, 422, "unknown-product")
+    assert body["product_ids"] == ["nope"]
+    assert len(asked(fake_products, "nope")) == 1
+    assert await snapshot(inventory.db) == before
+
+
+async def test_purchase_with_unknown_products_is_422_naming_all_of_them(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    await make_stock(inventory.db, "1", 5)
+    await make_stock(inventory.db, "nope-1", 5)  # stocked, but the catalog no longer knows it
+    before = await snapshot(inventory.db)
+
+    response = await inventory.http.post(
+        "/inventory/purchase", json=order(("nope-1", 1), ("1", 1), (404404, 2))
+    )
+
+    body = assert_problem(response, 422, "unknown-product")
+    assert body["product_ids"] == ["nope-1", "404404"]
+    assert await snapshot(inventory.db) == before
+    assert await quantity_of(inventory.db, "1") == 5
+
+
+# --- the products service cannot answer ---------------------------------------------------
+
+FAILURES: dict[str, Callable[[FakeProductsServer], None]] = {
+    "500": lambda fake: fake.fail_with(500),
+    "503-every-time": lambda fake: fake.fail_with(503),
+    "not-json": lambda fake: fake.answer_not_json(),
+    "slow": lambda fake: fake.be_slow(SLOW_SECONDS),
+    "wrong-api-key": lambda fake: fake.require_api_key("a-key-we-do-not-have"),
+    "closed-port": lambda fake: None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    service: Inventory
+    fake: FakeProductsServer
+    mode: str
+
+    def assert_asked(self, product_id: str, request_id: str) -> None:
+        """The failure came from the products service, asked with this request's id."""
+        if self.mode == "closed-port":
+            return
+        requests = asked(self.fake, product_id)
+        assert requests, f"the fake was never asked about {product_id!r}"
+        assert {request.headers.get("x-request-id") for request in requests} == {request_id}
+
+
+@pytest.fixture(params=list(FAILURES))
+async def broken(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    fake_products: FakeProductsServer,
+    closed_port_url: str,
+) -> AsyncIterator[Broken]:
+    mode: str = request.param
+    fake_products.require_api_key(PRODUCTS_KEY)
+    FAILURES[mode](fake_products)
+    url = closed_port_url if mode == "closed-port" else fake_products.url
+    timeout = SHORT_TIMEOUT_SECONDS if mode == "slow" else TIMEOUT_SECONDS
+    async with running(
+        settings_for(database_url, url, products_timeout_seconds=timeout)
+    ) as service:
+        await make_stock(service.db, "1", 10)
+        yield Broken(service, fake_products, mode)
+
+
+async def test_creating_a_stock_level_is_503_and_changes_nothing(broken: Broken) -> None:
+    before = await broken.service.http.get("/inventory/42")
+    snap = await snapshot(broken.service.db)
+
+    response = await broken.service.http.put(
+        "/inventory/42", json={"quantity": 5}, headers={"X-Request-ID": "put-42"}
+    )
+
+    assert before.status_code == 404
+    assert_unavailable(response)
+    broken.assert_asked("42", "put-42")
+    assert await snapshot(broken.service.db) == snap
+    assert await quantity_of(broken.service.db, "42") is None
+
+
+async def test_purchase_is_503_and_changes_nothing(broken: Broken) -> None:
+    snap = await snapshot(broken.service.db)
+
+    response = await broken.service.http.post(
+        "/inventory/purchase", json=order(("1", 2)), headers={"X-Request-ID": "buy-1"}
+    )
+
+    assert_unavailable(response)
+    broken.assert_asked("1", "buy-1")
+    assert await snapshot(broken.service.db) == snap
+    assert await quantity_of(broken.service.db, "1") == 10
+    assert await ledger_sum(broken.service.db, "1") == 10
+
+
+@pytest.mark.parametrize("broken", ["503-every-time", "closed-port"], indirect=True)
+async def test_a_failed_purchase_can_be_retried_with_the_same_idempotency_key(
+    broken: Broken,
+) -> None:
+    headers = {"Idempotency-Key": "buy-once"}
+    failed = await broken.service.http.post(
+        "/inventory/purchase", json=order(("1", 2)), headers=headers
+    )
+    broken.fake.reset()
+    broken.fake.require_api_key(PRODUCTS_KEY)
+
+    retried = await broken.service.http.post(
+        "/inventory/purchase", json=order(("1", 2)), headers=headers
+    )
+
+    assert_unavailable(failed)
+    if broken.mode == "closed-port":  # still nobody there
+        assert_unavailable(retried)
+        return
+    assert retried.status_code == 201, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+    assert await quantity_of(broken.service.db, "1") == 8
+
+
+async def test_reading_a_stock_level_still_works_without_the_product(broken: Broken) -> None:
+    response = await broken.service.http.get("/inventory/1", headers={"X-Request-ID": "get-1"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["quantity"] == 10
+    assert response.json()["product"] is None
+    broken.assert_asked("1", "get-1")
+
+
+# --- retries, the circuit breaker, the latency bound ---------------------------------------
+
+
+async def test_a_flaky_products_service_is_retried_until_it_answers(
+    inventory: Inventory, fake_products: FakeProductsServer
+) -> None:
+    retries = inventory.settings.products_retries
+    fake_products.fail_first(retries, status=503)
+    created = await inventory.http.put("/inventory/1", json={"quantity": 10})
+    fake_products.fail_first(retries, status=503)
+    bought = await inventory.http.post("/inventory/purchase", json=order(("1", 2)))
+
+    assert created.status_code == 201, created.text
+    assert bought.status_code == 201, bought.text
+    assert bought.json()["items"][0]["unit_price"] == "9.50"
+    assert len(asked(fake_products, "1")) == 2 * (retries + 1)
+
+
+async def test_retries_are_bounded(inventory: Inventory, fake_products: FakeProductsServer) -> None:
+    retries = inventory.settings.products_retries
+    fake_products.fail_first(retries + 1, status=503)
+
+    response = await inventory.http.put("/inventory/1", json={"quantity": 10})
+
+    assert_unavailable(response)
+    assert len(asked(fake_products, "1")) == retries + 1
+
+
+async def test_an_open_circuit_fails_fast_and_ready_stays_ready(
+    database_url: str, fake_products: FakeProductsServer
+) -> None:
+    settings = settings_for(
+        database_url,
+        fake_products.url,
+        products_timeout_seconds=SHORT_TIMEOUT_SECONDS,
+        products_retries=0,
+        products_circuit_failures=3,
+        products_circuit_reset_seconds=30,
+    )
+    fake_products.require_api_key(PRODUCTS_KEY)
+    fake_products.be_slow(SLOW_SECONDS)
+    async with running(settings) as service:
+        await make_stock(service.db, "1", 10)
+        snap = await snapshot(service.db)
+        for _ in range(settings.products_circuit_failures):
+            started = time.monotonic()
+            assert_unavailable(await service.http.post("/inventory/purchase", json=order(("1", 1))))
+        assert len(asked(fake_products, "1")) == settings.products_circuit_failures
+
+        refused = await service.http.post("/inventory/purchase", json=order(("1", 1)))
+        waited = time.monotonic() - started
+        created = await service.http.put("/inventory/42", json={"quantity": 1})
+        got = await service.http.get("/inventory/1")
+        ready = await service.http.get("/ready")
+
+        assert await snapshot(service.db) == snap
+
+    retry_after = assert_unavailable(refused)
+    reset = settings.products_circuit_reset_seconds
+    assert reset - waited - 1 <= retry_after <= reset
+    assert_unavailable(created)
+    assert got.status_code == 200
+    assert got.json()["product"] is None
+    # Nothing more went to the products service while the circuit was open.
+    assert len(product_lookups(fake_products)) == settings.products_circuit_failures
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "products": "unavailable"},
+    }
+
+
+async def test_a_purchase_fails_within_the_computed_bound_when_the_service_is_slow(
+    database_url: str, fake_products: FakeProductsServer
+) -> None:
+    # Pauses that weigh in the bound, so that pausing too long shows beyond the margin.
+    settings = settings_for(
+        database_url,
+        fake_products.url,
+        products_timeout_seconds=SHORT_TIMEOUT_SECONDS,
+        products_retries=2,
+        products_backoff_seconds=0.2,
+        products_backoff_max_seconds=0.3,
+    )
+    fake_products.require_api_key(PRODUCTS_KEY)
+    fake_products.be_slow(SLOW_SECONDS)
+    product_ids = ["1", "2"]
+    # Look-ups run concurrently, `products_concurrency` at a time.
+    rounds = math.ceil(len(product_ids) / settings.products_concurrency)
+    bound = rounds * lookup_deadline_seconds(settings) + SCHEDULING_MARGIN_SECONDS
+    async with running(settings) as service:
+        for product_id in product_ids:
+            await make_stock(service.db, product_id, 10)
+        snap = await snapshot(service.db)
+
+        started = time.monotonic()
+        response = await service.http.post(
+            "/inventory/purchase", json=order(*((product_id, 1) for product_id in product_ids))
+        )
+        elapsed = time.monotonic() - started
+
+        assert await snapshot(service.db) == snap
+    assert_unavailable(response)
+    assert elapsed <= bound, f"took {elapsed:.2f}s, bound {bound:.2f}s"
+    attempts = settings.products_retries + 1
+    assert [len(asked(fake_products, product_id)) for product_id in product_ids] == [
+        attempts
+    ] * len(product_ids)
