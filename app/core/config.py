@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     products_max_connections: int = Field(default=100, ge=1, le=10_000)
     products_concurrency: int = Field(default=10, ge=1, le=100)
 
+    # How long a claimed key protects a request still in flight; a claim whose process died
+    # is taken over after it. Longer than any request may run.
+    idempotency_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     idempotency_ttl_hours: float = Field(default=24.0, ge=24, le=24 * 365)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -96,6 +99,10 @@ class Settings(BaseSettings):
         if self.products_backoff_max_seconds < self.products_backoff_seconds:
             raise ValueError("PRODUCTS_BACKOFF_MAX_SECONDS must be >= PRODUCTS_BACKOFF_SECONDS")
         return self
+
+    @property
+    def idempotency_lease(self) -> timedelta:
+        return timedelta(seconds=self.idempotency_lease_seconds)
 
     @property
     def idempotency_ttl(self) -> timedelta:
