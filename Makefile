@@ -56,3 +56,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	BENCH_COMMAND="make bench$(if $(FULL), FULL=$(FULL),)" $(POETRY) run python -m bench.run $(if $(FULL),--full,)
+
+# `make stress`: 60 s of mixed load on 2 workers against PostgreSQL, then the invariant check.
+STRESS_SECONDS ?= 60
+stress: install
+	TEST_POSTGRES_URL=$${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
+		$(POETRY) run python -m bench.stress --seconds $(STRESS_SECONDS)
