@@ -14,20 +14,20 @@ install: poetry
 	$(POETRY) install --no-interaction
 
 run: install
-	$(POETRY) run alembic upgrade head
-	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(POETRY) run inventory migrate
+	$(POETRY) run inventory serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(POETRY) run pytest --cov=app --cov-report=term-missing
 
 lint: install
-	$(POETRY) run ruff check app tests alembic
-	$(POETRY) run ruff format --check app tests alembic
+	$(POETRY) run ruff check app tests alembic bench
+	$(POETRY) run ruff format --check app tests alembic bench
 	$(POETRY) run mypy
 
 format: install
-	$(POETRY) run ruff check --fix app tests alembic
-	$(POETRY) run ruff format app tests alembic
+	$(POETRY) run ruff check --fix app tests alembic bench
+	$(POETRY) run ruff format app tests alembic bench
 
 # The service on $(HOST):$(PORT) (SQLite file demo.db, migrated) talking to the fake products
 # service of tests/fake_products.py on 127.0.0.1:$(DEMO_PRODUCTS_PORT). Inventory key
@@ -48,3 +48,11 @@ demo: install
 		PRODUCTS_API_KEY=$(DEMO_PRODUCTS_API_KEY); \
 	$(POETRY) run alembic upgrade head && \
 	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT) || [ $$? -ge 128 ]
+
+# `make bench`: short run (1 worker, both engines); `make bench FULL=1`: the whole grid.
+# Needs wrk (installed here if missing) and PostgreSQL on 127.0.0.1:5432 (skipped if absent).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	BENCH_COMMAND="make bench$(if $(FULL), FULL=$(FULL),)" $(POETRY) run python -m bench.run $(if $(FULL),--full,)

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
-from pydantic import ValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, purchases, stock
+from app.api import health, metrics, purchases, stock
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from app.clients.products import build_catalog, build_http_client
-from app.core.config import Settings, get_settings
+from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.migrations import SchemaNotCurrent, ensure_schema_current
@@ -32,11 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        )
+        database = Database.from_settings(settings)
         http_client = build_http_client(settings) if settings.products_service_url else None
         try:
             try:
@@ -58,14 +54,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await http_client.aclose()
             await database.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc assets come from the fastapi-offline package and are served by the
+    # service itself (under /static-offline-docs), so /docs works without internet access.
+    app = FastAPIOffline(
         title="Inventory",
         version="0.1.0",
         summary="Stock levels, their ledger, and purchases that never oversell.",
         lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(purchases.router)
     app.include_router(stock.router)
 
@@ -82,16 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     return app
-
-
-def load_settings() -> Settings:
-    """The settings, or one clear line naming the bad one and an exit."""
-    try:
-        return get_settings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise SystemExit(f"invalid setting {name}: {first['msg']}") from None
 
 
 def _warn_about_open_doors(settings: Settings) -> None:

@@ -19,23 +19,26 @@ from app.schemas.common import PRODUCT_ID_PATTERN
 # middleware, so that it comes before body parsing.
 api_key_scheme = APIKeyHeader(name="X-API-KEY", auto_error=False, scheme_name="ApiKey")
 
+# Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency
+# in the thread pool, a thread hand-off per dependency per request (see bench/RESULTS.md).
 
-def get_database(request: Request) -> Database:
+
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_catalog(request: Request) -> ProductsCatalog:
+async def get_catalog(request: Request) -> ProductsCatalog:
     catalog: ProductsCatalog = request.app.state.catalog
     return catalog
 
 
-def get_caller(
+async def get_caller(
     request: Request, _key: Annotated[str | None, Security(api_key_scheme)] = None
 ) -> Caller:
     return Caller(actor=request.state.actor, request_id=request_id_var.get())
@@ -44,7 +47,7 @@ def get_caller(
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
 
 
-def parse_if_match(
+async def parse_if_match(
     if_match: Annotated[
         str | None,
         Header(description='`"<version>"` from the ETag: change only at that version.'),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
@@ -9,6 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.api.deps import Catalog, Db
 
 router = APIRouter(tags=["operations"])
+
+# A readiness probe must answer within the prober's own timeout, even if the database hangs.
+DATABASE_PROBE_SECONDS = 2.0
 
 
 class Health(BaseModel):
@@ -34,9 +39,10 @@ async def health() -> Health:
 async def ready(db: Db, catalog: Catalog, response: Response) -> Readiness:
     """Probes the database and the products service now. Only the database decides readiness."""
     try:
-        await db.ping()
+        async with asyncio.timeout(DATABASE_PROBE_SECONDS):
+            await db.ping()
         database = "ok"
-    except (SQLAlchemyError, OSError):
+    except (SQLAlchemyError, OSError):  # OSError includes TimeoutError
         database = "unavailable"
     checks = {"database": database, "products": await catalog.probe()}
     if database != "ok":

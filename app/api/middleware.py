@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Mapping
 
+import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import problem_response
+from app.core import metrics
 from app.core.context import accept_request_id, request_id_var
 from app.core.errors import PayloadTooLarge, ProblemError, Unauthorized
 
 logger = logging.getLogger("app.requests")
+access_logger = structlog.get_logger("app.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 PROTECTED_PREFIX = "/inventory"
 
 
 class RequestContextMiddleware:
-    """Gives every request an id, echoes it, and turns an unexpected crash into a 500 problem."""
+    """Gives every request an id, echoes it, and turns an unexpected crash into a 500 problem.
+
+    Being outermost, it also sees every answer whole: it writes the one access line
+    (`http.request`) of each request and counts it in the metrics.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,14 +41,17 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started_at = time.perf_counter()
         request_id = accept_request_id(Headers(scope=scope).get("x-request-id"))
         token = request_id_var.set(request_id)
         response_started = False
+        status = 500  # if the response never starts, the client sees the connection fail
 
         async def send_with_id(message: Message) -> None:
-            nonlocal response_started
+            nonlocal response_started, status
             if message["type"] == "http.response.start":
                 response_started = True
+                status = message["status"]
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
@@ -52,7 +63,28 @@ class RequestContextMiddleware:
                 error = ProblemError("The service failed to answer; the error was logged.")
                 await problem_response(error)(scope, receive, send_with_id)
         finally:
+            _record_access(scope, status, time.perf_counter() - started_at)
             request_id_var.reset(token)
+
+
+def _record_access(scope: Scope, status: int, seconds: float) -> None:
+    route = route_template(scope)
+    metrics.observe_request(route=route, method=scope["method"], status=status, seconds=seconds)
+    access_logger.info(
+        "http.request",
+        method=scope["method"],
+        route=route or scope["path"],
+        status=status,
+        duration_ms=round(seconds * 1000, 2),
+        actor=scope.get("state", {}).get("actor"),
+    )
+
+
+def route_template(scope: Scope) -> str | None:
+    """The path template of the route that took the request; None when none did (an unknown
+    path, or a request refused before routing: 401, 413)."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else None
 
 
 class ApiKeyMiddleware:

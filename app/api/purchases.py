@@ -10,10 +10,18 @@ from fastapi.responses import JSONResponse
 from app.api.answers import IdempotencyKeyHeader, answer_response
 from app.api.deps import CallerDep, Catalog, Db, SettingsDep
 from app.api.docs import problems
+from app.core import metrics
+from app.core.errors import InsufficientStock, ProblemError, ProductsUnavailable, UnknownProduct
 from app.schemas.purchases import PurchaseIn, PurchaseOut
 from app.services import idempotency, purchases
 
 router = APIRouter(prefix="/inventory", tags=["purchases"], responses=problems(401, 413))
+
+_OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
+    InsufficientStock: "insufficient_stock",
+    UnknownProduct: "unknown_product",
+    ProductsUnavailable: "products_unavailable",
+}
 
 PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id.")]
 
@@ -35,18 +43,29 @@ async def create_purchase(
 ) -> JSONResponse:
     """Check every product with the products service, then take every line from stock in
     one transaction, or none: 409 names every short line."""
-    answer = await idempotency.run_once(
-        db,
-        caller,
-        key=idempotency_key,
-        request_fingerprint=idempotency.fingerprint(
-            "POST", "/inventory/purchase", order.model_dump(mode="json")
-        ),
-        ttl=settings.idempotency_ttl,
-        work=lambda claim: purchases.buy(
-            db, catalog, caller, order=order, claim=claim, concurrency=settings.products_concurrency
-        ),
-    )
+    try:
+        answer = await idempotency.run_once(
+            db,
+            caller,
+            key=idempotency_key,
+            request_fingerprint=idempotency.fingerprint(
+                "POST", "/inventory/purchase", order.model_dump(mode="json")
+            ),
+            ttl=settings.idempotency_ttl,
+            work=lambda claim: purchases.buy(
+                db,
+                catalog,
+                caller,
+                order=order,
+                claim=claim,
+                concurrency=settings.products_concurrency,
+            ),
+        )
+    except ProblemError as error:
+        if type(error) in _OUTCOMES:
+            metrics.count_purchase(_OUTCOMES[type(error)])
+        raise
+    metrics.count_purchase("replayed" if answer.replayed else "completed")
     return answer_response(answer)
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 from cachetools import TTLCache
 
+from app.core import metrics
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
@@ -258,18 +259,28 @@ class HttpProductsCatalog:
     async def lookup(self, product_id: str) -> ProductLookup:
         cached = self._cache.get(product_id) if self._cache is not None else None
         if cached is not None:
+            metrics.count_product_lookup("cache_hit")
             return _detached(cached)
         task = self._in_flight.get(product_id)
         if task is None:
             if not self._breaker.try_acquire():
+                metrics.count_product_lookup("unavailable")
                 raise self._refused()
             # The task copies the current context: the first caller's request id is the
             # one forwarded for everybody who joins this look-up.
             task = asyncio.create_task(self._fetch(product_id))
             self._in_flight[product_id] = task
             task.add_done_callback(partial(self._forget, product_id))
-        # Shielded: one caller giving up must not cancel the answer the others wait for.
-        return _detached(await asyncio.shield(task))
+        try:
+            # Shielded: one caller giving up must not cancel the answer the others wait for.
+            found = _detached(await asyncio.shield(task))
+        except ProductsUnavailable:
+            metrics.count_product_lookup("unavailable")
+            raise
+        metrics.count_product_lookup(
+            "found" if found.status is ProductStatus.FOUND else "not_found"
+        )
+        return found
 
     async def probe(self) -> str:
         try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,7 +13,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from app.core.config import Settings
+
 _WRITE = "inventory_write"
+_NO_BEGIN = "inventory_no_begin"
+_AFTER_COMMIT = "inventory_after_commit"
+
+logger = logging.getLogger("app.database")
+
+AfterCommit = Callable[[], None]
 
 
 def async_url(database_url: str) -> URL:
@@ -34,6 +43,14 @@ class Database:
     rather than busy-polling the file.
     """
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+
     def __init__(self, database_url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000):
         url = async_url(database_url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
@@ -42,13 +59,44 @@ class Database:
             options |= {"pool_size": pool_size, "max_overflow": pool_size}
         self.engine: AsyncEngine = create_async_engine(url, **options)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
+        # One statement is its own consistent snapshot on both engines, so a single read
+        # needs no BEGIN and ROLLBACK: two round trips on PostgreSQL, two thread hand-offs
+        # on aiosqlite. SQLite's connections are in autocommit already (see below); there
+        # the option only stops our `begin` listener, as SQLAlchemy's AUTOCOMMIT level would
+        # reset the connection's isolation on every check-in.
+        single = {_NO_BEGIN: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}
+        self._single_read_engine = self.engine.execution_options(**single)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        Callbacks registered with `after_commit` run once the commit has succeeded; after a
+        rollback they are dropped.
+        """
+        callbacks: list[AfterCommit] = []
+        async with self._begin() as connection:
+            # `info` belongs to the pooled DBAPI connection and outlives this transaction. It is
+            # held here because an invalidated connection refuses to hand it out again.
+            info = connection.info
+            info[_AFTER_COMMIT] = callbacks
+            try:
+                yield connection
+            finally:
+                info.pop(_AFTER_COMMIT, None)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                # The change is committed and the caller must hear so; a failed report must
+                # not turn that into an error.
+                logger.exception("after-commit callback failed")
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
         if self._write_lock is None:
             async with self.engine.begin() as connection:
                 yield connection
@@ -62,12 +110,27 @@ class Database:
         async with self.engine.connect() as connection:
             yield connection
 
+    @asynccontextmanager
+    async def read_one(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for exactly one read statement, outside any transaction."""
+        async with self._single_read_engine.connect() as connection:
+            yield connection
+
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def after_commit(connection: AsyncConnection, callback: AfterCommit) -> None:
+    """Run `callback` once the transaction of `connection` has committed, never on rollback."""
+    try:
+        callbacks: list[AfterCommit] = connection.info[_AFTER_COMMIT]
+    except KeyError:
+        raise RuntimeError("after_commit needs a connection from Database.transaction()") from None
+    callbacks.append(callback)
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
@@ -84,5 +147,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        write = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(_NO_BEGIN, False):
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN")

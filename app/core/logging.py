@@ -1,14 +1,176 @@
-"""Log set-up for the process."""
+"""Log set-up for the process: structlog on top of the standard library.
+
+Everything goes through one standard-library handler, so the lines of uvicorn, alembic and
+SQLAlchemy look like ours: JSON (one object a line) or a console rendering. Every line
+carries the request id of the request it was written for, and secrets never reach the output.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.core.config import Settings
+from app.core.context import request_id_var
+
+_HANDLER_NAME = "inventory"
+# Loggers that install handlers of their own (uvicorn's default config) are routed to ours.
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
+_SECRET_NAME = re.compile(r"key|authorization|secret|password|token", re.IGNORECASE)
+MASK = "***"
+
+Stream = Literal["stdout", "stderr"]
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+def add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """The request id of the request being served, unless the line names one itself."""
+    request_id = request_id_var.get()
+    if request_id != "-":  # the variable's default: not inside a request
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
+def _drop_message_copies(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # Copies of `event` that look like extras: the formatted message the standard library
+    # caches on its records, and the ANSI-coloured one uvicorn passes.
+    event_dict.pop("message", None)
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+class MaskSecrets:
+    """Hides values of fields named like a secret, and any known secret wherever it appears.
+
+    The second rule catches a key that slipped into a message or a traceback.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._secret_names: dict[str, bool] = {}  # field names recur: match each one once
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        self._mask_in_place(event_dict)
+        return event_dict
+
+    def _mask_in_place(self, mapping: MutableMapping[str, Any]) -> None:
+        for name, value in mapping.items():
+            if value is None or isinstance(value, int | float):
+                continue
+            if self._is_secret_name(name):
+                mapping[name] = MASK
+            else:
+                mapping[name] = self._mask_value(value)
+
+    def _is_secret_name(self, name: str) -> bool:
+        secret = self._secret_names.get(name)
+        if secret is None:
+            secret = name != "event" and _SECRET_NAME.search(name) is not None
+            self._secret_names[name] = secret
+        return secret
+
+    def _mask_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, dict):
+            copy = dict(value)  # the caller's dict is theirs: mask a copy
+            self._mask_in_place(copy)
+            return copy
+        if isinstance(value, list | tuple):
+            return [self._mask_value(item) for item in value]
+        return value
+
+
+_SHARED: list[Processor] = [
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    add_request_id,
+]
+
+
+def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
+    """Route every logger of the process to one handler writing `stream` in LOG_FORMAT.
+
+    Safe to call more than once (each app in the tests calls it): it replaces only its own
+    handler, so handlers that others added to the root logger stay.
+    """
+    log_format = settings.log_format or ("console" if _stream(stream).isatty() else "json")
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=_stream(stream).isatty())
     )
+    secrets = [*settings.actor_keys().values()]
+    if settings.products_api_key is not None:
+        secrets.append(settings.products_api_key.get_secret_value())
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_message_copies, *_SHARED],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            MaskSecrets(secrets),
+            renderer,
+        ],
+    )
+    handler = _StandardStreamHandler(stream)
+    handler.name = _HANDLER_NAME
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.name == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name in _ADOPTED_LOGGERS:
+        adopted = logging.getLogger(name)
+        adopted.handlers.clear()
+        adopted.propagate = True
+        adopted.setLevel(logging.NOTSET)
+    # aiosqlite logs every statement at DEBUG, which buries everything else.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def _stream(name: Stream) -> TextIO:
+    stream: TextIO = getattr(sys, name)
+    return stream
+
+
+class _StandardStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout`/`sys.stderr` is at the time of each line.
+
+    So output captured by a test runner, or redirected by a CLI command, is followed.
+    """
+
+    def __init__(self, name: Stream) -> None:
+        super().__init__()
+        self._stream_name: Stream = name
+
+    @property
+    def stream(self) -> TextIO:
+        return _stream(self._stream_name)
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        """The stream is always the current standard one; StreamHandler's own value is ignored."""

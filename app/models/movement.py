@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, ProductId, UTCDateTime
+
+MovementKind = Literal["set", "adjust", "purchase", "cancel", "delete"]
 
 
 class Movement(Base):

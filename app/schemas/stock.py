@@ -24,11 +24,24 @@ class StockLevelOut(BaseModel):
 
 
 class SetQuantity(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"quantity": 17, "reason": "stocktake"}, {"quantity": 0}]}
+    )
+
     quantity: StrictInt = Field(ge=0, le=MAX_QUANTITY, examples=[17])
     reason: Reason | None = Field(default=None, examples=["stocktake"])
 
 
 class Adjustment(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"delta": -2, "reason": "damaged in transit"},
+                {"delta": 40, "reason": "delivery 2026-11-28"},
+            ]
+        }
+    )
+
     delta: StrictInt = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, examples=[-2])
     reason: Reason = Field(examples=["damaged in transit"])
 

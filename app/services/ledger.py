@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.core import metrics
 from app.core.context import Caller
-from app.core.database import Database
+from app.core.database import Database, after_commit
 from app.core.errors import NotFound
 from app.models import Movement
 from app.models.base import utcnow
+from app.models.movement import MovementKind
 from app.schemas.common import Page
 from app.schemas.stock import MovementOut
 from app.services.cursors import decode_cursor, encode_cursor
 
-MovementKind = Literal["set", "adjust", "purchase", "cancel", "delete"]
-
 _movement_columns = list(Movement.__table__.c)
+# Built once: constructing an ORM-flavoured `insert(...).values(...)` on every call cost more
+# than executing it (bench/RESULTS.md); the values travel as parameters instead.
+_insert_movement = insert(Movement)
+
+logger = structlog.get_logger("app.inventory")
+
+
+@dataclass(frozen=True, slots=True)
+class NewMovement:
+    product_id: str
+    kind: MovementKind
+    delta: int
+    quantity_after: int
+    reason: str | None = None
+    purchase_id: str | None = None
 
 
 async def record_movement(
@@ -32,19 +49,51 @@ async def record_movement(
     reason: str | None = None,
     purchase_id: str | None = None,
 ) -> None:
+    movement = NewMovement(product_id, kind, delta, quantity_after, reason, purchase_id)
+    await record_movements(connection, caller, [movement])
+
+
+async def record_movements(
+    connection: AsyncConnection, caller: Caller, movements: Sequence[NewMovement]
+) -> None:
+    """Write movements in the caller's transaction (one executemany), and announce each one
+    with an `inventory.changed` log line once that transaction has committed."""
+    if not movements:
+        return
+    now = utcnow()
     await connection.execute(
-        insert(Movement).values(
-            product_id=product_id,
-            kind=kind,
-            delta=delta,
-            quantity_after=quantity_after,
-            reason=reason,
-            purchase_id=purchase_id,
+        _insert_movement,
+        [
+            {
+                "product_id": m.product_id,
+                "kind": m.kind,
+                "delta": m.delta,
+                "quantity_after": m.quantity_after,
+                "reason": m.reason,
+                "purchase_id": m.purchase_id,
+                "actor": caller.actor,
+                "request_id": caller.request_id,
+                "created_at": now,
+            }
+            for m in movements
+        ],
+    )
+    after_commit(connection, lambda: _announce(caller, movements))
+
+
+def _announce(caller: Caller, movements: Sequence[NewMovement]) -> None:
+    for movement in movements:
+        logger.info(
+            "inventory.changed",
+            product_id=movement.product_id,
+            kind=movement.kind,
+            delta=movement.delta,
+            quantity_after=movement.quantity_after,
+            purchase_id=movement.purchase_id,
             actor=caller.actor,
             request_id=caller.request_id,
-            created_at=utcnow(),
         )
-    )
+        metrics.count_movement(movement.kind)
 
 
 async def list_movements(
@@ -54,7 +103,7 @@ async def list_movements(
     query = select(*_movement_columns).where(Movement.product_id == product_id)
     if cursor is not None:
         query = query.where(Movement.id < int(decode_cursor("movements", cursor)))
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         rows = (await connection.execute(query.order_by(Movement.id.desc()).limit(limit + 1))).all()
     if not rows and cursor is None:
         raise NotFound(f"Product {product_id!r} has no stock history.")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Update, delete, select, update
+from sqlalchemy import Row, Update, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -55,14 +55,17 @@ def _not_found(product_id: str) -> NotFound:
     return NotFound(f"No stock level for product {product_id!r}.")
 
 
+# Built once, like every statement on a hot path: building it per call cost as much as running it.
+_find_one = select(*_columns).where(StockLevel.product_id == bindparam("product_id"))
+
+
 async def _find(connection: AsyncConnection, product_id: str) -> Row[tuple[object, ...]] | None:
-    query = select(*_columns).where(StockLevel.product_id == product_id)
-    return (await connection.execute(query)).one_or_none()
+    return (await connection.execute(_find_one, {"product_id": product_id})).one_or_none()
 
 
 async def get_stock(db: Database, catalog: ProductsCatalog, *, product_id: str) -> StockLevelOut:
     """One stock level with what the catalog says of its product (null if it cannot say)."""
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         row = await _find(connection, product_id)
     if row is None:
         raise _not_found(product_id)
@@ -92,7 +95,7 @@ async def list_stock(
     if cursor is not None:
         query = query.where(StockLevel.product_id > str(decode_cursor("stock", cursor)))
     query = query.order_by(StockLevel.product_id).limit(limit + 1)
-    async with db.read() as connection:
+    async with db.read_one() as connection:
         rows = (await connection.execute(query)).all()
     page = rows[:limit]
     next_cursor = encode_cursor("stock", page[-1].product_id) if len(rows) > limit else None
@@ -127,7 +130,7 @@ async def set_quantity(
     """
     product: dict[str, Any] | None = None
     if if_match is None:
-        async with db.read() as connection:
+        async with db.read_one() as connection:
             exists = await _find(connection, product_id) is not None
         if not exists:
             product = (await require_known_product(catalog, product_id)).product

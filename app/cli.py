@@ -1,0 +1,290 @@
+"""The `inventory` command: serve, migrate, check, export and import.
+
+Commands log to stderr, so stdout carries only what they produce (the CSV of `export`,
+the report of `check`). `serve` logs to stdout, like any service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.core.config import Settings, load_settings
+from app.core.context import Caller
+from app.core.database import Database
+from app.core.logging import MASK, Stream, configure_logging
+from app.core.metrics import MULTIPROCESS_ENV
+from app.core.migrations import current_revision, head_revision, upgrade
+from app.services import bulk
+
+cli = typer.Typer(
+    help="Operate the inventory service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+WORKER_HEALTHCHECK_SECONDS = 30
+# More than this many bad rows are summed up rather than listed.
+MAX_ERRORS_SHOWN = 100
+
+
+def _settings(log_stream: Stream = "stderr") -> Settings:
+    settings = load_settings()
+    configure_logging(settings, stream=log_stream)
+    return settings
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8002,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    graceful_timeout: Annotated[
+        int, typer.Option(min=0, help="Seconds in-flight requests get to finish on shutdown.")
+    ] = 30,
+) -> None:
+    """Run the HTTP service.
+
+    On SIGTERM or Ctrl-C it stops accepting connections, lets in-flight requests finish
+    (up to --graceful-timeout seconds) and then closes the database pool. Uvicorn's own
+    access log is off: the service writes one `http.request` line per request itself.
+    """
+    _settings(log_stream="stdout")  # the supervisor's lines go where its workers' go
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "app.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,  # the service configures logging, uvicorn's lines included
+            access_log=False,
+            timeout_graceful_shutdown=graceful_timeout,
+            # A worker answers the supervisor's pings only once it has imported the app;
+            # uvicorn's default of 5 s kills slow starters (cold imports on a busy machine).
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """Multiprocess metrics for several workers: a fresh directory, removed at exit.
+
+    A directory named by the operator in PROMETHEUS_MULTIPROC_DIR is used instead and
+    emptied first, as prometheus-client requires between runs.
+    """
+    named = os.environ.get(MULTIPROCESS_ENV)
+    if named:
+        Path(named).mkdir(parents=True, exist_ok=True)
+        for stale in Path(named).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="inventory-metrics-")
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the latest version (alembic upgrade head)."""
+    settings = _settings()
+    upgrade(settings.database_url)
+    typer.echo(f"schema is at {head_revision(settings.database_url)} (head)")
+
+
+@cli.command()
+def check() -> None:
+    """Show the settings (secrets hidden) and check the database, its schema and the
+    products service. Exits 1 when the service could not start."""
+    settings = _settings()
+    typer.echo("settings:")
+    for name, shown in settings_summary(settings):
+        typer.echo(f"  {name.upper()} = {shown}")
+    results = asyncio.run(_check(settings))
+    for name, outcome in results.items():
+        typer.echo(f"{name}: {outcome}")
+    if results["database"] != "ok" or not results["schema"].startswith("at head"):
+        raise typer.Exit(1)
+
+
+def settings_summary(settings: Settings) -> list[tuple[str, str]]:
+    """Every setting with secrets hidden (key names shown, values never)."""
+    summary: list[tuple[str, str]] = []
+    for name, value in settings:
+        if isinstance(value, SecretStr):
+            shown = MASK
+        elif name == "api_keys":
+            shown = ", ".join(f"{actor}:{MASK}" for actor in value) or "(unset)"
+        elif name == "database_url":
+            shown = make_url(value).render_as_string(hide_password=True)
+        else:
+            shown = "(unset)" if value is None else str(value)
+        summary.append((name, shown))
+    return summary
+
+
+async def _check(settings: Settings) -> dict[str, str]:
+    database = Database.from_settings(settings)
+    try:
+        await database.ping()
+        current = await current_revision(database)
+    except (SQLAlchemyError, OSError) as error:
+        return {"database": f"unavailable ({error.__class__.__name__})", "schema": "unknown"}
+    finally:
+        await database.dispose()
+    head = head_revision(settings.database_url)
+    if current != head:
+        schema = f"at {current or 'nothing'}, head is {head}: run `inventory migrate`"
+        return {"database": "ok", "schema": schema, "products": "not checked"}
+    return {"database": "ok", "schema": f"at head ({head})", "products": await _probe(settings)}
+
+
+async def _probe(settings: Settings) -> str:
+    """The products check `/ready` makes, through the catalog the app itself builds."""
+    from app.main import create_app  # importing app.main builds the module-level app
+
+    app = create_app(settings)
+    configure_logging(settings, stream="stderr")  # create_app points logs at stdout
+    async with app.router.lifespan_context(app):
+        probe: str = await app.state.catalog.probe()
+    return probe
+
+
+@cli.command("export")
+def export_command(
+    file: Annotated[
+        Path | None, typer.Argument(help="CSV file to write; standard output when omitted.")
+    ] = None,
+) -> None:
+    """Write every stock level as CSV `product_id,quantity`, read page by page."""
+    settings = _settings()
+    with _output(file) as out:
+        count = asyncio.run(_export(settings, out))
+    typer.echo(f"exported {count} stock levels", err=True)
+
+
+@contextmanager
+def _output(file: Path | None) -> Iterator[TextIO]:
+    if file is None:
+        yield sys.stdout
+        return
+    with file.open("w", newline="", encoding="utf-8") as out:
+        yield out
+
+
+async def _export(settings: Settings, out: TextIO) -> int:
+    database = Database.from_settings(settings)
+    writer = csv.writer(out)
+    count = 0
+    try:
+        writer.writerow(["product_id", "quantity"])
+        async for page in bulk.export_stock(database):
+            writer.writerows(page)
+            count += len(page)
+    finally:
+        await database.dispose()
+    return count
+
+
+@cli.command("import")
+def import_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="CSV: product_id,quantity[,reason]; header optional."
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the file and count changes; write nothing.")
+    ] = False,
+    actor: Annotated[
+        str, typer.Option(help="Actor named on the ledger movements.", min=1, max=128)
+    ] = "cli",
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction.")] = (
+        bulk.IMPORT_BATCH_SIZE
+    ),
+) -> None:
+    """Set stock levels from a CSV file, after checking every row.
+
+    Any bad row: each one is reported with its line number and nothing changes. Rows whose
+    quantity is already stored are skipped, so a second run changes nothing. Products are
+    not checked with the products service: bulk loads are trusted staff input.
+    """
+    settings = _settings()
+    rows = _read_rows(file)
+    caller = Caller(actor=actor, request_id=uuid.uuid4().hex)
+    label = "checking" if dry_run else "importing"
+    with typer.progressbar(length=len(rows), label=label, file=sys.stderr) as bar:
+        summary = asyncio.run(
+            _import(settings, caller, rows, dry_run=dry_run, batch_size=batch_size, on=bar.update)
+        )
+    verb = "would be " if dry_run else ""
+    typer.echo(
+        f"{summary.created} {verb}created, {summary.updated} {verb}updated, "
+        f"{summary.unchanged} unchanged (request id {caller.request_id})"
+    )
+
+
+def _read_rows(file: Path) -> list[bulk.ImportRow]:
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as lines:
+            return bulk.parse_import(lines)
+    except UnicodeDecodeError:
+        typer.echo(f"{file}: not UTF-8 text; nothing was imported", err=True)
+        raise typer.Exit(1) from None
+    except bulk.InvalidImport as invalid:
+        for error in invalid.errors[:MAX_ERRORS_SHOWN]:
+            typer.echo(f"{file}:{error.line}: {error.message}", err=True)
+        if len(invalid.errors) > MAX_ERRORS_SHOWN:
+            typer.echo(f"… and {len(invalid.errors) - MAX_ERRORS_SHOWN} more bad rows", err=True)
+        typer.echo(f"{len(invalid.errors)} bad rows; nothing was imported", err=True)
+        raise typer.Exit(1) from None
+
+
+async def _import(
+    settings: Settings,
+    caller: Caller,
+    rows: list[bulk.ImportRow],
+    *,
+    dry_run: bool,
+    batch_size: int,
+    on: Callable[[int], None],
+) -> bulk.ImportSummary:
+    database = Database.from_settings(settings)
+    try:
+        return await bulk.import_stock(
+            database, caller, rows, dry_run=dry_run, batch_size=batch_size, progress=on
+        )
+    finally:
+        await database.dispose()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

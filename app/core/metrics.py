@@ -1,0 +1,122 @@
+"""Prometheus metrics: what is counted, and how a scrape renders it.
+
+With several worker processes, each keeps its own counters. When `PROMETHEUS_MULTIPROC_DIR`
+is set (as `inventory serve --workers N` does), prometheus-client writes them to files in that
+directory and a scrape of any worker adds up every worker's values. The variable is read when
+prometheus-client is imported, so it has to be in the environment before the process starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Literal, get_args
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from app.models.movement import MovementKind
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Requests that no route took (unknown paths; 401 and 413 refused before routing) share one
+# label value, so random paths cannot grow the number of series.
+UNMATCHED_ROUTE = "(unmatched)"
+
+PurchaseOutcome = Literal[
+    "completed", "insufficient_stock", "unknown_product", "products_unavailable", "replayed"
+]
+ProductLookupOutcome = Literal["found", "not_found", "unavailable", "cache_hit"]
+CircuitState = Literal["closed", "open", "half_open"]
+
+# `*_created` timestamps double the output and no dashboard of ours reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+HTTP_REQUESTS = Counter(
+    "inventory_http_requests",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "inventory_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response, by route template and method.",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+PURCHASES = Counter("inventory_purchases", "Purchase requests, by outcome.", ["outcome"])
+MOVEMENTS = Counter("inventory_movements", "Committed ledger movements, by kind.", ["kind"])
+PRODUCT_LOOKUPS = Counter(
+    "inventory_product_lookups", "Look-ups of products in the products service.", ["outcome"]
+)
+
+# Every known label value is shown from the start (as 0), so rates work from the first scrape.
+for _outcome in get_args(PurchaseOutcome):
+    PURCHASES.labels(outcome=_outcome)
+for _kind in get_args(MovementKind):
+    MOVEMENTS.labels(kind=_kind)
+for _lookup in get_args(ProductLookupOutcome):
+    PRODUCT_LOOKUPS.labels(outcome=_lookup)
+
+
+def count_purchase(outcome: PurchaseOutcome) -> None:
+    PURCHASES.labels(outcome=outcome).inc()
+
+
+def count_product_lookup(outcome: ProductLookupOutcome) -> None:
+    PRODUCT_LOOKUPS.labels(outcome=outcome).inc()
+
+
+def count_movement(kind: MovementKind) -> None:
+    MOVEMENTS.labels(kind=kind).inc()
+
+
+def observe_request(*, route: str | None, method: str, status: int, seconds: float) -> None:
+    route = route or UNMATCHED_ROUTE
+    HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+    HTTP_DURATION.labels(route=route, method=method).observe(seconds)
+
+
+class CircuitStateCollector(Collector):
+    """The products circuit breaker's state, read at scrape time, as a 0/1 gauge per state.
+
+    Reads `circuit_state` of the catalog when it has one (a standalone catalog has none).
+    Each worker process has its own breaker; a scrape shows the worker that answered.
+    """
+
+    def __init__(self, catalog: object) -> None:
+        self.catalog = catalog
+
+    def collect(self) -> Iterator[Metric]:
+        state = getattr(self.catalog, "circuit_state", None)
+        if state is None:
+            return
+        gauge = GaugeMetricFamily(
+            "inventory_products_circuit_state",
+            "1 for the state the products circuit breaker is in, 0 for the others.",
+            labels=["state"],
+        )
+        for candidate in get_args(CircuitState):
+            gauge.add_metric([candidate], 1.0 if state == candidate else 0.0)
+        yield gauge
+
+
+def render(catalog: object) -> bytes:
+    """The Prometheus text exposition of this process, or of all workers in multiprocess mode."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        counters = CollectorRegistry()
+        MultiProcessCollector(counters)  # type: ignore[no-untyped-call]
+    else:
+        counters = REGISTRY
+    circuit = CollectorRegistry(auto_describe=False)
+    circuit.register(CircuitStateCollector(catalog))
+    return generate_latest(counters) + generate_latest(circuit)

@@ -1,0 +1,255 @@
+"""Bulk loads and dumps of stock levels: the CSV import and export behind the CLI.
+
+An import is trusted staff input: products are not checked with the products service.
+Each row follows the rules of `PUT /inventory/{product_id}` (create or update, version + 1,
+one `set` movement with delta = new - old), and a row whose quantity is already stored is
+skipped, so importing the same file twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.core.context import Caller
+from app.core.database import Database
+from app.models import StockLevel
+from app.models.base import utcnow
+from app.models.stock_level import MAX_QUANTITY
+from app.schemas.common import ProductIdStr, Reason
+from app.services.ledger import NewMovement, record_movements
+
+IMPORT_BATCH_SIZE = 1000
+EXPORT_PAGE_SIZE = 1000
+HEADER = ("product_id", "quantity", "reason")
+
+_product_id = TypeAdapter(ProductIdStr)
+_reason = TypeAdapter(Reason)
+_QUANTITY = re.compile(r"\d{1,10}")
+
+logger = structlog.get_logger("app.inventory")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    line: int
+    product_id: str
+    quantity: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    message: str
+
+
+class InvalidImport(Exception):
+    """The file has bad rows; nothing was changed."""
+
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__(f"{len(errors)} bad row(s)")
+        self.errors = errors
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def parse_import(lines: Iterable[str]) -> list[ImportRow]:
+    """Every row of a `product_id,quantity[,reason]` CSV (header optional), all checked first.
+
+    Raises `InvalidImport` naming every bad line, so a file is loaded whole or not at all.
+    Blank lines are skipped; a product may appear only once.
+    """
+    rows: list[ImportRow] = []
+    errors: list[RowError] = []
+    first_line_of: dict[str, int] = {}
+    reader = csv.reader(lines)
+    for cells in reader:
+        if not any(cell.strip() for cell in cells):
+            continue
+        line = reader.line_num
+        if not rows and not errors and cells[0].strip().lower() == HEADER[0]:
+            if [c.strip().lower() for c in cells] not in (list(HEADER[:2]), list(HEADER)):
+                errors.append(RowError(line, "the header must be product_id,quantity[,reason]"))
+            continue
+        try:
+            row = _parse_row(line, cells)
+        except ValueError as error:
+            errors.append(RowError(line, str(error)))
+            continue
+        if row.product_id in first_line_of:
+            message = (
+                f"product {row.product_id!r} is already on line {first_line_of[row.product_id]}"
+            )
+            errors.append(RowError(line, message))
+            continue
+        first_line_of[row.product_id] = line
+        rows.append(row)
+    if errors:
+        raise InvalidImport(errors)
+    return rows
+
+
+def _parse_row(line: int, cells: list[str]) -> ImportRow:
+    if len(cells) not in (2, 3):
+        raise ValueError(
+            f"expected 2 or 3 columns (product_id,quantity[,reason]), got {len(cells)}"
+        )
+    product_id, quantity = cells[0].strip(), cells[1].strip()
+    try:
+        _product_id.validate_python(product_id)
+    except ValidationError:
+        raise ValueError(
+            f"product id {product_id!r} is not 1-64 characters of [A-Za-z0-9._-]"
+        ) from None
+    if not _QUANTITY.fullmatch(quantity) or int(quantity) > MAX_QUANTITY:
+        raise ValueError(f"quantity {quantity!r} is not an integer from 0 to {MAX_QUANTITY}")
+    reason = cells[2].strip() if len(cells) == 3 else ""
+    if reason:
+        try:
+            _reason.validate_python(reason)
+        except ValidationError:
+            raise ValueError("reason must be at most 200 printable characters") from None
+    return ImportRow(line, product_id, int(quantity), reason or None)
+
+
+async def import_stock(
+    db: Database,
+    caller: Caller,
+    rows: Sequence[ImportRow],
+    *,
+    dry_run: bool = False,
+    batch_size: int = IMPORT_BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Set the stock of every row, `batch_size` rows per transaction.
+
+    A failure stops the import with the earlier batches committed; running the same file
+    again finishes it, since rows already at their quantity are skipped. `dry_run` only
+    counts what would change.
+    """
+    summary = ImportSummary()
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        if dry_run:
+            async with db.read() as connection:
+                await _import_batch(connection, caller, batch, summary, write=False)
+        else:
+            async with db.transaction() as connection:
+                await _import_batch(connection, caller, batch, summary, write=True)
+        if progress is not None:
+            progress(len(batch))
+    logger.info(
+        "inventory.imported",
+        rows=len(rows),
+        created=summary.created,
+        updated=summary.updated,
+        unchanged=summary.unchanged,
+        dry_run=dry_run,
+        actor=caller.actor,
+        request_id=caller.request_id,
+    )
+    return summary
+
+
+async def _import_batch(
+    connection: AsyncConnection,
+    caller: Caller,
+    batch: Sequence[ImportRow],
+    summary: ImportSummary,
+    *,
+    write: bool,
+) -> None:
+    query = select(StockLevel.product_id, StockLevel.quantity).where(
+        StockLevel.product_id.in_([row.product_id for row in batch])
+    )
+    if write:
+        # Rows are read and written in one transaction; on PostgreSQL the lock keeps a
+        # concurrent writer from changing a quantity between our read and our update.
+        query = query.with_for_update()
+    stored: dict[str, int] = {r.product_id: r.quantity for r in await connection.execute(query)}
+    created = [row for row in batch if row.product_id not in stored]
+    updated = [
+        row for row in batch if row.product_id in stored and stored[row.product_id] != row.quantity
+    ]
+    summary.created += len(created)
+    summary.updated += len(updated)
+    summary.unchanged += len(batch) - len(created) - len(updated)
+    if not write:
+        return
+    now = utcnow()
+    if created:
+        await connection.execute(
+            insert(StockLevel),
+            [
+                {
+                    "product_id": row.product_id,
+                    "quantity": row.quantity,
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in created
+            ],
+        )
+    if updated:
+        await connection.execute(
+            update(StockLevel)
+            .where(StockLevel.product_id == bindparam("row_product_id"))
+            .values(
+                quantity=bindparam("row_quantity"),
+                version=StockLevel.version + 1,
+                updated_at=now,
+            ),
+            [{"row_product_id": row.product_id, "row_quantity": row.quantity} for row in updated],
+        )
+    changed = sorted(created + updated, key=lambda row: row.line)
+    await record_movements(
+        connection,
+        caller,
+        [
+            NewMovement(
+                product_id=row.product_id,
+                kind="set",
+                delta=row.quantity - stored.get(row.product_id, 0),
+                quantity_after=row.quantity,
+                reason=row.reason,
+            )
+            for row in changed
+        ],
+    )
+
+
+async def export_stock(
+    db: Database, *, page_size: int = EXPORT_PAGE_SIZE
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """`(product_id, quantity)` of every stock level in product id order, a page at a time.
+
+    Each page is its own short read, so an export of any size holds no long transaction;
+    a stock level changed meanwhile appears once, with the value read for its page.
+    """
+    after: str | None = None
+    while True:
+        query = select(StockLevel.product_id, StockLevel.quantity).order_by(StockLevel.product_id)
+        if after is not None:
+            query = query.where(StockLevel.product_id > after)
+        async with db.read() as connection:
+            page = [
+                (r.product_id, r.quantity) for r in await connection.execute(query.limit(page_size))
+            ]
+        if not page:
+            return
+        yield page
+        after = page[-1][0]

@@ -1,0 +1,410 @@
+"""`make bench`: the service against its ceilings, measured in the same run, reported as ratios.
+
+    python -m bench.run            # short: 1 worker, both engines, a few seconds per scenario
+    python -m bench.run --full     # the whole grid: 1 and 2 workers, longer runs
+
+Every scenario runs first on its ceiling, then on the service, back to back on the same
+settings, so a noisy neighbour weighs on both figures of a ratio alike. The table goes into
+bench/RESULTS.md between its markers; the raw figures into bench/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import data
+from bench.servers import ROOT, Load, Server, post_json, uvicorn, wrk
+
+API_KEY = "bench-key-0123456789"
+REPLAY_KEY = "bench-replay"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+RAW_DIR = ROOT / "bench" / "out"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    ceiling: str  # "bare" or "raw-sql"
+    ceiling_scenario: str  # what the ceiling app is asked
+    ok: frozenset[int]
+    expected_refusals: frozenset[int] = frozenset()
+    purchase: bool = False
+
+
+SCENARIOS = [
+    Scenario("get-hot", "bare", "get-hot", frozenset({200})),
+    Scenario("get-spread", "bare", "get-spread", frozenset({200})),
+    Scenario("put-spread", "raw-sql", "put-spread", frozenset({200})),
+    Scenario("purchase-hot", "raw-sql", "purchase-hot", frozenset({201}), frozenset({409}), True),
+    Scenario(
+        "purchase-spread", "raw-sql", "purchase-spread", frozenset({201}), frozenset({409}), True
+    ),
+    # A replay reads the stored answer: its ceiling is the raw one-row read.
+    Scenario("purchase-replay", "raw-sql", "get-hot", frozenset({201}), frozenset({409}), True),
+]
+
+
+@dataclass(slots=True)
+class Figures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ok: int
+    refused: int  # the expected refusals (409)
+    errors: int  # anything else: other statuses, socket errors, timeouts
+    statuses: dict[str, int]
+
+    @classmethod
+    def of(cls, raw: dict[str, Any], scenario: Scenario, ok: frozenset[int]) -> Figures:
+        statuses = {str(k): int(v) for k, v in raw["statuses"].items()}
+        good = sum(v for k, v in statuses.items() if int(k) in ok)
+        refused = sum(v for k, v in statuses.items() if int(k) in scenario.expected_refusals)
+        socket_errors = sum(int(v) for v in raw["socket_errors"].values())
+        errors = sum(statuses.values()) - good - refused + socket_errors
+        return cls(
+            rps=raw["requests"] / (raw["duration_us"] / 1e6),
+            p50_ms=raw["p50_us"] / 1000,
+            p99_ms=raw["p99_us"] / 1000,
+            ok=good,
+            refused=refused,
+            errors=errors,
+            statuses=statuses,
+        )
+
+
+@dataclass(slots=True)
+class Row:
+    scenario: str
+    engine: str
+    workers: int
+    app: Figures
+    ceiling_name: str
+    ceiling: Figures
+    invariant: str = "—"
+    invariant_ok: bool = True
+
+    @property
+    def ratio(self) -> float:
+        return self.app.rps / self.ceiling.rps if self.ceiling.rps else 0.0
+
+
+@dataclass(slots=True)
+class Plan:
+    engines: list[str]
+    workers: list[int]
+    scenarios: list[Scenario]
+    load: Load
+    warmup: Load
+    postgres_url: str
+    app_env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="1 and 2 workers, 10 s runs")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--workers", help="comma-separated worker counts, e.g. 1,2")
+    parser.add_argument("--scenarios", help="comma-separated scenario names")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown file to update")
+    parser.add_argument("--label", default="", help="a note printed above the table")
+    parser.add_argument(
+        "--app-env", action="append", default=[], metavar="NAME=VALUE", help="service setting"
+    )
+    args = parser.parse_args()
+
+    seconds = args.seconds or (10.0 if args.full else 3.0)
+    chosen = set(args.scenarios.split(",")) if args.scenarios else None
+    plan = Plan(
+        engines=args.engines.split(","),
+        workers=[int(w) for w in (args.workers or ("1,2" if args.full else "1")).split(",")],
+        scenarios=[s for s in SCENARIOS if chosen is None or s.name in chosen],
+        load=Load(args.connections, seconds),
+        warmup=Load(args.connections, 2.0 if args.full else 1.0),
+        postgres_url=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        app_env=dict(pair.split("=", 1) for pair in args.app_env),
+    )
+    if plan.app_env:
+        plan.notes.append(f"Service settings changed for this run: {plan.app_env}.")
+    if "postgresql" in plan.engines and not _postgres_answers(plan.postgres_url):
+        plan.engines.remove("postgresql")
+        plan.notes.append(f"PostgreSQL at {plan.postgres_url} did not answer: skipped.")
+
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    rows = run(plan)
+    elapsed = time.monotonic() - began
+    command = os.environ.get("BENCH_COMMAND") or "python -m bench.run " + " ".join(sys.argv[1:])
+    report = render(rows, plan, started=started, elapsed=elapsed, command=command.strip())
+    if args.label:
+        report = f"_{args.label}_\n\n{report}"
+    write_report(args.out, report)
+    RAW_DIR.mkdir(exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    (RAW_DIR / f"{stamp}.json").write_text(json.dumps([asdict(row) for row in rows], indent=1))
+    print(report)
+    print(f"wrote {args.out} in {elapsed:.0f}s")
+
+
+def _postgres_answers(url: str) -> bool:
+    async def ping() -> None:
+        connection = await asyncpg.connect(url, timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(ping())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    return True
+
+
+def run(plan: Plan) -> list[Row]:
+    rows: list[Row] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp,
+        uvicorn(
+            "fake products", "bench.fake_catalog:app", workers=1, env={}, health="/health"
+        ) as catalog,
+    ):
+        for workers in plan.workers:
+            with uvicorn(
+                "bare ceiling",
+                "bench.ceilings.bare:app",
+                workers=workers,
+                env={},
+                health="/inventory/hot",
+            ) as bare:
+                for engine in plan.engines:
+                    directory = Path(tmp) / f"{engine}-{workers}"
+                    directory.mkdir()
+                    with _databases(engine, plan, directory) as (app_url, raw_url):
+                        rows += _engine_rows(plan, engine, workers, app_url, raw_url, catalog, bare)
+    return rows
+
+
+@contextmanager
+def _databases(engine: str, plan: Plan, directory: Path) -> Iterator[tuple[str, str]]:
+    if engine == "sqlite":
+        manager = data.sqlite_databases(directory, 2)
+    else:
+        manager = data.postgres_databases(plan.postgres_url, 2)
+    with manager as (app_url, raw_url):
+        for url in (app_url, raw_url):
+            asyncio.run(data.seed(url))
+        yield app_url, raw_url
+
+
+def _engine_rows(
+    plan: Plan, engine: str, workers: int, app_url: str, raw_url: str, catalog: Server, bare: Server
+) -> list[Row]:
+    app_env = {
+        "DATABASE_URL": app_url,
+        "API_KEY": API_KEY,
+        "API_KEYS": "",
+        "PRODUCTS_SERVICE_URL": catalog.url,
+        "PRODUCTS_API_KEY": "",
+        "LOG_LEVEL": "WARNING",
+        "CORS_ORIGINS": "",
+    } | plan.app_env
+    rows = []
+    with ExitStack() as stack:
+        raw = stack.enter_context(
+            uvicorn(
+                "raw-SQL ceiling",
+                "bench.ceilings.raw_sql:app",
+                workers=workers,
+                env={"RAW_DATABASE_URL": raw_url},
+                health=f"/inventory/{data.HOT}",
+            )
+        )
+        app = stack.enter_context(
+            uvicorn("inventory", "app.main:app", workers=workers, env=app_env, health="/health")
+        )
+        ceilings = {"bare": bare, "raw-sql": raw}
+        for scenario in plan.scenarios:
+            label = f"{scenario.name} {engine} w{workers}"
+            ceiling = _measure(
+                plan, ceilings[scenario.ceiling], scenario.ceiling_scenario, scenario
+            )
+            print(f"{label} ceiling: {ceiling.rps:,.0f} req/s", flush=True)
+            before = asyncio.run(data.state(app_url))
+            if scenario.name == "purchase-replay":
+                _prime_replay(app.url)
+            figures = _measure(plan, app, scenario.name, scenario)
+            row = Row(scenario.name, engine, workers, figures, scenario.ceiling, ceiling)
+            if scenario.purchase:
+                time.sleep(0.5)  # let requests wrk gave up on finish their transactions
+                after = asyncio.run(data.state(app_url, since=before.last_movement))
+                check = data.invariant(before, after)
+                row.invariant, row.invariant_ok = check.cell(), check.ok
+            print(
+                f"{label}: {figures.rps:,.0f} req/s ({row.ratio:.2f}x), p50 {figures.p50_ms:.1f}"
+                f" ms, p99 {figures.p99_ms:.1f} ms, errors {figures.errors} {figures.statuses}"
+                f" {row.invariant}",
+                flush=True,
+            )
+            rows.append(row)
+    return rows
+
+
+def _measure(plan: Plan, server: Server, name: str, scenario: Scenario) -> Figures:
+    args = [name, API_KEY, str(data.PRODUCTS), data.HOT, REPLAY_KEY]
+    wrk(server, plan.warmup, args)
+    ok = frozenset({200}) if server.name != "inventory" and name.startswith("get") else scenario.ok
+    if server.name != "inventory" and name.startswith("purchase"):
+        ok = frozenset({201})
+    return Figures.of(wrk(server, plan.load, args), scenario, ok)
+
+
+def _prime_replay(url: str) -> None:
+    """The first purchase with the key, so that what wrk sends are replays."""
+    body = {"items": [{"product_id": data.product_id(1), "quantity": 1}], "reference": "bench"}
+    headers = {"X-API-KEY": API_KEY, "Idempotency-Key": REPLAY_KEY}
+    status, _ = post_json(f"{url}/inventory/purchase", body, headers)
+    if status != 201:
+        raise RuntimeError(f"priming the replay scenario answered {status}")
+
+
+def _machine() -> str:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    system = f"{platform.system()} {platform.release()}"
+    return f"nproc {os.cpu_count()}, CPU {model}, {system}, load average at start {load}"
+
+
+def render(rows: list[Row], plan: Plan, *, started: datetime, elapsed: float, command: str) -> str:
+    lines = [
+        f"Run of {started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s: `{command}`",
+        "",
+        f"Machine: {_machine()}.",
+        f"Load: wrk, 1 thread, {plan.load.connections} connections, {plan.warmup.seconds:g} s "
+        f"warm-up then {plan.load.seconds:g} s measured per run, to 127.0.0.1; every service "
+        "run follows its ceiling's run immediately.",
+        *plan.notes,
+        "",
+        "| scenario | engine | workers | req/s | p50 ms | p99 ms | p99/p50 | errors | 409s "
+        "| ceiling | ceiling req/s | ratio | stock + sold = initial |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|",
+    ]
+    for r in rows:
+        a = r.app
+        spread = a.p99_ms / a.p50_ms if a.p50_ms else 0.0
+        lines.append(
+            f"| {r.scenario} | {r.engine} | {r.workers} | {a.rps:,.0f} | {a.p50_ms:.1f} "
+            f"| {a.p99_ms:.1f} | {spread:.1f} | {a.errors} | {a.refused} | {r.ceiling_name} "
+            f"| {r.ceiling.rps:,.0f} | {r.ratio:.2f} | {r.invariant} |"
+        )
+    lines += ["", "Targets, from this run:", "", *targets(rows)]
+    return "\n".join(lines)
+
+
+def targets(rows: list[Row]) -> list[str]:
+    def find(scenario: str, engine: str, workers: int) -> Row | None:
+        return next(
+            (r for r in rows if (r.scenario, r.engine, r.workers) == (scenario, engine, workers)),
+            None,
+        )
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    out = []
+    for scenario, floor in (("get-hot", 0.6), ("purchase-hot", 0.5)):
+        for engine in ("sqlite", "postgresql"):
+            row = find(scenario, engine, 1)
+            if row is not None:
+                out.append(
+                    f"- {scenario} ≥ {floor} × {row.ceiling_name} ceiling, {engine}, 1 worker: "
+                    f"{row.ratio:.2f} ({row.app.rps:,.0f} / {row.ceiling.rps:,.0f}) — "
+                    f"{verdict(row.ratio >= floor)}"
+                )
+    failing = [r for r in rows if r.app.errors]
+    stalled = [r for r in rows if not r.app.ok]
+    out.append(
+        "- No errors besides expected 409s: "
+        + (
+            verdict(True)
+            if not failing and not stalled
+            else verdict(False)
+            + " — "
+            + ", ".join(
+                [f"{r.scenario}/{r.engine}/w{r.workers}: {r.app.errors}" for r in failing]
+                + [
+                    f"{r.scenario}/{r.engine}/w{r.workers}: no request completed in the window"
+                    for r in stalled
+                ]
+            )
+        )
+    )
+    wide = [r for r in rows if r.app.p99_ms > 10 * r.app.p50_ms or not r.app.ok]
+    out.append(
+        "- p99 ≤ 10 × p50 everywhere: "
+        + (
+            verdict(True)
+            if not wide
+            else verdict(False)
+            + " — "
+            + ", ".join(
+                f"{r.scenario}/{r.engine}/w{r.workers} "
+                f"({r.app.p99_ms:.1f} vs {r.app.p50_ms:.1f} ms)"
+                for r in wide
+            )
+        )
+    )
+    broken = [r for r in rows if not r.invariant_ok]
+    out.append(
+        "- Stock + sold = initial stock, nothing negative, ledger agrees, after every purchase "
+        "scenario: " + verdict(not broken)
+    )
+    one, two = find("get-spread", "postgresql", 1), find("get-spread", "postgresql", 2)
+    if one is not None and two is not None:
+        scale = two.app.rps / one.app.rps
+        ceiling_scale = two.ceiling.rps / one.ceiling.rps
+        out.append(
+            f"- get-spread on PostgreSQL, 2 workers ≥ 1.5 × 1 worker: {scale:.2f} "
+            f"({two.app.rps:,.0f} / {one.app.rps:,.0f}; the bare ceiling scaled "
+            f"{ceiling_scale:.2f}) — {verdict(scale >= 1.5)}"
+        )
+    else:
+        out.append("- get-spread 2 workers vs 1: not in this run (`make bench FULL=1`).")
+    return out
+
+
+def write_report(path: Path, report: str) -> None:
+    block = f"{BEGIN}\n{report}\n{END}"
+    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + block + tail)
+
+
+if __name__ == "__main__":
+    main()

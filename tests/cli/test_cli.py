@@ -1,0 +1,228 @@
+"""The `inventory` command, run in-process with typer's CliRunner against migrated databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner, Result
+
+from app import cli
+from app.core.config import get_settings
+from app.core.database import Database
+from app.core.metrics import MULTIPROCESS_ENV
+from app.models import Movement
+from tests import databases
+from tests.conftest import API_KEY
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings come from the environment, as in a real run; no stray `.env` is read."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("API_KEYS", f"ops:{API_KEY}")
+    monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def url(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    return database_url
+
+
+def run(*args: str) -> Result:
+    get_settings.cache_clear()
+    return runner.invoke(cli.cli, list(args))
+
+
+def _movement_count(url: str) -> int:
+    async def count() -> int:
+        db = Database(url)
+        try:
+            async with db.read() as connection:
+                return int(await connection.scalar(select(func.count()).select_from(Movement)) or 0)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(count())
+
+
+def test_import_then_export_round_trips(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "stock.csv"
+    source.write_text("product_id,quantity,reason\nb-2,20,delivery\na-1,10\n\n0,0\n")
+
+    imported = run("import", str(source))
+    exported = run("export")
+
+    assert imported.exit_code == 0, imported.output
+    assert "3 created, 0 updated, 0 unchanged" in imported.stdout
+    assert exported.exit_code == 0, exported.output
+    assert exported.stdout.splitlines() == ["product_id,quantity", "0,0", "a-1,10", "b-2,20"]
+
+
+def test_export_writes_a_file(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "stock.csv"
+    source.write_text("x,1\n")
+    run("import", str(source))
+
+    result = run("export", str(tmp_path / "out.csv"))
+
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.csv").read_text().splitlines() == ["product_id,quantity", "x,1"]
+    assert "exported 1 stock levels" in result.stderr
+
+
+def test_import_with_bad_rows_names_the_lines_and_changes_nothing(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_text("good,1\nbad id,2\ngood-2,-3\n")
+
+    result = run("import", str(source))
+
+    assert result.exit_code == 1
+    assert f"{source}:2: product id 'bad id'" in result.stderr
+    assert f"{source}:3: quantity '-3'" in result.stderr
+    assert "nothing was imported" in result.stderr
+    assert run("export").stdout.splitlines() == ["product_id,quantity"]
+
+
+def test_importing_twice_changes_nothing_the_second_time(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "stock.csv"
+    source.write_text("".join(f"p{i},{i}\n" for i in range(25)))
+    first = run("import", "--batch-size", "10", str(source))
+    movements = _movement_count(url)
+
+    second = run("import", str(source))
+
+    assert first.exit_code == second.exit_code == 0
+    assert "0 created, 0 updated, 25 unchanged" in second.stdout
+    assert _movement_count(url) == movements == 25
+
+
+def test_import_dry_run_writes_nothing(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "stock.csv"
+    source.write_text("p,1\n")
+
+    result = run("import", "--dry-run", str(source))
+
+    assert result.exit_code == 0, result.output
+    assert "1 would be created" in result.stdout
+    assert _movement_count(url) == 0
+
+
+def test_import_refuses_a_file_that_is_not_utf8(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "latin1.csv"
+    source.write_bytes("caf\xe9,1\n".encode("latin-1"))
+    result = run("import", str(source))
+    assert result.exit_code == 1
+    assert "not UTF-8" in result.stderr
+
+
+def test_check_reports_settings_without_secrets(url: str) -> None:
+    result = run("check")
+
+    assert result.exit_code == 0, result.output
+    assert API_KEY not in result.output
+    assert "API_KEYS = ops:***" in result.stdout
+    assert "database: ok" in result.stdout
+    assert "schema: at head" in result.stdout
+    assert "products: disabled" in result.stdout
+
+
+def test_check_fails_on_a_database_behind_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", databases.sqlite_url(tmp_path / "empty.db"))
+    result = run("check")
+    assert result.exit_code == 1
+    assert "schema: at nothing" in result.stdout
+    assert "inventory migrate" in result.stdout
+
+
+def test_check_fails_when_the_database_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PostgreSQL on a port where nothing listens: refused at once, no server needed.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/inventory")
+    result = run("check")
+    assert result.exit_code == 1
+    assert "database: unavailable" in result.stdout
+
+
+def test_migrate_brings_an_empty_database_to_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", databases.sqlite_url(tmp_path / "new.db"))
+    assert run("migrate").exit_code == 0
+    assert "schema: at head" in run("check").stdout
+
+
+def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://nope")
+    result = run("check")
+    assert result.exit_code == 1
+    assert "invalid setting DATABASE_URL" in result.output
+
+
+@pytest.fixture
+def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Stands in for uvicorn.run: records its arguments and where metrics would be written."""
+    calls: list[dict[str, Any]] = []
+
+    def fake_run(app: str, **options: Any) -> None:
+        calls.append({"app": app, **options, "metrics_dir": os.environ.get(MULTIPROCESS_ENV)})
+
+    monkeypatch.setattr(cli.uvicorn, "run", fake_run)
+    return calls
+
+
+def test_serve_runs_uvicorn_without_its_access_log(
+    uvicorn_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./inventory.db")
+    result = run("serve")
+
+    assert result.exit_code == 0, result.output
+    [call] = uvicorn_calls
+    assert call["app"] == "app.main:app"
+    assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 8002, 1)
+    assert call["access_log"] is False
+    assert call["timeout_graceful_shutdown"] == 30
+    assert call["timeout_worker_healthcheck"] == cli.WORKER_HEALTHCHECK_SECONDS
+    assert call["metrics_dir"] is None
+
+
+def test_serve_with_workers_uses_a_fresh_metrics_directory(
+    uvicorn_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./inventory.db")
+    result = run("serve", "--workers", "3", "--port", "9000")
+
+    assert result.exit_code == 0, result.output
+    [call] = uvicorn_calls
+    assert call["workers"] == 3
+    assert call["metrics_dir"] is not None
+    assert not Path(call["metrics_dir"]).exists()  # removed after the server stopped
+    assert MULTIPROCESS_ENV not in os.environ
+
+
+def test_serve_empties_a_named_metrics_directory(
+    uvicorn_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    named = tmp_path / "metrics"
+    named.mkdir()
+    (named / "counter_123.db").write_bytes(b"stale")
+    monkeypatch.setenv(MULTIPROCESS_ENV, str(named))
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./inventory.db")
+
+    assert run("serve", "--workers", "2").exit_code == 0
+
+    assert uvicorn_calls[0]["metrics_dir"] == str(named)
+    assert list(named.iterdir()) == []
