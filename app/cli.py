@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.core.config import Settings, load_settings
 from app.core.context import Caller
 from app.core.database import Database
+from app.core.errors import DatabaseUnavailable
 from app.core.logging import MASK, Stream, configure_logging
 from app.core.metrics import MULTIPROCESS_ENV
 from app.core.migrations import current_revision, head_revision, upgrade
@@ -151,7 +152,7 @@ async def _check(settings: Settings) -> dict[str, str]:
     try:
         await database.ping()
         current = await current_revision(database)
-    except (SQLAlchemyError, OSError) as error:
+    except (DatabaseUnavailable, SQLAlchemyError, OSError) as error:
         return {"database": f"unavailable ({error.__class__.__name__})", "schema": "unknown"}
     finally:
         await database.dispose()

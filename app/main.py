@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import health, metrics, purchases, stock
+from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from app.clients.products import build_catalog, build_http_client
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(purchases.router)
     app.include_router(stock.router)
+    describe_problems_as_problem_json(app)
 
     # Added innermost first: the request id is set before anything else runs.
     app.add_middleware(BodyLimitMiddleware)

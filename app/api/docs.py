@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
 from app.core.errors import PROBLEM_MEDIA_TYPE
 from app.schemas.common import Problem
 
@@ -19,6 +21,8 @@ _DESCRIPTIONS = {
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    # `model` puts Problem into the document's components; FastAPI also files it under
+    # application/json, which `describe_problems_as_problem_json` takes out again.
     return {
         status: {
             "model": Problem,
@@ -27,3 +31,22 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def describe_problems_as_problem_json(app: FastAPI) -> None:
+    """Problem responses are documented as `application/problem+json` only, as they are sent."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    for response in operation.get("responses", {}).values():
+                        content = response.get("content", {})
+                        if PROBLEM_MEDIA_TYPE in content:
+                            content.pop("application/json", None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app.core.context import request_id_var
+from app.core.database import is_unavailable
 from app.core.errors import (
     PROBLEM_MEDIA_TYPE,
     BadRequest,
@@ -42,10 +43,17 @@ def field_path(location: tuple[int | str, ...] | list[int | str]) -> str:
 
 
 def validation_problem(errors: list[dict[str, Any]]) -> ValidationFailed:
-    if any(error.get("type") == "json_invalid" for error in errors):
+    invalid = [error for error in errors if error.get("type") == "json_invalid"]
+    if invalid:
+        reason = (invalid[0].get("ctx") or {}).get("error")
         return ValidationFailed(
             "The request body is not valid JSON.",
-            errors=[{"field": "body", "message": "Invalid JSON"}],
+            errors=[
+                {
+                    "field": "body",
+                    "message": f"Invalid JSON: {reason}" if reason else "Invalid JSON",
+                }
+            ],
         )
     return ValidationFailed(
         "The request is not valid.",
@@ -88,6 +96,13 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
         problem = MethodNotAllowed(
             f"{request.method} is not allowed here.", headers={"Allow": _allowed_methods(request)}
         )
+    elif error.status_code == 400:
+        # FastAPI's answer to a body it could not decode (e.g. JSON that is not UTF-8): to our
+        # callers that is malformed JSON like any other, so the same 422.
+        problem = ValidationFailed(
+            "The request body could not be decoded.",
+            errors=[{"field": "body", "message": str(error.detail)}],
+        )
     elif error.status_code < 500:
         problem = BadRequest(str(error.detail), headers=dict(error.headers or {}))
     else:
@@ -96,8 +111,9 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _on_database(_: Request, error: Exception) -> JSONResponse:
+    """A backstop for database errors raised outside `Database`, which translates its own."""
     assert isinstance(error, DBAPIError)
-    if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+    if is_unavailable(error):
         return problem_response(DatabaseUnavailable("The database cannot answer right now."))
     raise error
 

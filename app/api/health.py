@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import Catalog, Db
+from app.core.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -42,7 +43,7 @@ async def ready(db: Db, catalog: Catalog, response: Response) -> Readiness:
         async with asyncio.timeout(DATABASE_PROBE_SECONDS):
             await db.ping()
         database = "ok"
-    except (SQLAlchemyError, OSError):  # OSError includes TimeoutError
+    except (DatabaseUnavailable, SQLAlchemyError, OSError):
         database = "unavailable"
     checks = {"database": database, "products": await catalog.probe()}
     if database != "ok":

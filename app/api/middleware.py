@@ -6,6 +6,7 @@ They run before routing and body parsing, so an unauthenticated request is refus
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
@@ -92,7 +93,7 @@ class ApiKeyMiddleware:
 
     def __init__(self, app: ASGIApp, *, keys: Mapping[str, str]) -> None:
         self.app = app
-        self.keys = [(actor, key.encode()) for actor, key in keys.items()]
+        self.keys = [(actor, _digest(key.encode())) for actor, key in keys.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,13 +115,19 @@ class ApiKeyMiddleware:
         path: str = scope["path"]
         if path != PROTECTED_PREFIX and not path.startswith(PROTECTED_PREFIX + "/"):
             return "anonymous"
-        offered = Headers(scope=scope).get("x-api-key", "").encode("latin-1")
+        offered = _digest(Headers(scope=scope).get("x-api-key", "").encode("latin-1"))
         matched = None
         # Compare against every key so timing tells nothing about which one nearly matched.
         for actor, key in self.keys:
             if hmac.compare_digest(offered, key) and matched is None:
                 matched = actor
         return matched
+
+
+def _digest(key: bytes) -> bytes:
+    """Keys are compared as SHA-256 digests: `compare_digest` is constant-time only for
+    equal lengths, and on raw keys would let timing tell the length of the real one."""
+    return hashlib.sha256(key).digest()
 
 
 class BodyLimitMiddleware:

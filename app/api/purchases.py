@@ -10,12 +10,18 @@ from fastapi.responses import JSONResponse
 from app.api.answers import IdempotencyKeyHeader, answer_response
 from app.api.deps import CallerDep, Catalog, Db, SettingsDep
 from app.api.docs import problems
+from app.api.strict_json import StrictJsonRoute
 from app.core import metrics
 from app.core.errors import InsufficientStock, ProblemError, ProductsUnavailable, UnknownProduct
 from app.schemas.purchases import PurchaseIn, PurchaseOut
 from app.services import idempotency, purchases
 
-router = APIRouter(prefix="/inventory", tags=["purchases"], responses=problems(401, 413))
+router = APIRouter(
+    prefix="/inventory",
+    tags=["purchases"],
+    responses=problems(401, 413, 503),
+    route_class=StrictJsonRoute,
+)
 
 _OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
     InsufficientStock: "insufficient_stock",

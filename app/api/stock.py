@@ -10,12 +10,18 @@ from fastapi.responses import JSONResponse
 from app.api.answers import IdempotencyKeyHeader, answer_response
 from app.api.deps import CallerDep, Catalog, Db, IfMatch, ProductIdPath, SettingsDep
 from app.api.docs import problems
+from app.api.strict_json import StrictJsonRoute
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.common import PRODUCT_ID_PATTERN, Page
 from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
 from app.services import idempotency, ledger, stock
 
-router = APIRouter(prefix="/inventory", tags=["stock"], responses=problems(401, 413))
+router = APIRouter(
+    prefix="/inventory",
+    tags=["stock"],
+    responses=problems(401, 413, 503),
+    route_class=StrictJsonRoute,
+)
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Cursor = Annotated[

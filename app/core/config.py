@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./inventory.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # PostgreSQL: how long to wait for a connection (new or from the pool) and for one
+    # statement before answering 503, so a hung server cannot hold requests for minutes.
+    database_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
 
     api_key: SecretStr | None = None
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
@@ -48,6 +51,15 @@ class Settings(BaseSettings):
     def _known_engine(cls, value: str) -> str:
         if not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        # Header values arrive without surrounding blanks, so a key cannot keep them; and a
+        # key that is only blanks is no key (`API_KEY=` counts as unset, from anywhere).
+        if isinstance(value, str):
+            return value.strip() or None
         return value
 
     @field_validator("api_keys", mode="before")

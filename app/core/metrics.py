@@ -37,6 +37,8 @@ PurchaseOutcome = Literal[
     "completed", "insufficient_stock", "unknown_product", "products_unavailable", "replayed"
 ]
 ProductLookupOutcome = Literal["found", "not_found", "unavailable", "cache_hit"]
+# The states `app.clients.products.CircuitBreaker` reports; spelled out here because the
+# client counts its look-ups through this module, which so cannot import the client.
 CircuitState = Literal["closed", "open", "half_open"]
 
 # `*_created` timestamps double the output and no dashboard of ours reads them.

@@ -25,7 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.context import Caller
 from app.core.database import Database
-from app.core.errors import IdempotencyKeyInUse, IdempotencyKeyReuse, ProblemError
+from app.core.errors import (
+    DatabaseUnavailable,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReuse,
+    ProblemError,
+)
 from app.models import IdempotencyKey
 from app.models.base import utcnow
 from app.services.answers import Answer
@@ -177,7 +182,7 @@ async def _release(db: Database, claim: Claim) -> None:
     try:
         async with db.transaction() as connection:
             await connection.execute(delete(IdempotencyKey).where(*claim.unanswered()))
-    except SQLAlchemyError:
+    except (DatabaseUnavailable, SQLAlchemyError):
         logger.warning("could not release idempotency key %r", claim.key, exc_info=True)
 
 
@@ -196,7 +201,7 @@ async def purge_idempotency_keys(db: Database, *, every: timedelta = PURGE_INTER
         await asyncio.sleep(every.total_seconds())
         try:
             purged = await purge_expired(db)
-        except SQLAlchemyError:
+        except (DatabaseUnavailable, SQLAlchemyError):
             logger.warning("could not purge expired idempotency keys", exc_info=True)
         else:
             if purged:

@@ -1,0 +1,60 @@
+"""Request bodies are read as strict JSON (RFC 8259), not as Python's lenient dialect.
+
+Python's parser takes `NaN` and `Infinity`, and lets a repeated key silently overwrite the
+first. Parsers disagree about which of two equal keys wins, so a body with both means one
+thing to a proxy that checked it and another to us; we refuse it. Bodies nested too deep,
+or with integers too long to convert, are refused as invalid JSON as well.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"duplicate key {key!r}")
+        document[key] = value
+    return document
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads(body: bytes | str) -> Any:
+    """Parse strict JSON; any refusal is a `json.JSONDecodeError`."""
+    try:
+        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deep", "", 0) from None
+    except ValueError as error:  # also the digit limit of int(), and undecodable bytes
+        raise json.JSONDecodeError(str(error), "", 0) from None
+
+
+class StrictJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_strict_json"):
+            self._strict_json = loads(await self.body())
+        return self._strict_json
+
+
+class StrictJsonRoute(APIRoute):
+    """A route whose JSON body is parsed by `loads`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict_handler

@@ -1,0 +1,443 @@
+"""Hostile and malformed input: each gets a clear 4xx problem and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.database import Database
+from tests.api.test_stock import PROBLEM, assert_problem
+from tests.conftest import API_KEY
+from tests.factories import make_stock, snapshot
+
+MIB = 1024 * 1024
+JSON = {"content-type": "application/json"}
+
+# Every write the API has, with a body that would be accepted.
+WRITES = [
+    ("PUT", "/inventory/7", {"quantity": 9}),
+    ("POST", "/inventory/7/adjustments", {"delta": 1, "reason": "r"}),
+    ("POST", "/inventory/purchase", {"items": [{"product_id": "7", "quantity": 1}]}),
+]
+
+
+@pytest.fixture
+async def stocked(db: Database) -> AsyncIterator[Any]:
+    """Product 7 with 3 units; after the test, the database must be exactly as it was."""
+    await make_stock(db, "7", 3)
+    before = await snapshot(db)
+    yield before
+    assert await snapshot(db) == before
+
+
+async def send(client: httpx.AsyncClient, method: str, path: str, content: bytes) -> httpx.Response:
+    return await client.request(method, path, content=content, headers=JSON)
+
+
+async def send_json(
+    client: httpx.AsyncClient, method: str, path: str, body: object
+) -> httpx.Response:
+    """As ASCII-only JSON, whose escapes can carry what UTF-8 cannot (lone surrogates)."""
+    return await send(client, method, path, json.dumps(body).encode())
+
+
+# --- size -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "_body"), WRITES)
+async def test_declared_body_over_one_mib_is_413(
+    client: httpx.AsyncClient, stocked: Any, method: str, path: str, _body: Any
+) -> None:
+    body = b'{"reason": "' + b"x" * MIB + b'"}'
+    assert_problem(await send(client, method, path, body), 413, "payload-too-large")
+
+
+async def test_streamed_body_over_one_mib_without_length_is_413(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"quantity": 1, "reason": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = await client.put("/inventory/7", content=chunks(), headers=JSON)
+    assert_problem(response, 413, "payload-too-large")
+
+
+async def test_body_of_exactly_one_mib_is_not_refused_for_size(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    prefix, suffix = b'{"quantity": 1, "reason": "', b'"}'
+    body = prefix + b"x" * (MIB - len(prefix) - len(suffix)) + suffix
+    # Read whole, then refused for the over-long reason, not for its size.
+    assert_problem(await send(client, "PUT", "/inventory/7", body), 422, "validation-error")
+
+
+# --- malformed JSON -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 100_000, id="100k-nested-arrays"),
+        pytest.param(b'{"quantity": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", id="deep-value"),
+        pytest.param(b'{"a":' * 50_000 + b"1" + b"}" * 50_000, id="50k-nested-objects"),
+        pytest.param(b'{"quantity": ' + b"9" * 5000 + b"}", id="5000-digit-integer"),
+        pytest.param(b'{"quantity": NaN}', id="NaN"),
+        pytest.param(b'{"quantity": Infinity}', id="Infinity"),
+        pytest.param(b'{"quantity": -Infinity}', id="-Infinity"),
+        pytest.param(b'{"quantity": 1, "quantity": 999}', id="duplicate-key"),
+        pytest.param(b'{"quantity": 1,}', id="trailing-comma"),
+        pytest.param(b"{'quantity': 1}", id="single-quotes"),
+        pytest.param(b'{"quantity": 1', id="truncated"),
+        pytest.param(b'{"quantity": 1, "reason": "\xff\xfe"}', id="not-utf8"),
+        pytest.param(b'{"quantity": 1}\x00', id="trailing-nul"),
+    ],
+)
+@pytest.mark.parametrize("method_path", [("PUT", "/inventory/7"), ("POST", "/inventory/purchase")])
+async def test_malformed_json_is_422(
+    client: httpx.AsyncClient, stocked: Any, body: bytes, method_path: tuple[str, str]
+) -> None:
+    response = await send(client, *method_path, body)
+    assert_problem(response, 422, "validation-error")
+
+
+async def test_duplicate_keys_anywhere_in_the_body_are_refused(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    body = b'{"items": [{"product_id": "7", "quantity": 1, "quantity": 3}]}'
+    response = await send(client, "POST", "/inventory/purchase", body)
+    problem = assert_problem(response, 422, "validation-error")
+    assert "quantity" in str(problem["detail"]) + json.dumps(problem.get("errors"))
+
+
+# --- wrong numbers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**63, 2**64, -(2**63) - 1, 2**200, 10**100, 1.5, 1.0, 1e3, -0.0, "1", True, None, [1], {}],
+)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/inventory/7", lambda v: {"quantity": v}),
+        ("POST", "/inventory/7/adjustments", lambda v: {"delta": v, "reason": "r"}),
+        (
+            "POST",
+            "/inventory/purchase",
+            lambda v: {"items": [{"product_id": "7", "quantity": v}]},
+        ),
+    ],
+)
+async def test_quantities_that_are_not_in_range_integers_are_422(
+    client: httpx.AsyncClient, stocked: Any, value: Any, method: str, path: str, body: Any
+) -> None:
+    response = await client.request(method, path, json=body(value))
+    assert_problem(response, 422, "validation-error")
+
+
+# --- shapes and content types -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"[]", b'[{"quantity": 1}]', b'"quantity"', b"1", b"null", b"true"]
+)
+@pytest.mark.parametrize(("method", "path", "_body"), WRITES)
+async def test_bodies_that_are_not_objects_are_422(
+    client: httpx.AsyncClient,
+    stocked: Any,
+    content: bytes,
+    method: str,
+    path: str,
+    _body: Any,
+) -> None:
+    assert_problem(await send(client, method, path, content), 422, "validation-error")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/octet-stream",
+        "application/jsonx",
+    ],
+)
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+async def test_a_valid_body_under_a_wrong_content_type_is_refused(
+    client: httpx.AsyncClient,
+    stocked: Any,
+    content_type: str,
+    method: str,
+    path: str,
+    body: Any,
+) -> None:
+    response = await client.request(
+        method, path, content=json.dumps(body).encode(), headers={"content-type": content_type}
+    )
+    assert_problem(response, 422, "validation-error")
+
+
+# --- text: product ids, reasons, references -------------------------------------------------
+
+HOSTILE_TEXT = [
+    "\x00",
+    "a\x00b",
+    "line\nbreak",
+    "cr\rlf",
+    "tab\t",
+    "\x1b[31mred",
+    "\x7f",
+    "\ud800",  # a lone surrogate: valid JSON escape, not encodable as UTF-8
+    "a\udfffb",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+async def test_control_characters_and_lone_surrogates_in_reasons_are_422(
+    client: httpx.AsyncClient, stocked: Any, text: str
+) -> None:
+    for method, path, body in [
+        ("PUT", "/inventory/7", {"quantity": 9, "reason": text}),
+        ("POST", "/inventory/7/adjustments", {"delta": 1, "reason": text}),
+        (
+            "POST",
+            "/inventory/purchase",
+            {"items": [{"product_id": "7", "quantity": 1}], "reference": text},
+        ),
+    ]:
+        response = await send_json(client, method, path, body)
+        assert_problem(response, 422, "validation-error")
+
+
+@pytest.mark.parametrize("text", [*HOSTILE_TEXT, "ü", "7 ", " 7", "７", "7\u200b", "../7", "7/8"])
+async def test_hostile_product_ids_in_bodies_are_422(
+    client: httpx.AsyncClient, stocked: Any, text: str
+) -> None:
+    body = {"items": [{"product_id": text, "quantity": 1}]}
+    response = await send_json(client, "POST", "/inventory/purchase", body)
+    assert_problem(response, 422, "validation-error")
+
+
+@pytest.mark.parametrize(
+    "segment", ["%00", "a%00b", "a%0Ab", "%0D%0A", "%C3%BC", "%E2%80%AE7", "%EF%BC%97", "%ED%A0%80"]
+)
+async def test_hostile_product_ids_in_paths_are_422(
+    client: httpx.AsyncClient, stocked: Any, segment: str
+) -> None:
+    for method, suffix, body in [
+        ("GET", "", None),
+        ("PUT", "", {"quantity": 9}),
+        ("DELETE", "", None),
+        ("POST", "/adjustments", {"delta": 1, "reason": "r"}),
+        ("GET", "/movements", None),
+    ]:
+        response = await client.request(method, f"/inventory/{segment}{suffix}", json=body)
+        assert_problem(response, 422, "validation-error")
+
+
+async def test_unicode_that_is_printable_is_stored_and_answered_as_sent(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    reason = "Ünïcødé ✓ 🧪 עברית \u202e"
+    response = await client.put("/inventory/7", json={"quantity": 1, "reason": reason})
+    assert response.status_code == 201
+    movements = (await client.get("/inventory/7/movements")).json()["items"]
+    assert movements[0]["reason"] == reason
+
+
+# --- raw ASGI: what httpx refuses to send ------------------------------------------------
+
+
+async def raw_request(
+    app: FastAPI,
+    method: str,
+    raw_path: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"",
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request straight into the ASGI app, with the path decoded as uvicorn does."""
+    path, _, query = raw_path.partition(b"?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote_to_bytes(path).decode("utf-8", "surrogateescape"),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"test"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], list(start["headers"]), content
+
+
+def problem_of(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> dict[str, Any]:
+    assert dict(headers)[b"content-type"].decode().startswith(PROBLEM)
+    problem: dict[str, Any] = json.loads(body)
+    assert problem["status"] == status
+    return problem
+
+
+def assert_no_line_breaks(headers: list[tuple[bytes, bytes]]) -> None:
+    for name, value in headers:
+        assert b"\r" not in name + value, (name, value)
+        assert b"\n" not in name + value, (name, value)
+
+
+KEY = (b"x-api-key", API_KEY.encode())
+
+
+async def test_request_id_with_crlf_is_replaced_not_echoed(app: FastAPI, stocked: Any) -> None:
+    status, headers, _ = await raw_request(
+        app, "GET", b"/inventory/7", [KEY, (b"x-request-id", b"abc\r\nSet-Cookie: pwned=1")]
+    )
+    assert status == 200
+    assert_no_line_breaks(headers)
+    request_id = dict(headers)[b"x-request-id"]
+    assert b"abc" not in request_id
+    assert all(name != b"set-cookie" for name, _ in headers)
+
+
+async def test_api_key_with_crlf_is_401(app: FastAPI, stocked: Any) -> None:
+    for value in (API_KEY.encode() + b"\r\n", b"\r\n" + API_KEY.encode(), API_KEY.encode() + b"\n"):
+        status, headers, body = await raw_request(
+            app, "GET", b"/inventory/7", [(b"x-api-key", value)]
+        )
+        assert problem_of(status, headers, body)["type"] == "/problems/unauthorized"
+        assert status == 401
+        assert_no_line_breaks(headers)
+
+
+@pytest.mark.parametrize(
+    "value", [b"k\r\nX-Injected: 1", b"k\n", b"\r\n", b"k\x00", b"\xff\xfe", b"k" * 256]
+)
+async def test_idempotency_key_with_control_bytes_is_422(
+    app: FastAPI, stocked: Any, value: bytes
+) -> None:
+    body = json.dumps({"items": [{"product_id": "7", "quantity": 1}]}).encode()
+    status, headers, content = await raw_request(
+        app,
+        "POST",
+        b"/inventory/purchase",
+        [KEY, (b"content-type", b"application/json"), (b"idempotency-key", value)],
+        body,
+    )
+    assert status == 422, content
+    assert problem_of(status, headers, content)["type"] == "/problems/validation-error"
+    assert_no_line_breaks(headers)
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        b"/health/../inventory/7",
+        b"/health/..%2Finventory%2F7",
+        b"//inventory/7",
+        b"/./inventory/7",
+        b"/INVENTORY/7",
+        b"/%69nventory/7",
+        b"/inventory%2F7",
+        b"/inventory/7%2F..%2F..%2Fhealth",
+    ],
+)
+async def test_no_path_trick_reaches_stock_without_a_key(
+    app: FastAPI, stocked: Any, raw_path: bytes
+) -> None:
+    status, headers, body = await raw_request(app, "GET", raw_path, [])
+    assert status in (401, 404), (status, body)
+    problem_of(status, headers, body)
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "status"),
+    [
+        (b"/inventory/..", 422),
+        (b"/inventory/%2E%2E", 422),
+        (b"/inventory/.hidden", 422),
+        (b"/inventory/7%2F8", 404),
+        (b"/inventory/..%2F7", 404),
+        (b"/inventory/7/../7", 404),
+        (b"/inventory/%2e%2e%2f%2e%2e%2fetc%2fpasswd", 404),
+    ],
+)
+async def test_dot_segments_and_encoded_slashes_in_product_ids_are_4xx(
+    app: FastAPI, stocked: Any, raw_path: bytes, status: int
+) -> None:
+    for method, body in (("GET", b""), ("PUT", b'{"quantity": 9}'), ("DELETE", b"")):
+        answer = await raw_request(
+            app, method, raw_path, [KEY, (b"content-type", b"application/json")], body
+        )
+        assert answer[0] == status, (method, answer)
+        problem_of(*answer)
+
+
+# --- query strings ------------------------------------------------------------------------
+
+
+async def test_five_thousand_product_ids_in_a_query_are_422(app: FastAPI, stocked: Any) -> None:
+    # Past httpx's URL limit (and uvicorn's request-line limit): straight into the app.
+    query = "&".join(f"product_id={n}" for n in range(5000)).encode()
+    answer = await raw_request(app, "GET", b"/inventory?" + query, [KEY])
+    assert answer[0] == 422
+    assert problem_of(*answer)["type"] == "/problems/validation-error"
+
+
+async def test_five_hundred_product_ids_are_a_batch_look_up(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    params = [("product_id", str(n)) for n in range(500)]
+    response = await client.get("/inventory", params=params)
+    assert response.status_code == 200
+    assert [item["product_id"] for item in response.json()["items"]] == ["7"]
+
+
+async def test_thousands_of_unknown_query_parameters_are_ignored(
+    app: FastAPI, stocked: Any
+) -> None:
+    query = "&".join(f"p{n}=xxxxxxxxxx" for n in range(5000)).encode()
+    status, _, body = await raw_request(app, "GET", b"/inventory/7?" + query, [KEY])
+    assert status == 200
+    assert json.loads(body)["quantity"] == 3
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=1e3",
+        "limit=%00",
+        "limit=-1",
+        "max_quantity=NaN",
+        "limit=99999999999999999999999",
+        "cursor=%FF%FE",
+    ],
+)
+async def test_malformed_query_values_are_422(
+    client: httpx.AsyncClient, stocked: Any, query: str
+) -> None:
+    assert_problem(await client.get(f"/inventory?{query}"), 422, "validation-error")
