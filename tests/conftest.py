@@ -48,9 +48,6 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "api_keys": {"default": API_KEY, "robot": "robot-key-abcdef"},
         "products_service_url": None,
-        # Hundreds of requests race for a pool of 20 in the concurrency tests; on a busy
-        # machine the default wait for a connection would turn some into 503s.
-        "database_timeout_seconds": 30.0,
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,7 +30,17 @@ def running_service(
     database_url: str, *, workers: int, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """Start uvicorn with `workers` processes; yield its base URL; stop it by its PID."""
-    port = free_port()
+    server, base_url = start_service(database_url, workers=workers, env=env)
+    try:
+        yield base_url
+    finally:
+        stop_service(server)
+
+
+def start_service(
+    database_url: str, *, workers: int, env: dict[str, str] | None = None, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = port or free_port()
     environment = (
         os.environ
         | {
@@ -54,21 +65,37 @@ def running_service(
             "--workers",
             str(workers),
             "--no-access-log",
+            "--timeout-keep-alive",
+            "30",
         ],
         cwd=PROJECT_ROOT,
         env=environment,
+        start_new_session=True,  # its own process group, so a crash can take every worker
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(server, base_url, workers)
-        yield base_url
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+    except BaseException:
+        stop_service(server)
+        raise
+    return server, base_url
+
+
+def stop_service(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        kill_service(server)
+
+
+def kill_service(server: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the server and all its workers, as a power cut would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=10)
 
 
 def _wait_until_up(server: subprocess.Popen[bytes], base_url: str, workers: int) -> None:

@@ -58,6 +58,7 @@ async def create_purchase(
                 "POST", "/inventory/purchase", order.model_dump(mode="json")
             ),
             ttl=settings.idempotency_ttl,
+            lease=settings.idempotency_lease,
             work=lambda claim: purchases.buy(
                 db,
                 catalog,

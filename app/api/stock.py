@@ -139,6 +139,7 @@ async def adjust_stock_level(
             "POST", path, {**body.model_dump(mode="json"), "if_match": if_match}
         ),
         ttl=settings.idempotency_ttl,
+        lease=settings.idempotency_lease,
         work=lambda claim: stock.adjust(
             db,
             caller,

@@ -20,9 +20,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./inventory.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
-    # PostgreSQL: how long to wait for a connection (new or from the pool) and for one
-    # statement before answering 503, so a hung server cannot hold requests for minutes.
-    database_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    # PostgreSQL: how long to wait to open a connection, and for a pooled connection or one
+    # statement (lock waits included), before answering 503; a hung server holds no request
+    # for long. The second is generous: under contention, queueing for a row lock is normal.
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    database_statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     api_key: SecretStr | None = None
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
@@ -40,6 +42,9 @@ class Settings(BaseSettings):
     products_max_connections: int = Field(default=100, ge=1, le=10_000)
     products_concurrency: int = Field(default=10, ge=1, le=100)
 
+    # How long a claimed key protects a request still in flight; a claim whose process died
+    # is taken over after it. Longer than any request may run.
+    idempotency_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     idempotency_ttl_hours: float = Field(default=24.0, ge=24, le=24 * 365)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -94,6 +99,10 @@ class Settings(BaseSettings):
         if self.products_backoff_max_seconds < self.products_backoff_seconds:
             raise ValueError("PRODUCTS_BACKOFF_MAX_SECONDS must be >= PRODUCTS_BACKOFF_SECONDS")
         return self
+
+    @property
+    def idempotency_lease(self) -> timedelta:
+        return timedelta(seconds=self.idempotency_lease_seconds)
 
     @property
     def idempotency_ttl(self) -> timedelta:

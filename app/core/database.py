@@ -109,7 +109,8 @@ class Database:
             settings.database_url,
             pool_size=settings.database_pool_size,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            timeout_seconds=settings.database_timeout_seconds,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            statement_timeout_seconds=settings.database_statement_timeout_seconds,
         )
 
     def __init__(
@@ -118,7 +119,8 @@ class Database:
         *,
         pool_size: int = 10,
         busy_timeout_ms: int = 5000,
-        timeout_seconds: float = 5.0,
+        connect_timeout_seconds: float = 5.0,
+        statement_timeout_seconds: float = 30.0,
     ):
         url = async_url(database_url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
@@ -127,8 +129,11 @@ class Database:
             options |= {
                 "pool_size": pool_size,
                 "max_overflow": pool_size,
-                "pool_timeout": timeout_seconds,
-                "connect_args": {"timeout": timeout_seconds, "command_timeout": timeout_seconds},
+                "pool_timeout": statement_timeout_seconds,
+                "connect_args": {
+                    "timeout": connect_timeout_seconds,
+                    "command_timeout": statement_timeout_seconds,
+                },
             }
         self.engine: AsyncEngine = create_async_engine(url, **options)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})

@@ -35,8 +35,6 @@ from app.models import IdempotencyKey
 from app.models.base import utcnow
 from app.services.answers import Answer
 
-# How long a claim protects a request still in flight; longer than any request may run.
-LEASE = timedelta(seconds=60)
 # Answers that are final and so replayed; a 5xx is not, the caller may retry it.
 STORED_STATUSES = (409, 422)
 PURGE_INTERVAL = timedelta(minutes=10)
@@ -88,12 +86,13 @@ async def run_once(
     key: str | None,
     request_fingerprint: str,
     ttl: timedelta,
+    lease: timedelta,
     work: Work,
 ) -> Answer:
     """Run `work` at most once per key; `work` stores its answer through the claim it gets."""
     if key is None:
         return await work(None)
-    claimed = await _claim(db, caller.actor, key, request_fingerprint, ttl)
+    claimed = await _claim(db, caller.actor, key, request_fingerprint, ttl, lease)
     if isinstance(claimed, Answer):
         return claimed
     try:
@@ -110,14 +109,19 @@ async def run_once(
 
 
 async def _claim(
-    db: Database, actor: str, key: str, request_fingerprint: str, ttl: timedelta
+    db: Database,
+    actor: str,
+    key: str,
+    request_fingerprint: str,
+    ttl: timedelta,
+    lease: timedelta,
 ) -> Claim | Answer:
     now = utcnow()
     claim = Claim(actor=actor, key=key, owner=uuid.uuid4().hex)
     values = {
         "fingerprint": request_fingerprint,
         "owner": claim.owner,
-        "lease_until": now + LEASE,
+        "lease_until": now + lease,
         "status_code": None,
         "answer": None,
         "created_at": now,

@@ -120,7 +120,9 @@ async def test_postgres_on_a_port_nobody_listens_on_is_503(
 
 async def test_hung_postgres_is_503_within_the_timeout(postgres_url: str, proxy: TcpProxy) -> None:
     """A server that accepts connections and never answers holds no request for long."""
-    app = create_app(make_settings(_via(postgres_url, proxy.port), database_timeout_seconds=0.5))
+    app = create_app(
+        make_settings(_via(postgres_url, proxy.port), database_connect_timeout_seconds=0.5)
+    )
     async with app.router.lifespan_context(app), client_for(app, **{"X-API-KEY": API_KEY}) as http:
         assert (await http.put("/inventory/7", json={"quantity": 3})).status_code == 201
         await proxy.stop()

@@ -57,6 +57,7 @@ async def test_a_release_that_fails_in_an_outage_does_not_hide_the_original_erro
                 key="k-1",
                 request_fingerprint="f",
                 ttl=timedelta(hours=24),
+                lease=timedelta(seconds=60),
                 work=work,
             )
     finally:
