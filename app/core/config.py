@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     products_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     products_circuit_failures: int = Field(default=5, ge=1, le=1000)
     products_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
-    products_max_connections: int = Field(default=100, ge=1, le=10_000)
+    products_max_connections: int = Field(default=10, ge=1, le=10_000)
     products_concurrency: int = Field(default=10, ge=1, le=100)
 
     # How long a claimed key protects a request still in flight; a claim whose process died

@@ -1,4 +1,4 @@
-"""The engine, its transactions, and the SQLite settings that make concurrent writers safe."""
+"""The engines, their transactions, and the SQLite settings that make concurrent writers safe."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Connection as SyncConnection
+from sqlalchemy import CursorResult, Engine, Executable, ScalarResult, create_engine, event
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import Settings
@@ -79,6 +80,60 @@ def _unavailable_as_problem() -> Iterator[None]:
         raise
 
 
+class Connection(Protocol):
+    """What services run their statements on: SQLAlchemy's `AsyncConnection` on PostgreSQL,
+    an `InlineConnection` on SQLite."""
+
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
+
+    async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]: ...
+
+    async def exec_driver_sql(self, sql: str, parameters: Any = None) -> CursorResult[Any]: ...
+
+
+class InlineConnection:
+    """A synchronous SQLite connection behind the awaitable calls of `Connection`.
+
+    SQLite is a library reading a local file, not a server: a one-row read takes tens of
+    microseconds, while handing each call to aiosqlite's thread and back cost ten times that
+    and, under load, queued every hop behind the GIL (bench/RESULTS.md). So the statements
+    run on the event loop itself; none of these methods yields to it.
+    """
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: SyncConnection) -> None:
+        self._connection = connection
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        return self._connection.info
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._connection.dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._connection.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        return self._connection.scalar(statement, parameters)
+
+    async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]:
+        return self._connection.scalars(statement, parameters)
+
+    async def exec_driver_sql(self, sql: str, parameters: Any = None) -> CursorResult[Any]:
+        return self._connection.exec_driver_sql(sql, parameters)
+
+
 def async_url(database_url: str) -> URL:
     """Accept plain `sqlite:///…` and `postgresql://…` URLs and pick the async driver."""
     url = make_url(database_url)
@@ -92,15 +147,18 @@ def async_url(database_url: str) -> URL:
 class Database:
     """One engine for the process, handing out read and write transactions.
 
+    PostgreSQL is reached through asyncpg; SQLite through the standard library's driver, its
+    calls made on the event loop (see `InlineConnection`).
+
     SQLite admits one writer at a time. Write transactions there start with
-    `BEGIN IMMEDIATE`, so a writer takes the lock up front instead of failing half-way
-    with "database is locked", and writers of this process queue on an asyncio lock
-    rather than busy-polling the file.
+    `BEGIN IMMEDIATE`, so a writer takes the lock up front instead of failing half-way with
+    "database is locked", and writers of this process queue on an asyncio lock rather than
+    in SQLite's busy handler.
 
     Whatever means the database cannot answer right now — refused, reset or timed-out
     connections, a lock held past the busy timeout — leaves as `DatabaseUnavailable`.
-    PostgreSQL connections are checked before use, so after an outage the pool replaces
-    dead connections by itself instead of failing the first request on each.
+    A pooled PostgreSQL connection the server has closed is replaced before use, so after an
+    outage the pool renews itself instead of failing the first request on each.
     """
 
     @classmethod
@@ -124,32 +182,30 @@ class Database:
     ):
         url = async_url(database_url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
-        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
-        if not self.is_sqlite:
-            options |= {
-                "pool_size": pool_size,
-                "max_overflow": pool_size,
-                "pool_timeout": statement_timeout_seconds,
-                "connect_args": {
-                    "timeout": connect_timeout_seconds,
-                    "command_timeout": statement_timeout_seconds,
-                },
-            }
-        self.engine: AsyncEngine = create_async_engine(url, **options)
-        self._write_engine = self.engine.execution_options(**{_WRITE: True})
-        # One statement is its own consistent snapshot on both engines, so a single read
-        # needs no BEGIN and ROLLBACK: two round trips on PostgreSQL, two thread hand-offs
-        # on aiosqlite. SQLite's connections are in autocommit already (see below); there
-        # the option only stops our `begin` listener, as SQLAlchemy's AUTOCOMMIT level would
-        # reset the connection's isolation on every check-in.
-        single = {_NO_BEGIN: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}
-        self._single_read_engine = self.engine.execution_options(**single)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
-            _configure_sqlite(self.engine, busy_timeout_ms)
+            self._sqlite: Engine = create_engine(make_url(database_url))
+            _configure_sqlite(self._sqlite, busy_timeout_ms)
+            self._sqlite_write = self._sqlite.execution_options(**{_WRITE: True})
+            # One statement is its own consistent snapshot, so a single read needs no BEGIN.
+            self._sqlite_single = self._sqlite.execution_options(**{_NO_BEGIN: True})
+            return
+        self._postgres: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=statement_timeout_seconds,
+            connect_args={
+                "timeout": connect_timeout_seconds,
+                "command_timeout": statement_timeout_seconds,
+            },
+        )
+        _discard_closed_connections(self._postgres)
+        # A single read needs no BEGIN and ROLLBACK, two round trips.
+        self._postgres_single = self._postgres.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """A write transaction: committed when the block ends, rolled back if it raises.
 
         Callbacks registered with `after_commit` run once the commit has succeeded; after a
@@ -174,38 +230,52 @@ class Database:
                 logger.exception("after-commit callback failed")
 
     @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+    async def _begin(self) -> AsyncIterator[Connection]:
         with _unavailable_as_problem():
             if self._write_lock is None:
-                async with self.engine.begin() as connection:
+                async with self._postgres.begin() as connection:
                     yield connection
                 return
-            async with self._write_lock, self._write_engine.begin() as connection:
-                yield connection
+            # Writers of this process queue here, on the event loop, and not in SQLite's busy
+            # handler, which would stall the loop while the holder waits for it to run.
+            async with self._write_lock:
+                with self._sqlite_write.begin() as sqlite_connection:
+                    yield InlineConnection(sqlite_connection)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[Connection]:
         """A read-only transaction with a consistent view."""
         with _unavailable_as_problem():
-            async with self.engine.connect() as connection:
-                yield connection
+            if not self.is_sqlite:
+                async with self._postgres.connect() as connection:
+                    yield connection
+                return
+            with self._sqlite.connect() as sqlite_connection:
+                yield InlineConnection(sqlite_connection)
 
     @asynccontextmanager
-    async def read_one(self) -> AsyncIterator[AsyncConnection]:
+    async def read_one(self) -> AsyncIterator[Connection]:
         """A connection for exactly one read statement, outside any transaction."""
         with _unavailable_as_problem():
-            async with self._single_read_engine.connect() as connection:
-                yield connection
+            if not self.is_sqlite:
+                async with self._postgres_single.connect() as connection:
+                    yield connection
+                return
+            with self._sqlite_single.connect() as sqlite_connection:
+                yield InlineConnection(sqlite_connection)
 
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        if self.is_sqlite:
+            self._sqlite.dispose()
+        else:
+            await self._postgres.dispose()
 
 
-def after_commit(connection: AsyncConnection, callback: AfterCommit) -> None:
+def after_commit(connection: Connection, callback: AfterCommit) -> None:
     """Run `callback` once the transaction of `connection` has committed, never on rollback."""
     try:
         callbacks: list[AfterCommit] = connection.info[_AFTER_COMMIT]
@@ -214,8 +284,21 @@ def after_commit(connection: AsyncConnection, callback: AfterCommit) -> None:
     callbacks.append(callback)
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _discard_closed_connections(engine: AsyncEngine) -> None:
+    """Replace, at checkout, a pooled connection whose socket the server has closed (it
+    restarted, or an outage cut it). asyncpg knows this without a round trip;
+    `pool_pre_ping` would ask the server with three (BEGIN, a ping, ROLLBACK) on every
+    checkout (bench/RESULTS.md)."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            # The pool discards this connection and checks out another (or a new one).
+            raise DisconnectionError()
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # The driver's own transaction handling is turned off so that BEGIN is ours to emit.
         dbapi_connection.isolation_level = None
@@ -226,7 +309,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         options = connection.get_execution_options()
         if options.get(_NO_BEGIN, False):

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import structlog
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.context import Caller
-from app.core.database import Database
+from app.core.database import Connection, Database
 from app.models import StockLevel
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
@@ -165,7 +164,7 @@ async def import_stock(
 
 
 async def _import_batch(
-    connection: AsyncConnection,
+    connection: Connection,
     caller: Caller,
     batch: Sequence[ImportRow],
     summary: ImportSummary,

@@ -21,10 +21,9 @@ from typing import Any
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.context import Caller
-from app.core.database import Database
+from app.core.database import Connection, Database
 from app.core.errors import (
     DatabaseUnavailable,
     IdempotencyKeyInUse,
@@ -57,7 +56,7 @@ class Claim:
     key: str
     owner: str
 
-    async def store(self, connection: AsyncConnection, answer: Answer) -> None:
+    async def store(self, connection: Connection, answer: Answer) -> None:
         """Record the answer inside the transaction of its effect."""
         stored = await connection.execute(
             update(IdempotencyKey)

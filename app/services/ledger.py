@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core import metrics
 from app.core.context import Caller
-from app.core.database import Database, after_commit
+from app.core.database import Connection, Database, after_commit
 from app.core.errors import NotFound
 from app.models import Movement
 from app.models.base import utcnow
@@ -39,7 +38,7 @@ class NewMovement:
 
 
 async def record_movement(
-    connection: AsyncConnection,
+    connection: Connection,
     caller: Caller,
     *,
     product_id: str,
@@ -54,7 +53,7 @@ async def record_movement(
 
 
 async def record_movements(
-    connection: AsyncConnection, caller: Caller, movements: Sequence[NewMovement]
+    connection: Connection, caller: Caller, movements: Sequence[NewMovement]
 ) -> None:
     """Write movements in the caller's transaction (one executemany), and announce each one
     with an `inventory.changed` log line once that transaction has committed."""

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus, lookup_all
 from app.core.context import Caller
-from app.core.database import Database
+from app.core.database import Connection, Database
 from app.core.errors import InsufficientStock, NotFound, UnknownProduct, ValidationFailed
 from app.models import Purchase, PurchaseLine, StockLevel
 from app.models.base import UTCDateTime, utcnow
@@ -99,11 +98,12 @@ async def buy(
         Line(pid, quantity, unit_price(lookups[pid].product if pid in lookups else None))
         for pid, quantity in quantities.items()
     ]
+    purchase_id = str(uuid.uuid4())
+    now = utcnow()
+    grand_total = money(total(line.subtotal for line in lines))
     async with db.transaction() as connection:
-        remaining = await _take(connection, quantities, after_line)
-        purchase_id = str(uuid.uuid4())
-        now = utcnow()
-        grand_total = money(total(line.subtotal for line in lines))
+        # The purchase row first: it locks nothing that other buyers need, while every
+        # statement after the first decrement is time the stock rows stay locked.
         await connection.execute(
             _insert_purchase,
             {
@@ -116,6 +116,7 @@ async def buy(
                 "created_at": now,
             },
         )
+        remaining = await _take(connection, quantities, after_line)
         line_rows = [
             {
                 "purchase_id": purchase_id,
@@ -160,7 +161,7 @@ async def buy(
 
 
 async def _take(
-    connection: AsyncConnection, quantities: dict[str, int], after_line: LineHook | None
+    connection: Connection, quantities: dict[str, int], after_line: LineHook | None
 ) -> dict[str, int]:
     """Decrement each line with a conditional UPDATE, in product-id order so that two
     purchases sharing products lock them in the same order and cannot deadlock."""
@@ -190,7 +191,7 @@ async def _take(
     return remaining
 
 
-async def _available(connection: AsyncConnection, product_ids: list[str]) -> dict[str, int]:
+async def _available(connection: Connection, product_ids: list[str]) -> dict[str, int]:
     rows = await connection.execute(
         select(StockLevel.product_id, StockLevel.quantity).where(
             StockLevel.product_id.in_(product_ids)
@@ -220,7 +221,8 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
                 .where(PurchaseLine.purchase_id == purchase_id)
                 .order_by(PurchaseLine.product_id)
             )
-            for product_id, quantity in lines.all():
+            for line in lines.all():
+                product_id, quantity = line.product_id, line.quantity
                 after = await _restock(connection, product_id, quantity)
                 await record_movement(
                     connection,
@@ -235,7 +237,7 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
         return await _load(connection, purchase_id)
 
 
-async def _restock(connection: AsyncConnection, product_id: str, quantity: int) -> int:
+async def _restock(connection: Connection, product_id: str, quantity: int) -> int:
     """Put units back; a stock level deleted since the purchase is recreated."""
     after = await connection.scalar(
         stock.bump(product_id)
@@ -253,7 +255,7 @@ async def _restock(connection: AsyncConnection, product_id: str, quantity: int) 
     )
 
 
-async def _load(connection: AsyncConnection, purchase_id: str) -> PurchaseOut:
+async def _load(connection: Connection, purchase_id: str) -> PurchaseOut:
     head = (
         await connection.execute(select(*Purchase.__table__.c).where(Purchase.id == purchase_id))
     ).one_or_none()

@@ -9,11 +9,10 @@ from typing import Any
 
 from sqlalchemy import Row, Update, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
 from app.core.context import Caller
-from app.core.database import Database
+from app.core.database import Connection, Database
 from app.core.errors import (
     InsufficientStock,
     NotFound,
@@ -59,7 +58,7 @@ def _not_found(product_id: str) -> NotFound:
 _find_one = select(*_columns).where(StockLevel.product_id == bindparam("product_id"))
 
 
-async def _find(connection: AsyncConnection, product_id: str) -> Row[tuple[object, ...]] | None:
+async def _find(connection: Connection, product_id: str) -> Row[tuple[object, ...]] | None:
     return (await connection.execute(_find_one, {"product_id": product_id})).one_or_none()
 
 
@@ -194,7 +193,7 @@ async def adjust(
 
 
 async def _adjust(
-    connection: AsyncConnection,
+    connection: Connection,
     caller: Caller,
     product_id: str,
     delta: int,
@@ -225,7 +224,7 @@ async def _adjust(
 
 
 async def _why_not_adjusted(
-    connection: AsyncConnection, product_id: str, delta: int, if_match: int | None
+    connection: Connection, product_id: str, delta: int, if_match: int | None
 ) -> Exception:
     current = await _find(connection, product_id)
     if if_match is not None and (current is None or current.version != if_match):
@@ -279,7 +278,7 @@ def bump(product_id: str) -> Update:
 
 
 async def insert_if_absent(
-    connection: AsyncConnection, product_id: str, quantity: int
+    connection: Connection, product_id: str, quantity: int
 ) -> Row[tuple[object, ...]] | None:
     """Create a stock level unless one exists; None when it already did."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite

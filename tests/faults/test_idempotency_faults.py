@@ -11,10 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.context import Caller
-from app.core.database import Database
+from app.core.database import Connection, Database
 from app.core.errors import DatabaseUnavailable
 from app.services import idempotency
 from app.services.answers import Answer
@@ -32,7 +31,7 @@ class OutageAfterFirstTransaction(Database):
         self.transactions = 0
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         self.transactions += 1
         if self.transactions > 1:
             raise DatabaseUnavailable("The database cannot answer right now.")
