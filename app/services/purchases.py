@@ -7,14 +7,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, insert, select, update
 
 from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus, lookup_all
 from app.core.context import Caller
 from app.core.database import Connection, Database
 from app.core.errors import InsufficientStock, NotFound, UnknownProduct, ValidationFailed
 from app.models import Purchase, PurchaseLine, StockLevel
-from app.models.base import UTCDateTime, utcnow
+from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.purchases import PurchaseIn, PurchaseLineOut, PurchaseOut
 from app.services import stock
@@ -31,19 +31,10 @@ LineHook = Callable[[str], Awaitable[None]]
 _insert_purchase = insert(Purchase)
 _insert_lines = insert(PurchaseLine)
 # One line: the conditional decrement, which also moves the version and the timestamp.
-_take_line = (
-    update(StockLevel)
-    .where(
-        StockLevel.product_id == bindparam("line_product_id"),
-        StockLevel.quantity >= bindparam("wanted"),
-    )
-    .values(
-        quantity=StockLevel.quantity - bindparam("wanted"),
-        version=StockLevel.version + 1,
-        updated_at=bindparam("now", type_=UTCDateTime()),
-    )
-    .returning(StockLevel.quantity)
-)
+_left = StockLevel.quantity - bindparam("wanted", type_=Integer())
+_take_line = stock.bump(_left >= 0).values(quantity=_left)
+_returned = StockLevel.quantity + bindparam("returned")
+_restock_line = stock.bump(_returned <= MAX_QUANTITY).values(quantity=_returned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +161,15 @@ async def _take(
     now = utcnow()
     for product_id in sorted(quantities):
         wanted = quantities[product_id]
-        left = await connection.scalar(
-            _take_line, {"line_product_id": product_id, "wanted": wanted, "now": now}
-        )
-        if left is None:
+        taken = (
+            await connection.execute(
+                _take_line, {"level": product_id, "wanted": wanted, "now": now}
+            )
+        ).one_or_none()
+        if taken is None:
             short.append(product_id)
             continue
-        remaining[product_id] = left
+        remaining[product_id] = taken.quantity
         if after_line is not None:
             await after_line(product_id)
     if short:
@@ -239,14 +232,13 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
 
 async def _restock(connection: Connection, product_id: str, quantity: int) -> int:
     """Put units back; a stock level deleted since the purchase is recreated."""
-    after = await connection.scalar(
-        stock.bump(product_id)
-        .values(quantity=StockLevel.quantity + quantity)
-        .where(StockLevel.quantity + quantity <= MAX_QUANTITY)
-        .returning(StockLevel.quantity)
-    )
-    if after is not None:
-        return int(after)
+    row = (
+        await connection.execute(
+            _restock_line, {"level": product_id, "returned": quantity, "now": utcnow()}
+        )
+    ).one_or_none()
+    if row is not None:
+        return int(row.quantity)
     if await stock.insert_if_absent(connection, product_id, quantity) is not None:
         return quantity
     raise ValidationFailed(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Update, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, Row, Update, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
@@ -22,7 +22,7 @@ from app.core.errors import (
     VersionMismatch,
 )
 from app.models import StockLevel
-from app.models.base import utcnow
+from app.models.base import UTCDateTime, utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.common import Page
 from app.schemas.stock import StockLevelOut
@@ -54,8 +54,44 @@ def _not_found(product_id: str) -> NotFound:
     return NotFound(f"No stock level for product {product_id!r}.")
 
 
-# Built once, like every statement on a hot path: building it per call cost as much as running it.
+# Built once, like every statement on a hot path: building one per call cost as much as
+# running it (bench/RESULTS.md). Values travel as parameters.
 _find_one = select(*_columns).where(StockLevel.product_id == bindparam("product_id"))
+_lock_quantity = _find_one.with_only_columns(StockLevel.quantity).with_for_update()
+
+
+def bump(*conditions: ColumnElement[bool]) -> Update:
+    """An UPDATE of the stock level of product `:level` that also moves its version and
+    timestamp (`:now`), returning the level."""
+    return (
+        update(StockLevel)
+        .where(StockLevel.product_id == bindparam("level"), *conditions)
+        .values(version=StockLevel.version + 1, updated_at=bindparam("now", type_=UTCDateTime()))
+        .returning(*_columns)
+    )
+
+
+_at_version = StockLevel.version == bindparam("if_match")
+_set = bump().values(quantity=bindparam("new_quantity"))
+_set_at_version = bump(_at_version).values(quantity=bindparam("new_quantity"))
+_adjusted = StockLevel.quantity + bindparam("delta")
+_adjust_by = bump(_adjusted >= 0, _adjusted <= MAX_QUANTITY).values(quantity=_adjusted)
+_adjust_at_version = bump(_adjusted >= 0, _adjusted <= MAX_QUANTITY, _at_version).values(
+    quantity=_adjusted
+)
+_insert_if_absent = {
+    name: dialect.insert(StockLevel)
+    .values(
+        product_id=bindparam("level"),
+        quantity=bindparam("new_quantity"),
+        version=1,
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .on_conflict_do_nothing(index_elements=[StockLevel.product_id])
+    .returning(*_columns)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 async def _find(connection: Connection, product_id: str) -> Row[tuple[object, ...]] | None:
@@ -152,13 +188,18 @@ async def set_quantity(
                 return SetResult(_out(row, product), created=True)
             if create_only:
                 raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
-        previous = await connection.scalar(
-            select(StockLevel.quantity).where(StockLevel.product_id == product_id).with_for_update()
-        )
-        statement = bump(product_id).values(quantity=quantity)
-        if if_match is not None:
-            statement = statement.where(StockLevel.version == if_match)
-        row = (await connection.execute(statement.returning(*_columns))).one_or_none()
+        previous = await connection.scalar(_lock_quantity, {"product_id": product_id})
+        row = (
+            await connection.execute(
+                _set if if_match is None else _set_at_version,
+                {
+                    "level": product_id,
+                    "new_quantity": quantity,
+                    "if_match": if_match,
+                    "now": utcnow(),
+                },
+            )
+        ).one_or_none()
         if row is None or previous is None:
             raise _version_mismatch(product_id)
         await record_movement(
@@ -200,15 +241,12 @@ async def _adjust(
     reason: str,
     if_match: int | None,
 ) -> StockLevelOut:
-    new_quantity = StockLevel.quantity + delta
-    statement = (
-        bump(product_id)
-        .values(quantity=new_quantity)
-        .where(new_quantity >= 0, new_quantity <= MAX_QUANTITY)
-    )
-    if if_match is not None:
-        statement = statement.where(StockLevel.version == if_match)
-    row = (await connection.execute(statement.returning(*_columns))).one_or_none()
+    row = (
+        await connection.execute(
+            _adjust_by if if_match is None else _adjust_at_version,
+            {"level": product_id, "delta": delta, "if_match": if_match, "now": utcnow()},
+        )
+    ).one_or_none()
     if row is None:
         raise await _why_not_adjusted(connection, product_id, delta, if_match)
     await record_movement(
@@ -268,25 +306,10 @@ async def delete_stock(
         )
 
 
-def bump(product_id: str) -> Update:
-    """An UPDATE of one stock level that also moves its version and timestamp."""
-    return (
-        update(StockLevel)
-        .where(StockLevel.product_id == product_id)
-        .values(version=StockLevel.version + 1, updated_at=utcnow())
-    )
-
-
 async def insert_if_absent(
     connection: Connection, product_id: str, quantity: int
 ) -> Row[tuple[object, ...]] | None:
     """Create a stock level unless one exists; None when it already did."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    now = utcnow()
-    statement = (
-        dialect.insert(StockLevel)
-        .values(product_id=product_id, quantity=quantity, version=1, created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=[StockLevel.product_id])
-        .returning(*_columns)
-    )
-    return (await connection.execute(statement)).one_or_none()
+    values = {"level": product_id, "new_quantity": quantity, "now": utcnow()}
+    statement = _insert_if_absent[connection.dialect.name]
+    return (await connection.execute(statement, values)).one_or_none()
