@@ -1,8 +1,9 @@
-"""What routes receive: the database, the products catalog, and who is calling."""
+"""What routes receive: the database, the products catalog, the settings, and who is calling."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request, Security
@@ -14,6 +15,9 @@ from app.core.context import Caller, request_id_var
 from app.core.database import Database
 from app.core.errors import ValidationFailed
 from app.schemas.common import PRODUCT_ID_PATTERN
+from app.services import idempotency
+from app.services.answers import Answer
+from app.services.idempotency import Work
 
 # Declares the scheme for OpenAPI (Swagger's "Authorize" button); the check itself runs in
 # middleware, so that it comes before body parsing.
@@ -28,20 +32,41 @@ async def get_database(request: Request) -> Database:
     return database
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def get_catalog(request: Request) -> ProductsCatalog:
     catalog: ProductsCatalog = request.app.state.catalog
     return catalog
 
 
-async def get_caller(
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What an /inventory route works with: the process's resources and who is calling."""
+
+    database: Database
+    catalog: ProductsCatalog
+    settings: Settings
+    caller: Caller
+
+    async def once(self, key: str | None, request_fingerprint: str, work: Work) -> Answer:
+        """Run `work` at most once per idempotency key, with the configured lifetimes."""
+        return await idempotency.run_once(
+            self.database,
+            self.caller,
+            key=key,
+            request_fingerprint=request_fingerprint,
+            ttl=self.settings.idempotency_ttl,
+            lease=self.settings.idempotency_lease,
+            work=work,
+        )
+
+
+async def get_context(
     request: Request, _key: Annotated[str | None, Security(api_key_scheme)] = None
-) -> Caller:
-    return Caller(actor=request.state.actor, request_id=request_id_var.get())
+) -> Context:
+    """One dependency rather than one per resource: FastAPI's work per dependency was a
+    tenth of a read's cost (bench/RESULTS.md)."""
+    state = request.app.state
+    caller = Caller(actor=request.state.actor, request_id=request_id_var.get())
+    return Context(state.database, state.catalog, state.settings, caller)
 
 
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
@@ -65,9 +90,8 @@ async def parse_if_match(
 
 
 Db = Annotated[Database, Depends(get_database)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 Catalog = Annotated[ProductsCatalog, Depends(get_catalog)]
-CallerDep = Annotated[Caller, Depends(get_caller)]
+Ctx = Annotated[Context, Depends(get_context)]
 IfMatch = Annotated[int | None, Depends(parse_if_match)]
 ProductIdPath = Annotated[
     str, Path(pattern=PRODUCT_ID_PATTERN, description="1–64 characters of [A-Za-z0-9._-].")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
 
 from app.api.answers import IdempotencyKeyHeader, answer_response
-from app.api.deps import CallerDep, Catalog, Db, SettingsDep
+from app.api.deps import Ctx
 from app.api.docs import problems
 from app.api.strict_json import StrictJsonRoute
 from app.core import metrics
@@ -41,31 +41,22 @@ PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id."
 )
 async def create_purchase(
     order: PurchaseIn,
-    db: Db,
-    catalog: Catalog,
-    caller: CallerDep,
-    settings: SettingsDep,
+    ctx: Ctx,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Check every product with the products service, then take every line from stock in
     one transaction, or none: 409 names every short line."""
     try:
-        answer = await idempotency.run_once(
-            db,
-            caller,
-            key=idempotency_key,
-            request_fingerprint=idempotency.fingerprint(
-                "POST", "/inventory/purchase", order.model_dump(mode="json")
-            ),
-            ttl=settings.idempotency_ttl,
-            lease=settings.idempotency_lease,
-            work=lambda claim: purchases.buy(
-                db,
-                catalog,
-                caller,
+        answer = await ctx.once(
+            idempotency_key,
+            idempotency.fingerprint("POST", "/inventory/purchase", order.model_dump(mode="json")),
+            lambda claim: purchases.buy(
+                ctx.database,
+                ctx.catalog,
+                ctx.caller,
                 order=order,
                 claim=claim,
-                concurrency=settings.products_concurrency,
+                concurrency=ctx.settings.products_concurrency,
             ),
         )
     except ProblemError as error:
@@ -79,9 +70,9 @@ async def create_purchase(
 @router.get(
     "/purchases/{purchase_id}", summary="A purchase's receipt", responses=problems(404, 422)
 )
-async def get_purchase(purchase_id: PurchaseId, db: Db, _caller: CallerDep) -> PurchaseOut:
+async def get_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
     """The purchase as it stands: completed or cancelled."""
-    return await purchases.get_purchase(db, purchase_id=purchase_id)
+    return await purchases.get_purchase(ctx.database, purchase_id=purchase_id)
 
 
 @router.post(
@@ -89,6 +80,6 @@ async def get_purchase(purchase_id: PurchaseId, db: Db, _caller: CallerDep) -> P
     summary="Cancel a purchase",
     responses=problems(404, 422),
 )
-async def cancel_purchase(purchase_id: PurchaseId, db: Db, caller: CallerDep) -> PurchaseOut:
+async def cancel_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
     """Return every line to stock, once. Cancelling again changes nothing."""
-    return await purchases.cancel(db, caller, purchase_id=purchase_id)
+    return await purchases.cancel(ctx.database, ctx.caller, purchase_id=purchase_id)

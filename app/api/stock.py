@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.answers import IdempotencyKeyHeader, answer_response
-from app.api.deps import CallerDep, Catalog, Db, IfMatch, ProductIdPath, SettingsDep
+from app.api.deps import Ctx, IfMatch, ProductIdPath
 from app.api.docs import problems
 from app.api.strict_json import StrictJsonRoute
 from app.models.stock_level import MAX_QUANTITY
@@ -36,8 +36,7 @@ def _etag(response: Response, stock_level: StockLevelOut) -> StockLevelOut:
 
 @router.get("", summary="List stock levels", responses=problems(422))
 async def list_stock_levels(
-    db: Db,
-    _caller: CallerDep,
+    ctx: Ctx,
     product_id: Annotated[
         list[Annotated[str, Query(pattern=PRODUCT_ID_PATTERN)]],
         Query(max_length=500, description="Only these products (repeatable)."),
@@ -50,16 +49,14 @@ async def list_stock_levels(
 ) -> Page[StockLevelOut]:
     """Stock levels ordered by product id, without product details."""
     return await stock.list_stock(
-        db, product_ids=product_id, max_quantity=max_quantity, limit=limit, cursor=cursor
+        ctx.database, product_ids=product_id, max_quantity=max_quantity, limit=limit, cursor=cursor
     )
 
 
 @router.get("/{product_id}", summary="Get a stock level", responses=problems(404, 422))
-async def get_stock_level(
-    product_id: ProductIdPath, db: Db, catalog: Catalog, _caller: CallerDep, response: Response
-) -> StockLevelOut:
+async def get_stock_level(product_id: ProductIdPath, ctx: Ctx, response: Response) -> StockLevelOut:
     """One stock level, with what the products service says of the product."""
-    return _etag(response, await stock.get_stock(db, catalog, product_id=product_id))
+    return _etag(response, await stock.get_stock(ctx.database, ctx.catalog, product_id=product_id))
 
 
 @router.put(
@@ -73,9 +70,7 @@ async def get_stock_level(
 async def set_stock_level(
     product_id: ProductIdPath,
     body: SetQuantity,
-    db: Db,
-    catalog: Catalog,
-    caller: CallerDep,
+    ctx: Ctx,
     if_match: IfMatch,
     response: Response,
     if_none_match: Annotated[
@@ -85,9 +80,9 @@ async def set_stock_level(
     """Set the quantity on hand. The first set registers the product, after checking it
     with the products service."""
     result = await stock.set_quantity(
-        db,
-        catalog,
-        caller,
+        ctx.database,
+        ctx.catalog,
+        ctx.caller,
         product_id=product_id,
         quantity=body.quantity,
         reason=body.reason,
@@ -106,11 +101,9 @@ async def set_stock_level(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(404, 412, 422),
 )
-async def delete_stock_level(
-    product_id: ProductIdPath, db: Db, caller: CallerDep, if_match: IfMatch
-) -> Response:
+async def delete_stock_level(product_id: ProductIdPath, ctx: Ctx, if_match: IfMatch) -> Response:
     """Forget the stock level. Its ledger stays readable."""
-    await stock.delete_stock(db, caller, product_id=product_id, if_match=if_match)
+    await stock.delete_stock(ctx.database, ctx.caller, product_id=product_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -123,26 +116,20 @@ async def delete_stock_level(
 async def adjust_stock_level(
     product_id: ProductIdPath,
     body: Adjustment,
-    db: Db,
-    caller: CallerDep,
-    settings: SettingsDep,
+    ctx: Ctx,
     if_match: IfMatch,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Add (positive `delta`) or remove (negative) stock; never below zero."""
     path = f"/inventory/{product_id}/adjustments"
-    answer = await idempotency.run_once(
-        db,
-        caller,
-        key=idempotency_key,
-        request_fingerprint=idempotency.fingerprint(
+    answer = await ctx.once(
+        idempotency_key,
+        idempotency.fingerprint(
             "POST", path, {**body.model_dump(mode="json"), "if_match": if_match}
         ),
-        ttl=settings.idempotency_ttl,
-        lease=settings.idempotency_lease,
-        work=lambda claim: stock.adjust(
-            db,
-            caller,
+        lambda claim: stock.adjust(
+            ctx.database,
+            ctx.caller,
             product_id=product_id,
             delta=body.delta,
             reason=body.reason,
@@ -155,7 +142,9 @@ async def adjust_stock_level(
 
 @router.get("/{product_id}/movements", summary="A product's ledger", responses=problems(404, 422))
 async def list_movements(
-    product_id: ProductIdPath, db: Db, _caller: CallerDep, limit: Limit = 50, cursor: Cursor = None
+    product_id: ProductIdPath, ctx: Ctx, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[MovementOut]:
     """Every change of this product's stock, newest first."""
-    return await ledger.list_movements(db, product_id=product_id, limit=limit, cursor=cursor)
+    return await ledger.list_movements(
+        ctx.database, product_id=product_id, limit=limit, cursor=cursor
+    )

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy import update
 
-from app.api.deps import get_catalog
+from app.api.deps import Context, get_context
 from app.clients.products import ProductLookup, ProductStatus
 from app.core.database import Database
 from app.core.errors import ProductsUnavailable
@@ -190,7 +191,11 @@ async def test_a_503_is_not_stored_so_the_same_key_can_be_retried(
 ) -> None:
     await make_stock(db, "a", 5)
     catalog = FlakyCatalog()
-    app.dependency_overrides[get_catalog] = lambda: catalog
+
+    async def with_flaky_catalog(request: Request) -> Context:
+        return replace(await get_context(request), catalog=catalog)
+
+    app.dependency_overrides[get_context] = with_flaky_catalog
 
     first = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
     retry = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
