@@ -190,19 +190,22 @@ class Database:
             # One statement is its own consistent snapshot, so a single read needs no BEGIN.
             self._sqlite_single = self._sqlite.execution_options(**{_NO_BEGIN: True})
             return
-        self._postgres: AsyncEngine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_timeout=statement_timeout_seconds,
-            connect_args={
+        options: dict[str, Any] = {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_timeout": statement_timeout_seconds,
+            "connect_args": {
                 "timeout": connect_timeout_seconds,
                 "command_timeout": statement_timeout_seconds,
             },
-        )
-        _discard_closed_connections(self._postgres)
-        # A single read needs no BEGIN and ROLLBACK, two round trips.
-        self._postgres_single = self._postgres.execution_options(isolation_level="AUTOCOMMIT")
+        }
+        self._postgres: AsyncEngine = create_async_engine(url, **options)
+        # Single reads get a pool of their own whose connections are in autocommit for good:
+        # no BEGIN and ROLLBACK round trips, and no switching of the isolation level on every
+        # checkout and check-in, as an `isolation_level` execution option would do.
+        self._postgres_single = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
+        for engine in (self._postgres, self._postgres_single):
+            _discard_closed_connections(engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -273,6 +276,7 @@ class Database:
             self._sqlite.dispose()
         else:
             await self._postgres.dispose()
+            await self._postgres_single.dispose()
 
 
 def after_commit(connection: Connection, callback: AfterCommit) -> None:
