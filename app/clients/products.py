@@ -429,9 +429,14 @@ async def lookup_all(
         async with gate:
             return await catalog.lookup(product_id)
 
-    outcomes = await asyncio.gather(
-        *(lookup_one(product_id) for product_id in unique_ids), return_exceptions=True
-    )
+    outcomes: list[ProductLookup | BaseException]
+    if len(unique_ids) == 1:
+        # The usual purchase: one product, so no task to spawn and no extra turn of the loop.
+        outcomes = [await _outcome(catalog.lookup(unique_ids[0]))]
+    else:
+        outcomes = await asyncio.gather(
+            *(lookup_one(product_id) for product_id in unique_ids), return_exceptions=True
+        )
     lookups: dict[str, ProductLookup] = {}
     failures: list[ProductsUnavailable] = []
     for product_id, outcome in zip(unique_ids, outcomes, strict=True):
@@ -447,3 +452,11 @@ async def lookup_all(
             retry_after=max(failure.retry_after for failure in failures),
         )
     return lookups
+
+
+async def _outcome(lookup: Awaitable[ProductLookup]) -> ProductLookup | BaseException:
+    """What `asyncio.gather(..., return_exceptions=True)` would have made of one look-up."""
+    try:
+        return await lookup
+    except Exception as error:
+        return error

@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import CursorResult, Engine, Executable, ScalarResult, create_engine, event
+from sqlalchemy import CursorResult, Engine, Executable, Insert, ScalarResult, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -190,9 +191,12 @@ class Database:
             # One statement is its own consistent snapshot, so a single read needs no BEGIN.
             self._sqlite_single = self._sqlite.execution_options(**{_NO_BEGIN: True})
             return
+        # Two pools of `pool_size`, without overflow: at most as many connections per process
+        # as one pool of `pool_size` plus as many overflow had, so a server sized for that
+        # (max_connections) still has room.
         options: dict[str, Any] = {
             "pool_size": pool_size,
-            "max_overflow": pool_size,
+            "max_overflow": 0,
             "pool_timeout": statement_timeout_seconds,
             "connect_args": {
                 "timeout": connect_timeout_seconds,
@@ -277,6 +281,18 @@ class Database:
         else:
             await self._postgres.dispose()
             await self._postgres_single.dispose()
+
+
+def insert_unless_exists(
+    model: type[Any], index_elements: list[str], **values: Any
+) -> dict[str, Insert]:
+    """`INSERT … ON CONFLICT (index_elements) DO NOTHING` for each engine, by dialect name."""
+    return {
+        name: dialect.insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=index_elements)
+        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
 
 
 def after_commit(connection: Connection, callback: AfterCommit) -> None:

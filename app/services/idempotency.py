@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.context import Caller
-from app.core.database import Connection, Database
+from app.core.database import Connection, Database, insert_unless_exists
 from app.core.errors import (
     DatabaseUnavailable,
     IdempotencyKeyInUse,
@@ -50,29 +49,76 @@ def fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# Built once, their values passed as parameters (bench/RESULTS.md). A key is the pair
+# (:key_actor, :key_name); a claim on it is also named by its :owner.
+_the_key = (
+    IdempotencyKey.actor == bindparam("key_actor"),
+    IdempotencyKey.key == bindparam("key_name"),
+)
+_unanswered = (
+    *_the_key,
+    IdempotencyKey.owner == bindparam("key_owner"),
+    IdempotencyKey.status_code.is_(None),
+)
+_store_answer = (
+    update(IdempotencyKey)
+    .where(*_unanswered)
+    .values(status_code=bindparam("new_status"), answer=bindparam("new_answer"))
+)
+_release_claim = delete(IdempotencyKey).where(*_unanswered)
+_claim_values: dict[str, Any] = {
+    "fingerprint": bindparam("new_fingerprint"),
+    "owner": bindparam("key_owner"),
+    "lease_until": bindparam("new_lease_until"),
+    "status_code": None,
+    "answer": None,
+    "created_at": bindparam("now"),
+    "expires_at": bindparam("new_expires_at"),
+}
+_insert_claim = insert_unless_exists(
+    IdempotencyKey,
+    ["actor", "key"],
+    actor=bindparam("key_actor"),
+    key=bindparam("key_name"),
+    **_claim_values,
+)
+# Expired keys are forgotten, and abandoned claims (their owner died) are taken over.
+_take_over = (
+    update(IdempotencyKey)
+    .where(
+        *_the_key,
+        or_(
+            IdempotencyKey.expires_at <= bindparam("now"),
+            and_(
+                IdempotencyKey.status_code.is_(None),
+                IdempotencyKey.lease_until <= bindparam("now"),
+                IdempotencyKey.fingerprint == bindparam("new_fingerprint"),
+            ),
+        ),
+    )
+    .values(**_claim_values)
+)
+_find_key = select(
+    IdempotencyKey.fingerprint, IdempotencyKey.status_code, IdempotencyKey.answer
+).where(*_the_key)
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     actor: str
     key: str
     owner: str
 
+    @property
+    def names(self) -> dict[str, str]:
+        return {"key_actor": self.actor, "key_name": self.key, "key_owner": self.owner}
+
     async def store(self, connection: Connection, answer: Answer) -> None:
         """Record the answer inside the transaction of its effect."""
-        stored = await connection.execute(
-            update(IdempotencyKey)
-            .where(*self.unanswered())
-            .values(status_code=answer.status, answer=_dump(answer))
-        )
+        values = {"new_status": answer.status, "new_answer": _dump(answer)}
+        stored = await connection.execute(_store_answer, self.names | values)
         if stored.rowcount != 1:
             raise LostClaim(f"idempotency key {self.key!r} was taken over")
-
-    def unanswered(self) -> tuple[Any, ...]:
-        return (
-            IdempotencyKey.actor == self.actor,
-            IdempotencyKey.key == self.key,
-            IdempotencyKey.owner == self.owner,
-            IdempotencyKey.status_code.is_(None),
-        )
 
 
 Work = Callable[[Claim | None], Awaitable[Answer]]
@@ -117,52 +163,20 @@ async def _claim(
 ) -> Claim | Answer:
     now = utcnow()
     claim = Claim(actor=actor, key=key, owner=uuid.uuid4().hex)
-    values = {
-        "fingerprint": request_fingerprint,
-        "owner": claim.owner,
-        "lease_until": now + lease,
-        "status_code": None,
-        "answer": None,
-        "created_at": now,
-        "expires_at": now + ttl,
+    values = claim.names | {
+        "new_fingerprint": request_fingerprint,
+        "new_lease_until": now + lease,
+        "new_expires_at": now + ttl,
+        "now": now,
     }
     async with db.transaction() as connection:
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        inserted = await connection.execute(
-            dialect.insert(IdempotencyKey)
-            .values(actor=actor, key=key, **values)
-            .on_conflict_do_nothing(index_elements=["actor", "key"])
-        )
+        inserted = await connection.execute(_insert_claim[connection.dialect.name], values)
         if inserted.rowcount == 1:
             return claim
-        # Expired keys are forgotten, and abandoned claims (their owner died) are taken over.
-        taken_over = await connection.execute(
-            update(IdempotencyKey)
-            .where(
-                IdempotencyKey.actor == actor,
-                IdempotencyKey.key == key,
-                or_(
-                    IdempotencyKey.expires_at <= now,
-                    and_(
-                        IdempotencyKey.status_code.is_(None),
-                        IdempotencyKey.lease_until <= now,
-                        IdempotencyKey.fingerprint == request_fingerprint,
-                    ),
-                ),
-            )
-            .values(**values)
-        )
+        taken_over = await connection.execute(_take_over, values)
         if taken_over.rowcount == 1:
             return claim
-        row = (
-            await connection.execute(
-                select(
-                    IdempotencyKey.fingerprint,
-                    IdempotencyKey.status_code,
-                    IdempotencyKey.answer,
-                ).where(IdempotencyKey.actor == actor, IdempotencyKey.key == key)
-            )
-        ).one()
+        row = (await connection.execute(_find_key, values)).one()
     if row.fingerprint != request_fingerprint:
         raise IdempotencyKeyReuse(
             "This Idempotency-Key was used with a different request.", idempotency_key=key
@@ -184,7 +198,7 @@ async def _release(db: Database, claim: Claim) -> None:
     """Free the key for a retry. If even that fails, the lease frees it a little later."""
     try:
         async with db.transaction() as connection:
-            await connection.execute(delete(IdempotencyKey).where(*claim.unanswered()))
+            await connection.execute(_release_claim, claim.names)
     except (DatabaseUnavailable, SQLAlchemyError):
         logger.warning("could not release idempotency key %r", claim.key, exc_info=True)
 

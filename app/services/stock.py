@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Update, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
 from app.core.context import Caller
-from app.core.database import Connection, Database
+from app.core.database import Connection, Database, insert_unless_exists
 from app.core.errors import (
     InsufficientStock,
     NotFound,
@@ -80,17 +79,16 @@ _adjust_at_version = bump(_adjusted >= 0, _adjusted <= MAX_QUANTITY, _at_version
     quantity=_adjusted
 )
 _insert_if_absent = {
-    name: dialect.insert(StockLevel)
-    .values(
+    name: statement.returning(*_columns)
+    for name, statement in insert_unless_exists(
+        StockLevel,
+        ["product_id"],
         product_id=bindparam("level"),
         quantity=bindparam("new_quantity"),
         version=1,
         created_at=bindparam("now"),
         updated_at=bindparam("now"),
-    )
-    .on_conflict_do_nothing(index_elements=[StockLevel.product_id])
-    .returning(*_columns)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    ).items()
 }
 
 

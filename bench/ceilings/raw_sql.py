@@ -19,7 +19,7 @@ import asyncpg
 from fastapi import FastAPI, Request, Response
 
 _URL = os.environ.get("RAW_DATABASE_URL", "sqlite:///./raw.db")
-_POOL_SIZE = 20  # the service's default: pool_size 10 + max_overflow 10
+_POOL_SIZE = 20  # the service's default: two pools of DATABASE_POOL_SIZE 10
 
 _SELECT = "SELECT product_id, quantity, version FROM stock_levels WHERE product_id = {p1}"
 _TAKE = (
