@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -47,10 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.catalog = build_catalog(settings, http_client)
             _warn_about_open_doors(settings)
             purger = asyncio.create_task(purge_idempotency_keys(database))
-            # What start-up built (routes, schemas, compiled statements) lives as long as the
-            # process: out of the collector's sight, a full collection no longer walks it,
-            # which under load showed as pauses of a second at the tail (bench/RESULTS.md).
-            gc.freeze()
             yield
             purger.cancel()
             with suppress(asyncio.CancelledError):
