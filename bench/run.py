@@ -281,12 +281,18 @@ def _measure(plan: Plan, server: Server, name: str, scenario: Scenario) -> Figur
 
 
 def _prime_replay(url: str) -> None:
-    """The first purchase with the key, so that what wrk sends are replays."""
+    """The first purchase with the key, so that what wrk sends are replays. The scenario
+    before may have left the products circuit open (it answers 503 with Retry-After)."""
     body = {"items": [{"product_id": data.product_id(1), "quantity": 1}], "reference": "bench"}
     headers = {"X-API-KEY": API_KEY, "Idempotency-Key": REPLAY_KEY}
-    status, _ = post_json(f"{url}/inventory/purchase", body, headers)
-    if status != 201:
-        raise RuntimeError(f"priming the replay scenario answered {status}")
+    deadline = time.monotonic() + 60
+    while True:
+        status, answer = post_json(f"{url}/inventory/purchase", body, headers)
+        if status == 201:
+            return
+        if status != 503 or time.monotonic() > deadline:
+            raise RuntimeError(f"priming the replay scenario answered {status}: {answer}")
+        time.sleep(1)
 
 
 def _machine() -> str:

@@ -246,8 +246,17 @@ class Database:
             # Writers of this process queue here, on the event loop, and not in SQLite's busy
             # handler, which would stall the loop while the holder waits for it to run.
             async with self._write_lock:
-                with self._sqlite_write.begin() as sqlite_connection:
-                    yield InlineConnection(sqlite_connection)
+                with self._sqlite_write.connect() as sqlite_connection:
+                    sqlite_connection.begin()
+                    try:
+                        yield InlineConnection(sqlite_connection)
+                    except BaseException:
+                        sqlite_connection.rollback()
+                        raise
+                    # The statements were CPU; the commit waits for the disk (synchronous=
+                    # FULL), as long as the disk likes. Off the loop, other requests go on
+                    # meanwhile: a slow fsync held inline made products look-ups time out.
+                    await asyncio.to_thread(sqlite_connection.commit)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
