@@ -146,7 +146,7 @@ def async_url(database_url: str) -> URL:
 
 
 class Database:
-    """One engine for the process, handing out read and write transactions.
+    """The database of the process, handing out read and write transactions.
 
     PostgreSQL is reached through asyncpg; SQLite through the standard library's driver, its
     calls made on the event loop (see `InlineConnection`).
@@ -185,7 +185,7 @@ class Database:
         self.is_sqlite = url.get_backend_name() == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
-            self._sqlite: Engine = create_engine(make_url(database_url))
+            self._sqlite: Engine = create_engine(url.set(drivername="sqlite"))
             _configure_sqlite(self._sqlite, busy_timeout_ms)
             self._sqlite_write = self._sqlite.execution_options(**{_WRITE: True})
             # One statement is its own consistent snapshot, so a single read needs no BEGIN.
