@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
 from sqlalchemy import Connection as SyncConnection
@@ -258,27 +258,23 @@ class Database:
                     # meanwhile: a slow fsync held inline made products look-ups time out.
                     await asyncio.to_thread(sqlite_connection.commit)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Connection]:
+    def read(self) -> AbstractAsyncContextManager[Connection]:
         """A read-only transaction with a consistent view."""
-        with _unavailable_as_problem():
-            if not self.is_sqlite:
-                async with self._postgres.connect() as connection:
-                    yield connection
-                return
-            with self._sqlite.connect() as sqlite_connection:
-                yield InlineConnection(sqlite_connection)
+        return self._connect(single=False)
+
+    def read_one(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for exactly one read statement, outside any transaction."""
+        return self._connect(single=True)
 
     @asynccontextmanager
-    async def read_one(self) -> AsyncIterator[Connection]:
-        """A connection for exactly one read statement, outside any transaction."""
+    async def _connect(self, *, single: bool) -> AsyncIterator[Connection]:
         with _unavailable_as_problem():
-            if not self.is_sqlite:
-                async with self._postgres_single.connect() as connection:
-                    yield connection
+            if self.is_sqlite:
+                with (self._sqlite_single if single else self._sqlite).connect() as connection:
+                    yield InlineConnection(connection)
                 return
-            with self._sqlite_single.connect() as sqlite_connection:
-                yield InlineConnection(sqlite_connection)
+            async with (self._postgres_single if single else self._postgres).connect() as pooled:
+                yield pooled
 
     async def ping(self) -> None:
         async with self.read() as connection:
