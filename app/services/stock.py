@@ -72,12 +72,10 @@ def bump(*conditions: ColumnElement[bool]) -> Update:
 
 _at_version = StockLevel.version == bindparam("if_match")
 _set = bump().values(quantity=bindparam("new_quantity"))
-_set_at_version = bump(_at_version).values(quantity=bindparam("new_quantity"))
+_set_at_version = _set.where(_at_version)
 _adjusted = StockLevel.quantity + bindparam("delta")
 _adjust_by = bump(_adjusted >= 0, _adjusted <= MAX_QUANTITY).values(quantity=_adjusted)
-_adjust_at_version = bump(_adjusted >= 0, _adjusted <= MAX_QUANTITY, _at_version).values(
-    quantity=_adjusted
-)
+_adjust_at_version = _adjust_by.where(_at_version)
 _insert_if_absent = {
     name: statement.returning(*_columns)
     for name, statement in insert_unless_exists(
