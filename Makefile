@@ -4,7 +4,7 @@ POETRY := $(shell command -v poetry 2>/dev/null || echo "$(PYTHON) -m poetry")
 HOST ?= 127.0.0.1
 PORT ?= 8002
 
-.PHONY: run test lint format install poetry demo bench stress
+.PHONY: run test test-fast lint format install poetry demo bench stress
 
 poetry:
 	@command -v poetry >/dev/null 2>&1 || $(PYTHON) -m poetry --version >/dev/null 2>&1 \
@@ -19,6 +19,10 @@ run: install
 
 test: install
 	$(POETRY) run pytest --cov=app --cov-report=term-missing
+
+# The edit loop: the suite without the multi-process, crash and fuzz tests (no coverage floor).
+test-fast: install
+	$(POETRY) run pytest -m "not slow" -q
 
 lint: install
 	$(POETRY) run ruff check app tests alembic bench

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.clients.products import masked_url
 from app.core.config import Settings, load_settings
 from app.core.context import Caller
 from app.core.database import Database
@@ -141,6 +142,8 @@ def settings_summary(settings: Settings) -> list[tuple[str, str]]:
             shown = ", ".join(f"{actor}:{MASK}" for actor in value) or "(unset)"
         elif name == "database_url":
             shown = make_url(value).render_as_string(hide_password=True)
+        elif name == "products_service_url" and value is not None:
+            shown = masked_url(value)
         else:
             shown = "(unset)" if value is None else str(value)
         summary.append((name, shown))

@@ -14,7 +14,12 @@ from starlette.middleware.cors import CORSMiddleware
 from app.api import health, metrics, purchases, stock
 from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
-from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from app.api.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    LoadSheddingMiddleware,
+    RequestContextMiddleware,
+)
 from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, load_settings
 from app.core.database import Database
@@ -74,6 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added innermost first: the request id is set before anything else runs.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=settings.actor_keys())
+    # Outside authentication, so an overloaded process does not even hash keys; inside CORS,
+    # so a browser can read the 503.
+    if settings.max_requests_in_progress:
+        app.add_middleware(LoadSheddingMiddleware, limit=settings.max_requests_in_progress)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -26,6 +26,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 BodyShape = Literal["plain", "data", "jsonapi"]
+# How a catalog spells ids: as asked, as integers (`01` is product 1, `abc` a 422), or in
+# lower case (an upper-case UUID finds the lower-case one).
+IdStyle = Literal["as-asked", "integer", "lowercase"]
 
 DEMO_CATALOG: dict[str, dict[str, Any]] = {
     "1": {"name": "Mug", "price": 9.5},
@@ -52,8 +55,9 @@ class FakeProductsServer:
     Modes combine in this order on every request (any path, `/health` included):
     record it; wait when slow; 401 when a key is required and missing or wrong; 503 (or
     the chosen status) while flaky failures are left; the fixed status when one is set;
-    then the real answer: `/products/{id}` from `catalog` in the chosen body shape
-    (or a non-JSON body), 404 for unknown ids, `/health` 200.
+    then the real answer: `{prefix}{id}` (`/products/{id}` unless told otherwise) from
+    `catalog` in the chosen body shape (or a non-JSON body, or raw bytes of the test's),
+    with the id read in the chosen style, 404 for unknown ids, `/health` 200.
     """
 
     def __init__(
@@ -68,6 +72,9 @@ class FakeProductsServer:
         self._requested_port = port
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._in_flight = 0
+        self._generation = 0
+        self.most_in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._socket: socket.socket | None = None
@@ -90,6 +97,12 @@ class FakeProductsServer:
             self.delay_seconds = 0.0
             self.not_json = False
             self.required_api_key: str | None = None
+            self.prefix = "/products/"
+            self.id_style: IdStyle = "as-asked"
+            self.raw: tuple[bytes, dict[str, str]] | None = None
+            # Slow handlers of an earlier test may still be waiting: they no longer count.
+            self._generation += 1
+            self._in_flight = self.most_in_flight = 0
 
     def serve_shape(self, shape: BodyShape) -> None:
         self.shape = shape
@@ -113,6 +126,17 @@ class FakeProductsServer:
 
     def require_api_key(self, key: str) -> None:
         self.required_api_key = key
+
+    def serve_at(self, prefix: str) -> None:
+        """Products under this path prefix (`/api/productos/`) instead of `/products/`."""
+        self.prefix = prefix
+
+    def read_ids(self, style: IdStyle) -> None:
+        self.id_style = style
+
+    def answer_raw(self, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        """Answer every known product 200 with these bytes (and headers), whatever they hold."""
+        self.raw = (body, dict(headers or {}))
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -179,6 +203,18 @@ class FakeProductsServer:
     # --- answering -------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
+        with self._lock:
+            generation = self._generation
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            with self._lock:
+                if generation == self._generation:
+                    self._in_flight -= 1
+
+    async def _answer(self, request: Request) -> Response:
         path = request.url.path
         with self._lock:
             self._requests.append(
@@ -202,19 +238,30 @@ class FakeProductsServer:
             return JSONResponse({"detail": "told to fail"}, status_code=self.status)
         if path == "/health":
             return JSONResponse({"status": "ok"})
-        product_id = path.removeprefix("/products/")
-        if product_id == path or "/" in product_id:
+        asked = path.removeprefix(self.prefix)
+        if asked == path or "/" in asked:
             return JSONResponse({"detail": "no such route"}, status_code=404)
         if self.not_json:
             return PlainTextResponse("<html>upstream error page</html>", media_type="text/html")
+        if self.id_style == "integer" and not asked.isdigit():
+            return JSONResponse({"detail": "id must be an integer"}, status_code=422)
+        product_id = {
+            "as-asked": asked,
+            "integer": str(int(asked)) if asked.isdigit() else asked,
+            "lowercase": asked.lower(),
+        }[self.id_style]
         product = self.catalog.get(product_id)
         if product is None:
             return JSONResponse(
                 {"errors": [{"status": "404", "title": "Not found"}]}, status_code=404
             )
-        return JSONResponse(self._body(product_id, product), media_type=self._media_type())
+        if self.raw is not None:
+            body, headers = self.raw
+            return Response(body, media_type="application/json", headers=headers)
+        answered: str | int = int(product_id) if self.id_style == "integer" else product_id
+        return JSONResponse(self._body(answered, product), media_type=self._media_type())
 
-    def _body(self, product_id: str, product: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, product_id: str | int, product: dict[str, Any]) -> dict[str, Any]:
         if self.shape == "data":
             return {"data": {"id": product_id, **product}}
         if self.shape == "jsonapi":

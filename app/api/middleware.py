@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, API keys and the body size limit.
+"""Pure ASGI middleware: request ids, load shedding, API keys and the body size limit.
 
 They run before routing and body parsing, so an unauthenticated request is refused with
 401 whatever its body, and an oversized body is never read whole.
@@ -19,13 +19,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.errors import problem_response
 from app.core import metrics
 from app.core.context import accept_request_id, request_id_var
-from app.core.errors import PayloadTooLarge, ProblemError, Unauthorized
+from app.core.errors import Overloaded, PayloadTooLarge, ProblemError, Unauthorized
 
 logger = logging.getLogger("app.requests")
 access_logger = structlog.get_logger("app.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 PROTECTED_PREFIX = "/inventory"
+# Probes and scrapes must answer however busy the process is: that is when they matter.
+NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
+SHED_RETRY_AFTER_SECONDS = 1
 
 
 class RequestContextMiddleware:
@@ -86,6 +89,37 @@ def route_template(scope: Scope) -> str | None:
     path, or a request refused before routing: 401, 413)."""
     path = getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) else None
+
+
+class LoadSheddingMiddleware:
+    """Answers 503 `overloaded` at once when `limit` requests are already in progress.
+
+    Past what the process can serve, a request waiting in line only grows everybody's wait;
+    refused at once, its client can retry (`Retry-After`) or go to another instance.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in NEVER_SHED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_progress >= self.limit:
+            metrics.count_shed_request()
+            error = Overloaded(
+                f"More than {self.limit} requests are in progress; try again shortly.",
+                retry_after=SHED_RETRY_AFTER_SECONDS,
+            )
+            await problem_response(error)(scope, receive, send)
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
 
 
 class ApiKeyMiddleware:

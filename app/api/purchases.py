@@ -56,7 +56,6 @@ async def create_purchase(
                 ctx.caller,
                 order=order,
                 claim=claim,
-                concurrency=ctx.settings.products_concurrency,
             ),
         )
     except ProblemError as error:

@@ -39,8 +39,15 @@ class Settings(BaseSettings):
     products_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     products_circuit_failures: int = Field(default=5, ge=1, le=1000)
     products_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
-    products_max_connections: int = Field(default=10, ge=1, le=10_000)
-    products_concurrency: int = Field(default=10, ge=1, le=100)
+    products_path: str = "/products/{id}"
+    # Enough connections for a sale's burst of look-ups to a slow but healthy catalog; beyond
+    # them look-ups queue (up to the pool timeout) rather than fail.
+    products_max_connections: int = Field(default=100, ge=1, le=10_000)
+    products_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+
+    # Requests in progress in one process beyond which new ones are answered 503 `overloaded`
+    # at once instead of queueing without bound; 0 turns shedding off.
+    max_requests_in_progress: int = Field(default=1000, ge=0, le=1_000_000)
 
     # How long a claimed key protects a request still in flight; a claim whose process died
     # is taken over after it. Longer than any request may run.
@@ -93,6 +100,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("products_path")
+    @classmethod
+    def _path_template(cls, value: str) -> str:
+        if not value.startswith("/") or value.count("{id}") != 1:
+            raise ValueError("must start with / and hold {id} once, as in /products/{id}")
+        return value
 
     @model_validator(mode="after")
     def _backoff_cap(self) -> Settings:

@@ -79,6 +79,13 @@ class ProductsUnavailable(ProblemError):
         self.retry_after = seconds
 
 
+class Overloaded(ProblemError):
+    status, slug, title = 503, "overloaded", "Overloaded"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class DatabaseUnavailable(ProblemError):
     status, slug, title = 503, "database-unavailable", "Database unavailable"
 

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
+from urllib.parse import quote, urlsplit
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -112,6 +113,11 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
     secrets = [*settings.actor_keys().values()]
     if settings.products_api_key is not None:
         secrets.append(settings.products_api_key.get_secret_value())
+    if settings.products_service_url is not None:
+        # A password in the URL is sent as basic auth; should it still reach a line, hide it.
+        password = urlsplit(settings.products_service_url).password
+        if password:
+            secrets += [password, quote(password, safe="")]
 
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_message_copies, *_SHARED],

@@ -60,6 +60,10 @@ MOVEMENTS = Counter("inventory_movements", "Committed ledger movements, by kind.
 PRODUCT_LOOKUPS = Counter(
     "inventory_product_lookups", "Look-ups of products in the products service.", ["outcome"]
 )
+REQUESTS_SHED = Counter(
+    "inventory_requests_shed",
+    "Requests answered 503 overloaded at once because too many were already in progress.",
+)
 
 # Every known label value is shown from the start (as 0), so rates work from the first scrape.
 for _outcome in get_args(PurchaseOutcome):
@@ -80,6 +84,10 @@ def count_product_lookup(outcome: ProductLookupOutcome) -> None:
 
 def count_movement(kind: MovementKind) -> None:
     MOVEMENTS.labels(kind=kind).inc()
+
+
+def count_shed_request() -> None:
+    REQUESTS_SHED.inc()
 
 
 def observe_request(*, route: str | None, method: str, status: int, seconds: float) -> None:

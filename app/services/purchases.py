@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import Integer, bindparam, insert, select, update
 
-from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus, lookup_all
+from app.clients.products import ProductsCatalog
 from app.core.context import Caller
 from app.core.database import Connection, Database
-from app.core.errors import InsufficientStock, NotFound, UnknownProduct, ValidationFailed
+from app.core.errors import InsufficientStock, NotFound, ValidationFailed
 from app.models import Purchase, PurchaseLine, StockLevel
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
@@ -20,6 +20,7 @@ from app.schemas.purchases import PurchaseIn, PurchaseLineOut, PurchaseOut
 from app.services import stock
 from app.services.answers import Answer
 from app.services.idempotency import Claim
+from app.services.known_products import require_known
 from app.services.ledger import record_movement
 from app.services.pricing import money, subtotal, total, unit_price
 
@@ -56,35 +57,19 @@ def merge_lines(order: PurchaseIn) -> dict[str, int]:
     return quantities
 
 
-async def check_products(
-    catalog: ProductsCatalog, product_ids: Sequence[str], *, concurrency: int
-) -> dict[str, ProductLookup]:
-    """Ask the catalog about every product at once; 422 naming all the unknown ones."""
-    if not catalog.enabled:
-        return {}
-    lookups = await lookup_all(catalog, product_ids, concurrency=concurrency)
-    unknown = [pid for pid in product_ids if lookups[pid].status is ProductStatus.NOT_FOUND]
-    if unknown:
-        raise UnknownProduct(
-            "The products service does not know these products.", product_ids=unknown
-        )
-    return lookups
-
-
 async def buy(
     db: Database,
     catalog: ProductsCatalog,
     caller: Caller,
     *,
     order: PurchaseIn,
-    concurrency: int,
     claim: Claim | None = None,
     after_line: LineHook | None = None,
 ) -> Answer:
     """Check the products, then take every line from stock, or nothing: 409 naming every
     short line. Nothing changes when the catalog refuses a product or cannot answer."""
     quantities = merge_lines(order)
-    lookups = await check_products(catalog, list(quantities), concurrency=concurrency)
+    lookups = await require_known(catalog, list(quantities))
     lines = [
         Line(pid, quantity, unit_price(lookups[pid].product if pid in lookups else None))
         for pid, quantity in quantities.items()

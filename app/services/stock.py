@@ -9,14 +9,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Update, bindparam, delete, select, update
 
-from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
+from app.clients.products import ProductsCatalog
 from app.core.context import Caller
 from app.core.database import Connection, Database, insert_unless_exists
 from app.core.errors import (
     InsufficientStock,
     NotFound,
     ProductsUnavailable,
-    UnknownProduct,
     ValidationFailed,
     VersionMismatch,
 )
@@ -28,6 +27,7 @@ from app.schemas.stock import StockLevelOut
 from app.services.answers import Answer
 from app.services.cursors import decode_cursor, encode_cursor
 from app.services.idempotency import Claim
+from app.services.known_products import require_known
 from app.services.ledger import record_movement
 
 _columns = list(StockLevel.__table__.c)
@@ -133,17 +133,6 @@ async def list_stock(
     return Page[StockLevelOut](items=[_out(row) for row in page], next_cursor=next_cursor)
 
 
-async def require_known_product(catalog: ProductsCatalog, product_id: str) -> ProductLookup:
-    """Refuse to register a product the catalog says does not exist."""
-    lookup = await catalog.lookup(product_id)
-    if lookup.status is ProductStatus.NOT_FOUND:
-        raise UnknownProduct(
-            f"The products service does not know product {product_id!r}.",
-            product_ids=[product_id],
-        )
-    return lookup
-
-
 async def set_quantity(
     db: Database,
     catalog: ProductsCatalog,
@@ -164,7 +153,8 @@ async def set_quantity(
         async with db.read_one() as connection:
             exists = await _find(connection, product_id) is not None
         if not exists:
-            product = (await require_known_product(catalog, product_id)).product
+            lookups = await require_known(catalog, [product_id])
+            product = lookups[product_id].product if lookups else None
         elif create_only:
             raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
 

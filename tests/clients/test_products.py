@@ -272,7 +272,7 @@ async def test_404_is_not_found_and_not_cached(
     assert route.call_count == 2
 
 
-@pytest.mark.parametrize("status", [500, 401, 403, 400, 429, 301, 201])
+@pytest.mark.parametrize("status", [500, 429, 301, 201])
 async def test_other_statuses_cannot_answer_without_retrying(
     products_api: respx.MockRouter, make_catalog: CatalogFactory, status: int
 ) -> None:
@@ -719,13 +719,13 @@ def found(product_id: str) -> ProductLookup:
     return ProductLookup(product_id, ProductStatus.FOUND, {"id": product_id})
 
 
-async def test_lookup_all_runs_at_most_concurrency_lookups_at_once() -> None:
+async def test_lookup_all_runs_every_lookup_at_once_however_many() -> None:
     ids = [str(n) for n in range(12)]
     catalog = ScriptedCatalog({product_id: found(product_id) for product_id in ids})
 
-    lookups = await lookup_all(catalog, ids, concurrency=4)
+    lookups = await lookup_all(catalog, ids)
 
-    assert catalog.most_running == 4
+    assert catalog.most_running == 12
     assert lookups == {product_id: found(product_id) for product_id in ids}
 
 
@@ -733,7 +733,7 @@ async def test_lookup_all_asks_once_per_id_and_returns_not_found_ones() -> None:
     missing = ProductLookup("9", ProductStatus.NOT_FOUND)
     catalog = ScriptedCatalog({"1": found("1"), "9": missing})
 
-    lookups = await lookup_all(catalog, ["1", "9", "1"], concurrency=10)
+    lookups = await lookup_all(catalog, ["1", "9", "1"])
 
     assert sorted(catalog.asked) == ["1", "9"]
     assert lookups == {"1": found("1"), "9": missing}
@@ -749,8 +749,8 @@ async def test_lookup_all_fails_whole_with_the_longest_retry_after() -> None:
         }
     )
 
-    with pytest.raises(ProductsUnavailable, match="2 of 4") as raised:
-        await lookup_all(catalog, ["1", "2", "3", "4"], concurrency=2)
+    with pytest.raises(ProductsUnavailable, match="2 of 4 products: '2', '3'") as raised:
+        await lookup_all(catalog, ["1", "2", "3", "4"])
 
     assert raised.value.retry_after == 17
     assert sorted(catalog.asked) == ["1", "2", "3", "4"]
@@ -760,7 +760,7 @@ async def test_lookup_all_lets_unexpected_errors_through() -> None:
     catalog = ScriptedCatalog({"1": found("1"), "2": KeyError("bug")})
 
     with pytest.raises(KeyError):
-        await lookup_all(catalog, ["1", "2"], concurrency=2)
+        await lookup_all(catalog, ["1", "2"])
 
 
 async def test_lookup_all_over_http_shares_the_catalog(
@@ -770,7 +770,7 @@ async def test_lookup_all_over_http_shares_the_catalog(
         side_effect=lambda request, pid: product(pid) if pid != "404" else httpx.Response(404)
     )
 
-    lookups = await lookup_all(make_catalog(), ["1", "2", "404"], concurrency=2)
+    lookups = await lookup_all(make_catalog(), ["1", "2", "404"])
 
     assert {pid: lookup.status for pid, lookup in lookups.items()} == {
         "1": ProductStatus.FOUND,
@@ -781,24 +781,31 @@ async def test_lookup_all_over_http_shares_the_catalog(
 
 
 async def test_lookup_all_of_nothing_is_empty() -> None:
-    assert await lookup_all(StandaloneCatalog(), [], concurrency=1) == {}
-
-
-async def test_lookup_all_refuses_a_concurrency_below_one() -> None:
-    with pytest.raises(ValueError, match="concurrency"):
-        await lookup_all(StandaloneCatalog(), ["1"], concurrency=0)
+    assert await lookup_all(StandaloneCatalog(), []) == {}
 
 
 # --- probe --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [200, 404, 500, 503])
-async def test_probe_is_ok_with_any_http_answer(
-    products_api: respx.MockRouter, make_catalog: CatalogFactory, status: int
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, "ok"),
+        (204, "ok"),
+        (404, "ok"),
+        (401, "unauthorized"),
+        (403, "unauthorized"),
+        (429, "unavailable"),
+        (500, "unavailable"),
+        (503, "unavailable"),
+    ],
+)
+async def test_probe_tells_ok_unauthorized_or_unavailable_by_status(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory, status: int, verdict: str
 ) -> None:
     route = products_api.get("/health").respond(status)
 
-    assert await make_catalog().probe() == "ok"
+    assert await make_catalog().probe() == verdict
     assert route.call_count == 1
 
 
@@ -857,9 +864,71 @@ async def test_build_catalog_needs_a_client_with_a_service_url() -> None:
         build_catalog(make_settings(), None)
 
 
-async def test_http_client_has_explicit_timeouts_and_the_base_url() -> None:
-    settings = make_settings(products_timeout_seconds=1.5, products_service_url="http://p:9/api")
+async def test_http_client_has_explicit_timeouts_and_a_pool_for_a_sale() -> None:
+    settings = make_settings(products_timeout_seconds=1.5, products_pool_timeout_seconds=7)
 
     async with build_http_client(settings) as client:
-        assert client.timeout == httpx.Timeout(connect=1.5, read=1.5, write=1.5, pool=1.5)
-        assert str(client.base_url) == "http://p:9/api/"
+        assert client.timeout == httpx.Timeout(connect=1.5, read=1.5, write=1.5, pool=7)
+    assert Settings(_env_file=None).products_max_connections == 100  # type: ignore[call-arg]
+
+
+# --- a catalog saying "no such product", and waiting for a connection ---------------------
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 422])
+async def test_ids_the_catalog_rejects_are_not_found_and_never_open_the_circuit(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory, status: int
+) -> None:
+    products_api.get("/products/abc").respond(status)
+    catalog = make_catalog(products_circuit_failures=1)
+
+    for _ in range(3):
+        assert await catalog.lookup("abc") == ProductLookup("abc", ProductStatus.NOT_FOUND)
+    assert catalog.circuit_state == "closed"
+
+
+@pytest.mark.parametrize(("answered", "catalog_id"), [(1, "1"), ("ABC", "ABC"), ({"id": "7"}, "7")])
+async def test_a_product_answered_under_another_id_is_not_found(
+    products_api: respx.MockRouter,
+    make_catalog: CatalogFactory,
+    answered: object,
+    catalog_id: str,
+) -> None:
+    body = {"data": answered} if isinstance(answered, dict) else {"id": answered}
+    products_api.get("/products/01").respond(200, json=body)
+
+    lookup = await make_catalog().lookup("01")
+
+    assert lookup == ProductLookup("01", ProductStatus.NOT_FOUND, catalog_id=catalog_id)
+
+
+async def test_waiting_for_a_connection_past_the_pool_timeout_does_not_count_as_failing(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory
+) -> None:
+    release = asyncio.Event()
+
+    async def held_answer(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return product(request.url.path.rsplit("/", 1)[-1])
+
+    products_api.get(url__regex=r"/products/\w+").mock(side_effect=held_answer)
+    catalog = make_catalog(
+        products_max_connections=1,
+        products_pool_timeout_seconds=0.05,
+        products_circuit_failures=1,
+    )
+    holder = asyncio.create_task(catalog.lookup("42"))
+    await asyncio.sleep(0)  # the holder takes the only connection
+
+    with pytest.raises(ProductsUnavailable, match="no free connection"):
+        await catalog.lookup("7")
+    release.set()
+
+    assert (await holder).status is ProductStatus.FOUND
+    assert catalog.circuit_state == "closed"
+
+
+@pytest.mark.parametrize("path", ["products/{id}", "/products", "/p/{id}/{id}"])
+def test_a_products_path_needs_a_leading_slash_and_one_id(path: str) -> None:
+    with pytest.raises(ValueError, match=r"hold \{id\} once"):
+        make_settings(products_path=path)

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from app.core.database import Database
@@ -14,6 +15,9 @@ from app.models import Purchase
 from tests.factories import make_stock, quantity_of
 from tests.invariants import broken_invariants, units_sold
 from tests.servers import free_port, kill_service, start_service, stop_service
+
+# Left out of `make test-fast`: several processes, a crash, or generated cases.
+pytestmark = pytest.mark.slow
 
 PRODUCTS = {f"p{i}": 300 for i in range(5)}
 # Claims of requests cut off by the crash are taken over after this lease.

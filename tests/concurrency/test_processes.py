@@ -6,12 +6,16 @@ import asyncio
 from collections import Counter
 
 import httpx
+import pytest
 
 from app.core.database import Database
 from tests.concurrency.test_purchases import sold
 from tests.factories import ledger_sum, make_stock, quantity_of
 from tests.invariants import broken_invariants
 from tests.servers import running_service
+
+# Left out of `make test-fast`: several processes, a crash, or generated cases.
+pytestmark = pytest.mark.slow
 
 
 async def test_three_workers_sell_exactly_the_stock(database_url: str) -> None:

@@ -34,6 +34,9 @@ from schemathesis.specs.openapi.checks import (
 from app.main import create_app
 from tests.conftest import API_KEY, client_for, make_settings
 
+# Left out of `make test-fast`: several processes, a crash, or generated cases.
+pytestmark = pytest.mark.slow
+
 # Bounded so the whole fuzz run stays well under a minute per engine on two cores;
 # FUZZ_EXAMPLES=500 explores further when hunting.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))

@@ -34,7 +34,6 @@ async def test_a_failure_after_the_first_line_leaves_everything_as_before(db: Da
             order=PurchaseIn.model_validate(
                 {"items": [{"product_id": p, "quantity": 1} for p in ("c", "a", "b")]}
             ),
-            concurrency=4,
             after_line=fail_after_first_line,
         )
 
