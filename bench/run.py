@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,24 +69,34 @@ class Figures:
     ok: int
     refused: int  # the expected refusals (409)
     errors: int  # anything else: other statuses, socket errors, timeouts
+    shed: int  # answered 503 overloaded at once (load shedding)
     statuses: dict[str, int]
 
     @classmethod
     def of(cls, raw: dict[str, Any], scenario: Scenario, ok: frozenset[int]) -> Figures:
         statuses = {str(k): int(v) for k, v in raw["statuses"].items()}
-        good = sum(v for k, v in statuses.items() if int(k) in ok)
-        refused = sum(v for k, v in statuses.items() if int(k) in scenario.expected_refusals)
+        codes = {int(k): v for k, v in statuses.items() if k.isdigit()}
+        good = sum(v for k, v in codes.items() if k in ok)
+        refused = sum(v for k, v in codes.items() if k in scenario.expected_refusals)
+        shed = statuses.get("shed", 0)
         socket_errors = sum(int(v) for v in raw["socket_errors"].values())
-        errors = sum(statuses.values()) - good - refused + socket_errors
+        errors = sum(statuses.values()) - good - refused - shed + socket_errors
         return cls(
-            rps=raw["requests"] / (raw["duration_us"] / 1e6),
+            # Served requests only: a shed one is an instant refusal, not throughput.
+            rps=(raw["requests"] - shed) / (raw["duration_us"] / 1e6),
             p50_ms=raw["p50_us"] / 1000,
             p99_ms=raw["p99_us"] / 1000,
             ok=good,
             refused=refused,
             errors=errors,
+            shed=shed,
             statuses=statuses,
         )
+
+    @property
+    def shed_share(self) -> float:
+        answered = self.ok + self.refused + self.errors + self.shed
+        return self.shed / answered if answered else 0.0
 
     @property
     def spread(self) -> float:
@@ -120,6 +130,11 @@ class Plan:
     postgres_url: str
     app_env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    shed_limit: int = 0  # also run SHED_SCENARIOS with MAX_REQUESTS_IN_PROGRESS at this (0: no)
+
+
+# Run again with load shedding at `--shed-limit`: how tails and throughput change.
+SHED_SCENARIOS = ("get-hot", "purchase-hot")
 
 
 def main() -> None:
@@ -135,6 +150,12 @@ def main() -> None:
     parser.add_argument(
         "--app-env", action="append", default=[], metavar="NAME=VALUE", help="service setting"
     )
+    parser.add_argument(
+        "--shed-limit",
+        type=int,
+        default=16,
+        help=f"rerun {', '.join(SHED_SCENARIOS)} with MAX_REQUESTS_IN_PROGRESS=N (0: skip)",
+    )
     args = parser.parse_args()
 
     seconds = args.seconds or (10.0 if args.full else 3.0)
@@ -147,6 +168,7 @@ def main() -> None:
         warmup=Load(args.connections, 2.0 if args.full else 1.0),
         postgres_url=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
         app_env=dict(pair.split("=", 1) for pair in args.app_env),
+        shed_limit=args.shed_limit,
     )
     if plan.app_env:
         plan.notes.append(f"Service settings changed for this run: {plan.app_env}.")
@@ -230,45 +252,63 @@ def _engine_rows(
         "LOG_LEVEL": "WARNING",
         "CORS_ORIGINS": "",
     } | plan.app_env
+    variants = [("", app_env, plan.scenarios)]
+    if plan.shed_limit:
+        shed_env = app_env | {"MAX_REQUESTS_IN_PROGRESS": str(plan.shed_limit)}
+        shed_scenarios = [s for s in plan.scenarios if s.name in SHED_SCENARIOS]
+        variants.append((f" shed@{plan.shed_limit}", shed_env, shed_scenarios))
     rows = []
-    with ExitStack() as stack:
-        raw = stack.enter_context(
-            uvicorn(
-                "raw-SQL ceiling",
-                "bench.ceilings.raw_sql:app",
-                workers=workers,
-                env={"RAW_DATABASE_URL": raw_url},
-                health=f"/inventory/{data.HOT}",
-            )
-        )
-        app = stack.enter_context(
-            uvicorn("inventory", "app.main:app", workers=workers, env=app_env, health="/health")
-        )
+    with uvicorn(
+        "raw-SQL ceiling",
+        "bench.ceilings.raw_sql:app",
+        workers=workers,
+        env={"RAW_DATABASE_URL": raw_url},
+        health=f"/inventory/{data.HOT}",
+    ) as raw:
         ceilings = {"bare": bare, "raw-sql": raw}
-        for scenario in plan.scenarios:
-            label = f"{scenario.name} {engine} w{workers}"
-            ceiling = _measure(
-                plan, ceilings[scenario.ceiling], scenario.ceiling_scenario, scenario
-            )
-            print(f"{label} ceiling: {ceiling.rps:,.0f} req/s", flush=True)
-            before = asyncio.run(data.state(app_url))
-            if scenario.name == "purchase-replay":
-                _prime_replay(app.url)
-            figures = _measure(plan, app, scenario.name, scenario)
-            row = Row(scenario.name, engine, workers, figures, scenario.ceiling, ceiling)
-            if scenario.purchase:
-                time.sleep(0.5)  # let requests wrk gave up on finish their transactions
-                after = asyncio.run(data.state(app_url, since=before.last_movement))
-                check = data.invariant(before, after)
-                row.invariant, row.invariant_ok = check.cell(), check.ok
-            print(
-                f"{label}: {figures.rps:,.0f} req/s ({row.ratio:.2f}x), p50 {figures.p50_ms:.1f}"
-                f" ms, p99 {figures.p99_ms:.1f} ms, errors {figures.errors} {figures.statuses}"
-                f" {row.invariant}",
-                flush=True,
-            )
-            rows.append(row)
+        for suffix, env, scenarios in variants:
+            with uvicorn(
+                "inventory", "app.main:app", workers=workers, env=env, health="/health"
+            ) as app:
+                for scenario in scenarios:
+                    rows.append(
+                        _scenario_row(
+                            plan, scenario, suffix, engine, workers, app, app_url, ceilings
+                        )
+                    )
     return rows
+
+
+def _scenario_row(
+    plan: Plan,
+    scenario: Scenario,
+    suffix: str,
+    engine: str,
+    workers: int,
+    app: Server,
+    app_url: str,
+    ceilings: dict[str, Server],
+) -> Row:
+    label = f"{scenario.name}{suffix} {engine} w{workers}"
+    ceiling = _measure(plan, ceilings[scenario.ceiling], scenario.ceiling_scenario, scenario)
+    print(f"{label} ceiling: {ceiling.rps:,.0f} req/s", flush=True)
+    before = asyncio.run(data.state(app_url))
+    if scenario.name == "purchase-replay":
+        _prime_replay(app.url)
+    figures = _measure(plan, app, scenario.name, scenario)
+    row = Row(scenario.name + suffix, engine, workers, figures, scenario.ceiling, ceiling)
+    if scenario.purchase:
+        time.sleep(0.5)  # let requests wrk gave up on finish their transactions
+        after = asyncio.run(data.state(app_url, since=before.last_movement))
+        check = data.invariant(before, after)
+        row.invariant, row.invariant_ok = check.cell(), check.ok
+    print(
+        f"{label}: {figures.rps:,.0f} req/s ({row.ratio:.2f}x), p50 {figures.p50_ms:.1f}"
+        f" ms, p99 {figures.p99_ms:.1f} ms, errors {figures.errors}, shed {figures.shed}"
+        f" {figures.statuses} {row.invariant}",
+        flush=True,
+    )
+    return row
 
 
 def _measure(plan: Plan, server: Server, name: str, scenario: Scenario) -> Figures:
@@ -320,14 +360,15 @@ def render(rows: list[Row], plan: Plan, *, started: datetime, elapsed: float, co
         *plan.notes,
         "",
         "| scenario | engine | workers | req/s | p50 ms | p99 ms | p99/p50 | errors | 409s "
-        "| ceiling | ceiling req/s | ceiling p99/p50 | ratio | stock + sold = initial |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|---|",
+        "| shed | ceiling | ceiling req/s | ceiling p99/p50 | ratio | stock + sold = initial |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|---|",
     ]
     for r in rows:
         a = r.app
         lines.append(
             f"| {r.scenario} | {r.engine} | {r.workers} | {a.rps:,.0f} | {a.p50_ms:.1f} "
-            f"| {a.p99_ms:.1f} | {a.spread:.1f} | {a.errors} | {a.refused} | {r.ceiling_name} "
+            f"| {a.p99_ms:.1f} | {a.spread:.1f} | {a.errors} | {a.refused} "
+            f"| {a.shed_share:.0%} | {r.ceiling_name} "
             f"| {r.ceiling.rps:,.0f} | {r.ceiling.spread:.1f} | {r.ratio:.2f} | {r.invariant} |"
         )
     lines += ["", "Targets, from this run:", "", *targets(rows)]
@@ -387,6 +428,12 @@ def targets(rows: list[Row]) -> list[str]:
             )
         )
     )
+    for r in (r for r in rows if " shed@" in r.scenario):
+        out.append(
+            f"- {r.scenario}/{r.engine}/w{r.workers}, p99 ≤ 10 × p50 with shedding on: "
+            f"{r.app.spread:.1f} ({r.app.p99_ms:.1f} vs {r.app.p50_ms:.1f} ms), "
+            f"{r.app.shed_share:.0%} shed — {verdict(r.app.spread <= 10)}"
+        )
     broken = [r for r in rows if not r.invariant_ok]
     out.append(
         "- Stock + sold = initial stock, nothing negative, ledger agrees, after every purchase "

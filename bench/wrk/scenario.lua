@@ -59,8 +59,25 @@ function request()
   error("unknown scenario " .. tostring(scenario))
 end
 
+local backing_off = 0  -- connections told to come back later (Retry-After) and not yet paused
+
 function response(status, headers, body)
+  -- A request the service shed (503 overloaded) is counted apart from other 503s, and its
+  -- connection honours Retry-After, as a well-behaved client does: wrk asks delay() for the
+  -- next request of the connection whose response just arrived.
+  if status == 503 and body and string.find(body, "/problems/overloaded", 1, true) then
+    status = "shed"
+    backing_off = backing_off + 1
+  end
   statuses[status] = (statuses[status] or 0) + 1
+end
+
+function delay()
+  if backing_off > 0 then
+    backing_off = backing_off - 1
+    return 1000
+  end
+  return 0
 end
 
 function done(summary, latency, requests)
