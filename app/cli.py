@@ -153,7 +153,7 @@ async def _check(settings: Settings) -> dict[str, str]:
         await database.ping()
         current = await current_revision(database)
     except (DatabaseUnavailable, SQLAlchemyError, OSError) as error:
-        return {"database": f"unavailable ({error.__class__.__name__})", "schema": "unknown"}
+        return {"database": f"unavailable ({database.reason(error)})", "schema": "unknown"}
     finally:
         await database.dispose()
     head = head_revision(settings.database_url)

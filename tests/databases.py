@@ -38,18 +38,32 @@ async def _admin(sql: str) -> None:
         await connection.close()
 
 
+def unborn_postgres_url() -> str:
+    """The URL of a PostgreSQL database with a fresh name, not created yet."""
+    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
+    return make_url(_admin_dsn()).set(database=name).render_as_string(hide_password=False)
+
+
+async def create_postgres(url: str) -> None:
+    await _admin(f'CREATE DATABASE "{make_url(url).database}"')
+
+
+async def drop_postgres(url: str) -> None:
+    """Drop it even while connections are open: they are terminated, as by an operator."""
+    await _admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
 @contextmanager
 def postgres_database(*, migrate: bool = True) -> Iterator[str]:
     """A new, empty (or migrated) PostgreSQL database, dropped afterwards."""
-    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = make_url(_admin_dsn()).set(database=name).render_as_string(hide_password=False)
+    url = unborn_postgres_url()
+    asyncio.run(create_postgres(url))
     try:
         if migrate:
             migrations.upgrade(url)
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_postgres(url))
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import Settings
 from app.core.errors import DatabaseUnavailable
+from app.core.logging import MASK
 
 _WRITE = "inventory_write"
 _NO_BEGIN = "inventory_no_begin"
@@ -30,10 +31,11 @@ logger = logging.getLogger("app.database")
 AfterCommit = Callable[[], None]
 
 # SQLSTATE classes that mean "not now" rather than "never": connection exceptions (08),
-# transaction rollbacks such as deadlocks and serialization failures (40), insufficient
-# resources (53), operator intervention such as shutdown, start-up or cancel (57), and
-# system errors (58).
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+# a role or password the server rejects (28), a database that does not exist (3D) — both
+# fixed by the operator, not by the caller —, transaction rollbacks such as deadlocks and
+# serialization failures (40), insufficient resources (53), operator intervention such as
+# shutdown, start-up or cancel (57), and system errors (58).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "28", "3D", "40", "53", "57", "58"})
 
 # SQLite result codes that mean the same: busy or locked (past the busy timeout), I/O
 # error, disk full, cannot open. SQLite also files "no such table" or a syntax error under
@@ -53,7 +55,9 @@ def is_unavailable(error: BaseException) -> bool:
     """Whether an error means the database cannot answer right now, so a retry may work.
 
     asyncpg lets socket errors through unwrapped: a refused or reset connection is an
-    `OSError`, and a connect timeout a `TimeoutError` (itself an `OSError`).
+    `OSError`, and a connect timeout a `TimeoutError` (itself an `OSError`). What the server
+    refuses at connect time (a missing database, a rejected password) arrives as a plain
+    `DBAPIError` whose `orig` carries the SQLSTATE.
     """
     if isinstance(error, OSError | PoolTimeout):
         return True
@@ -69,6 +73,18 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     sqlstate = getattr(error.orig, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def unavailable_reason(error: BaseException) -> str:
+    """Why the database could not answer, in the driver's words and on one line, e.g.
+    `InvalidCatalogNameError: database "x" does not exist`."""
+    if isinstance(error, DatabaseUnavailable) and error.__cause__ is not None:
+        error = error.__cause__
+    # SQLAlchemy wraps the driver's error in `orig`, and its asyncpg adapter wraps it again.
+    while isinstance(inner := getattr(error, "orig", None), BaseException):
+        error = inner
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 @contextmanager
@@ -157,9 +173,10 @@ class Database:
     in SQLite's busy handler.
 
     Whatever means the database cannot answer right now — refused, reset or timed-out
-    connections, a lock held past the busy timeout — leaves as `DatabaseUnavailable`.
-    A pooled PostgreSQL connection the server has closed is replaced before use, so after an
-    outage the pool renews itself instead of failing the first request on each.
+    connections, a database that does not exist, a rejected password, a lock held past the
+    busy timeout — leaves as `DatabaseUnavailable`. A pooled PostgreSQL connection the
+    server has closed is replaced before use, so after an outage the pool renews itself
+    instead of failing the first request on each.
     """
 
     @classmethod
@@ -182,6 +199,7 @@ class Database:
         statement_timeout_seconds: float = 30.0,
     ):
         url = async_url(database_url)
+        self._password = url.password
         self.is_sqlite = url.get_backend_name() == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
@@ -279,6 +297,12 @@ class Database:
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.exec_driver_sql("SELECT 1")
+
+    def reason(self, error: BaseException) -> str:
+        """`unavailable_reason`, with this database's password masked should the driver
+        quote it (asyncpg quotes the database and role names)."""
+        reason = unavailable_reason(error)
+        return reason.replace(self._password, MASK) if self._password else reason
 
     async def dispose(self) -> None:
         if self.is_sqlite:
