@@ -66,6 +66,40 @@ def postgres_database(*, migrate: bool = True) -> Iterator[str]:
         asyncio.run(drop_postgres(url))
 
 
+class DatabaseSlot:
+    """Where a test's database will be, on either engine; nothing is there until `create`.
+
+    PostgreSQL: a database with a fresh name on the test server. SQLite: a file in a
+    directory that does not exist yet (SQLite creates a missing file, not a directory).
+    """
+
+    def __init__(self, engine: str, directory: Path) -> None:
+        self.engine = engine
+        if engine == "sqlite":
+            self.file: Path | None = directory / "not-yet" / "inventory.db"
+            self.url = sqlite_url(self.file)
+        else:
+            self.file = None
+            self.url = unborn_postgres_url()
+
+    async def create(self) -> None:
+        if self.file is None:
+            await create_postgres(self.url)
+        else:
+            self.file.parent.mkdir(exist_ok=True)
+
+    async def migrate(self) -> None:
+        # Alembic runs its own event loop, so not on this one.
+        await asyncio.to_thread(migrations.upgrade, self.url)
+
+    async def drop(self) -> None:
+        if self.file is None:
+            await drop_postgres(self.url)
+            return
+        for suffix in ("", "-wal", "-shm"):
+            self.file.with_name(self.file.name + suffix).unlink(missing_ok=True)
+
+
 @contextmanager
 def sqlite_template(directory: Path) -> Iterator[Path]:
     """A migrated SQLite file to copy for each test: faster than migrating every time."""

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import Settings
-from app.core.errors import DatabaseUnavailable
+from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
 from app.core.logging import MASK
 
 _WRITE = "inventory_write"
@@ -85,6 +85,21 @@ def unavailable_reason(error: BaseException) -> str:
         error = inner
     message = " ".join(str(error).split())
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def schema_revision(dbapi_connection: Any) -> str | None:
+    """The Alembic revision of the database behind a driver connection; None if never migrated."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT version_num FROM alembic_version")
+        row = cursor.fetchone()
+    except Exception as error:
+        if "alembic_version" not in str(error):
+            raise
+        return None
+    finally:
+        cursor.close()
+    return None if row is None else str(row[0])
 
 
 @contextmanager
@@ -177,16 +192,22 @@ class Database:
     busy timeout — leaves as `DatabaseUnavailable`. A pooled PostgreSQL connection the
     server has closed is replaced before use, so after an outage the pool renews itself
     instead of failing the first request on each.
+
+    With `schema_revision`, a connection is handed out only once its database is at that
+    Alembic revision, else `SchemaNotCurrent`. The check runs once per new connection, not
+    per request: a database that is created or recreated after start-up is reached through
+    new connections, so it is caught before any statement runs on it.
     """
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
+    def from_settings(cls, settings: Settings, *, schema_revision: str | None = None) -> Database:
         return cls(
             settings.database_url,
             pool_size=settings.database_pool_size,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             connect_timeout_seconds=settings.database_connect_timeout_seconds,
             statement_timeout_seconds=settings.database_statement_timeout_seconds,
+            schema_revision=schema_revision,
         )
 
     def __init__(
@@ -197,6 +218,7 @@ class Database:
         busy_timeout_ms: int = 5000,
         connect_timeout_seconds: float = 5.0,
         statement_timeout_seconds: float = 30.0,
+        schema_revision: str | None = None,
     ):
         url = async_url(database_url)
         self._password = url.password
@@ -205,6 +227,8 @@ class Database:
         if self.is_sqlite:
             self._sqlite: Engine = create_engine(url.set(drivername="sqlite"))
             _configure_sqlite(self._sqlite, busy_timeout_ms)
+            if schema_revision is not None:
+                _require_schema(self._sqlite, schema_revision)
             self._sqlite_write = self._sqlite.execution_options(**{_WRITE: True})
             # One statement is its own consistent snapshot, so a single read needs no BEGIN.
             self._sqlite_single = self._sqlite.execution_options(**{_NO_BEGIN: True})
@@ -228,6 +252,8 @@ class Database:
         self._postgres_single = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
         for engine in (self._postgres, self._postgres_single):
             _discard_closed_connections(engine)
+            if schema_revision is not None:
+                _require_schema(engine.sync_engine, schema_revision)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -344,6 +370,17 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
         if dbapi_connection.driver_connection.is_closed():
             # The pool discards this connection and checks out another (or a new one).
             raise DisconnectionError()
+
+
+def _require_schema(engine: Engine, revision: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        current = schema_revision(dbapi_connection)
+        # The driver opened a transaction for the check; the connection's user did not.
+        dbapi_connection.rollback()
+        if current != revision:
+            # SQLAlchemy closes the connection, so the next checkout connects and checks anew.
+            raise SchemaNotCurrent(current=current, head=revision)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

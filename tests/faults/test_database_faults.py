@@ -71,6 +71,7 @@ async def assert_every_route_is_unavailable(http: httpx.AsyncClient) -> None:
     assert ready.json() == {
         "status": "unavailable",
         "checks": {"database": "unavailable", "products": "disabled"},
+        "reasons": {"database": "The database cannot answer right now."},
     }
 
 
@@ -162,6 +163,15 @@ async def test_every_refused_connection_is_unavailable_with_the_drivers_reason(
     finally:
         await db.dispose()
     assert db.reason(raised.value) == refusal.reason
+
+
+async def test_a_service_whose_database_refuses_it_starts_and_answers_503(
+    refusal: Refusal,
+) -> None:
+    app = create_app(make_settings(refusal.url))
+    async with app.router.lifespan_context(app), client_for(app, **{"X-API-KEY": API_KEY}) as http:
+        assert (await http.get("/health")).json() == {"status": "ok"}
+        await assert_every_route_is_unavailable(http)
 
 
 async def test_hung_postgres_is_503_within_the_timeout(postgres_url: str, proxy: TcpProxy) -> None:
