@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -25,6 +26,7 @@ from app.core.logging import MASK
 _WRITE = "inventory_write"
 _NO_BEGIN = "inventory_no_begin"
 _AFTER_COMMIT = "inventory_after_commit"
+_FILE_IDENTITY = "inventory_file_identity"
 
 logger = logging.getLogger("app.database")
 
@@ -227,6 +229,7 @@ class Database:
         if self.is_sqlite:
             self._sqlite: Engine = create_engine(url.set(drivername="sqlite"))
             _configure_sqlite(self._sqlite, busy_timeout_ms)
+            _discard_replaced_files(self._sqlite, url.database or "")
             if schema_revision is not None:
                 _require_schema(self._sqlite, schema_revision)
             self._sqlite_write = self._sqlite.execution_options(**{_WRITE: True})
@@ -369,6 +372,28 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
     def _on_checkout(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
         if dbapi_connection.driver_connection.is_closed():
             # The pool discards this connection and checks out another (or a new one).
+            raise DisconnectionError()
+
+
+def _discard_replaced_files(engine: Engine, path: str) -> None:
+    """Replace, at checkout, a pooled SQLite connection whose file was deleted or replaced
+    since it was opened (the database dropped, and perhaps recreated): it would go on reading
+    and writing the unlinked file, which nobody else sees. A `stat` per checkout tells."""
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            status = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return status.st_dev, status.st_ino
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_FILE_IDENTITY] = identity()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if record.info[_FILE_IDENTITY] != identity():
             raise DisconnectionError()
 
 

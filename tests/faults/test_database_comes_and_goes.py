@@ -106,6 +106,34 @@ async def test_a_service_started_before_its_database_exists_becomes_ready_by_its
     assert (await http.get("/inventory/7")).json()["quantity"] == 5
 
 
+async def test_a_database_dropped_and_recreated_under_a_running_service_is_503_then_recovers(
+    slot: databases.DatabaseSlot, app: FastAPI
+) -> None:
+    await slot.create()
+    await slot.migrate()
+    async with client_for(app, **{"X-API-KEY": API_KEY}) as http:
+        # Several pooled connections to the database that is about to go.
+        puts = [http.put(f"/inventory/{n}", json={"quantity": n}) for n in range(1, 6)]
+        assert {r.status_code for r in await asyncio.gather(*puts)} == {201}
+
+        await slot.drop()
+        ready = await http.get("/ready")
+        assert ready.status_code == 503
+        assert_problem(await http.get("/inventory/1"), 503, "database-unavailable")
+
+        # SQLite creates the missing file when it connects, PostgreSQL needs CREATE DATABASE:
+        # either way an empty database, which must not be used.
+        await slot.create()
+        await assert_not_ready(http, _schema_behind(slot.url))
+
+        await slot.migrate()
+        await assert_ready(http)
+        for n in range(1, 6):  # what was stored went with the dropped database
+            assert (await http.get(f"/inventory/{n}")).status_code == 404
+        assert (await http.put("/inventory/1", json={"quantity": 9})).status_code == 201
+        assert (await http.get("/inventory/1")).json()["quantity"] == 9
+
+
 def _wait_for(url: str, status: int, *, seconds: float) -> httpx.Response:
     deadline = time.monotonic() + seconds
     while True:
