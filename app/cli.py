@@ -28,10 +28,10 @@ from app.clients.products import masked_url
 from app.core.config import Settings, load_settings
 from app.core.context import Caller
 from app.core.database import Database
-from app.core.errors import DatabaseUnavailable
+from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
 from app.core.logging import MASK, Stream, configure_logging
 from app.core.metrics import MULTIPROCESS_ENV
-from app.core.migrations import current_revision, head_revision, upgrade
+from app.core.migrations import head_revision, upgrade
 from app.services import bulk
 
 cli = typer.Typer(
@@ -151,18 +151,17 @@ def settings_summary(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def _check(settings: Settings) -> dict[str, str]:
-    database = Database.from_settings(settings)
+    head = head_revision(settings.database_url)
+    database = Database.from_settings(settings, schema_revision=head)
     try:
         await database.ping()
-        current = await current_revision(database)
+    except SchemaNotCurrent as behind:
+        schema = f"at {behind.current or 'nothing'}, head is {head}: run `inventory migrate`"
+        return {"database": "ok", "schema": schema, "products": "not checked"}
     except (DatabaseUnavailable, SQLAlchemyError, OSError) as error:
-        return {"database": f"unavailable ({error.__class__.__name__})", "schema": "unknown"}
+        return {"database": f"unavailable ({database.reason(error)})", "schema": "unknown"}
     finally:
         await database.dispose()
-    head = head_revision(settings.database_url)
-    if current != head:
-        schema = f"at {current or 'nothing'}, head is {head}: run `inventory migrate`"
-        return {"database": "ok", "schema": schema, "products": "not checked"}
     return {"database": "ok", "schema": f"at head ({head})", "products": await _probe(settings)}
 
 

@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app.api import health, metrics, purchases, stock
 from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
+from app.api.health import probe_database
 from app.api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -24,7 +25,7 @@ from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
-from app.core.migrations import SchemaNotCurrent, ensure_schema_current
+from app.core.migrations import head_revision
 from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
@@ -38,14 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database.from_settings(settings)
+        database = Database.from_settings(
+            settings, schema_revision=head_revision(settings.database_url)
+        )
         http_client = build_http_client(settings) if settings.products_service_url else None
         try:
-            try:
-                await ensure_schema_current(database, settings.database_url)
-            except SchemaNotCurrent as error:
-                logger.critical("%s", error)
-                raise
+            await _report_database(database)
             app.state.settings = settings
             app.state.database = database
             app.state.catalog = build_catalog(settings, http_client)
@@ -93,6 +92,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _report_database(database: Database) -> None:
+    """Start-up does not wait for the database (it may come later, and the service becomes
+    ready by itself then); it only says how it found it."""
+    error = await probe_database(database)
+    if error is not None:
+        logger.warning(
+            "database not ready at start-up (%s): /ready and data routes answer 503 until it is",
+            database.reason(error),
+        )
 
 
 def _warn_about_open_doors(settings: Settings) -> None:

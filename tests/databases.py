@@ -38,18 +38,66 @@ async def _admin(sql: str) -> None:
         await connection.close()
 
 
+def unborn_postgres_url() -> str:
+    """The URL of a PostgreSQL database with a fresh name, not created yet."""
+    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
+    return make_url(_admin_dsn()).set(database=name).render_as_string(hide_password=False)
+
+
+async def create_postgres(url: str) -> None:
+    await _admin(f'CREATE DATABASE "{make_url(url).database}"')
+
+
+async def drop_postgres(url: str) -> None:
+    """Drop it even while connections are open: they are terminated, as by an operator."""
+    await _admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
 @contextmanager
 def postgres_database(*, migrate: bool = True) -> Iterator[str]:
     """A new, empty (or migrated) PostgreSQL database, dropped afterwards."""
-    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = make_url(_admin_dsn()).set(database=name).render_as_string(hide_password=False)
+    url = unborn_postgres_url()
+    asyncio.run(create_postgres(url))
     try:
         if migrate:
             migrations.upgrade(url)
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_postgres(url))
+
+
+class DatabaseSlot:
+    """Where a test's database will be, on either engine; nothing is there until `create`.
+
+    PostgreSQL: a database with a fresh name on the test server. SQLite: a file in a
+    directory that does not exist yet (SQLite creates a missing file, not a directory).
+    """
+
+    def __init__(self, engine: str, directory: Path) -> None:
+        self.engine = engine
+        if engine == "sqlite":
+            self.file: Path | None = directory / "not-yet" / "inventory.db"
+            self.url = sqlite_url(self.file)
+        else:
+            self.file = None
+            self.url = unborn_postgres_url()
+
+    async def create(self) -> None:
+        if self.file is None:
+            await create_postgres(self.url)
+        else:
+            self.file.parent.mkdir(exist_ok=True)
+
+    async def migrate(self) -> None:
+        # Alembic runs its own event loop, so not on this one.
+        await asyncio.to_thread(migrations.upgrade, self.url)
+
+    async def drop(self) -> None:
+        if self.file is None:
+            await drop_postgres(self.url)
+            return
+        for suffix in ("", "-wal", "-shm"):
+            self.file.with_name(self.file.name + suffix).unlink(missing_ok=True)
 
 
 @contextmanager

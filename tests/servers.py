@@ -38,8 +38,14 @@ def running_service(
 
 
 def start_service(
-    database_url: str, *, workers: int, env: dict[str, str] | None = None, port: int | None = None
+    database_url: str,
+    *,
+    workers: int,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    up: str = "/ready",
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start uvicorn and wait until every worker answers 200 at `up`."""
     port = port or free_port()
     environment = (
         os.environ
@@ -74,7 +80,7 @@ def start_service(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(server, base_url, workers)
+        _wait_until_up(server, f"{base_url}{up}", workers)
     except BaseException:
         stop_service(server)
         raise
@@ -98,17 +104,14 @@ def kill_service(server: subprocess.Popen[bytes]) -> None:
     server.wait(timeout=10)
 
 
-def _wait_until_up(server: subprocess.Popen[bytes], base_url: str, workers: int) -> None:
+def _wait_until_up(server: subprocess.Popen[bytes], up_url: str, workers: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the service exited with {server.returncode} while starting")
         try:
             # Every worker must be serving, not just the first one up.
-            if all(
-                httpx.get(f"{base_url}/ready", timeout=1).status_code == 200
-                for _ in range(workers * 3)
-            ):
+            if all(httpx.get(up_url, timeout=1).status_code == 200 for _ in range(workers * 3)):
                 return
         except httpx.TransportError:
             pass

@@ -10,9 +10,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core import migrations
 from app.core.database import Database, async_url
-from app.main import create_app
+from app.core.errors import SchemaNotCurrent
 from tests import databases
-from tests.conftest import make_settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,25 +47,36 @@ def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
     assert _tables(empty_database) >= {"stock_levels", "movements"}
 
 
-def test_app_refuses_to_start_on_a_schema_behind_head(empty_database: str) -> None:
-    app = create_app(make_settings(empty_database))
+def _refusal(url: str) -> SchemaNotCurrent | None:
+    """What a database that needs the head revision says of `url` now; None when it answers."""
 
-    async def start() -> None:
-        async with app.router.lifespan_context(app):
-            pass
-
-    with pytest.raises(migrations.SchemaNotCurrent, match="run the migrations"):
-        asyncio.run(start())
-
-
-def test_current_revision_is_head_after_upgrade(empty_database: str) -> None:
-    migrations.upgrade(empty_database)
-
-    async def current() -> str | None:
-        db = Database(empty_database)
+    async def ping() -> SchemaNotCurrent | None:
+        db = Database(url, schema_revision=migrations.head_revision(url))
         try:
-            return await migrations.current_revision(db)
+            await db.ping()
+        except SchemaNotCurrent as refused:
+            return refused
         finally:
             await db.dispose()
+        return None
 
-    assert asyncio.run(current()) == migrations.head_revision(empty_database)
+    return asyncio.run(ping())
+
+
+def test_a_database_behind_head_is_refused_until_it_is_migrated(empty_database: str) -> None:
+    head = migrations.head_revision(empty_database)
+    never = _refusal(empty_database)
+    assert never is not None
+    assert (never.current, never.head) == (None, head)
+
+    migrations.upgrade(empty_database, "0001")
+    behind = _refusal(empty_database)
+    assert behind is not None
+    assert (behind.current, behind.head) == ("0001", head)
+    assert behind.detail == (
+        f"The database schema is at 0001, the service needs {head}: "
+        "run the migrations (`inventory migrate`)."
+    )
+
+    migrations.upgrade(empty_database)
+    assert _refusal(empty_database) is None

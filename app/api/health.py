@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import Catalog, Db
+from app.core.database import Database
 from app.core.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["operations"])
@@ -24,6 +25,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
+    reasons: dict[str, str] | None = Field(
+        default=None, description="Why each failed check failed; absent when none did."
+    )
 
 
 @router.get("/health", summary="Liveness")
@@ -35,18 +39,43 @@ async def health() -> Health:
 @router.get(
     "/ready",
     summary="Readiness",
-    responses={503: {"model": Readiness, "description": "The database does not answer."}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "The database does not answer, or its schema is not at head.",
+        }
+    },
+    response_model_exclude_none=True,
 )
 async def ready(db: Db, catalog: Catalog, response: Response) -> Readiness:
-    """Probes the database and the products service now. Only the database decides readiness."""
+    """Probes the database (a query, on a connection to a database whose schema is at head)
+    and the products service now. Only the database decides readiness."""
+    failure = await probe_database(db)
+    database = "ok" if failure is None else "unavailable"
+    checks = {"database": database, "products": await catalog.probe()}
+    if failure is not None:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Readiness(
+            status="unavailable", checks=checks, reasons={"database": _public_reason(failure)}
+        )
+    return Readiness(status="ready", checks=checks)
+
+
+async def probe_database(db: Database) -> Exception | None:
+    """Why the database does not answer a query within the probe's time; None when it does."""
     try:
         async with asyncio.timeout(DATABASE_PROBE_SECONDS):
             await db.ping()
-        database = "ok"
-    except (DatabaseUnavailable, SQLAlchemyError, OSError):
-        database = "unavailable"
-    checks = {"database": database, "products": await catalog.probe()}
-    if database != "ok":
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return Readiness(status="unavailable", checks=checks)
-    return Readiness(status="ready", checks=checks)
+    except (DatabaseUnavailable, SQLAlchemyError, OSError) as error:
+        return error
+    return None
+
+
+def _public_reason(error: Exception) -> str:
+    """What anyone may read: the driver's own words name hosts, databases and roles, so
+    they go to the log and to `inventory check`, not here."""
+    if isinstance(error, DatabaseUnavailable):
+        return error.detail
+    if isinstance(error, TimeoutError):
+        return f"The database did not answer within {DATABASE_PROBE_SECONDS:g} s."
+    return "The database probe failed."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -19,21 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import Settings
-from app.core.errors import DatabaseUnavailable
+from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
+from app.core.logging import MASK
 
 _WRITE = "inventory_write"
 _NO_BEGIN = "inventory_no_begin"
 _AFTER_COMMIT = "inventory_after_commit"
+_FILE_IDENTITY = "inventory_file_identity"
 
 logger = logging.getLogger("app.database")
 
 AfterCommit = Callable[[], None]
 
 # SQLSTATE classes that mean "not now" rather than "never": connection exceptions (08),
-# transaction rollbacks such as deadlocks and serialization failures (40), insufficient
-# resources (53), operator intervention such as shutdown, start-up or cancel (57), and
-# system errors (58).
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+# a role or password the server rejects (28), a database that does not exist (3D) — both
+# fixed by the operator, not by the caller —, transaction rollbacks such as deadlocks and
+# serialization failures (40), insufficient resources (53), operator intervention such as
+# shutdown, start-up or cancel (57), and system errors (58).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "28", "3D", "40", "53", "57", "58"})
 
 # SQLite result codes that mean the same: busy or locked (past the busy timeout), I/O
 # error, disk full, cannot open. SQLite also files "no such table" or a syntax error under
@@ -53,7 +57,9 @@ def is_unavailable(error: BaseException) -> bool:
     """Whether an error means the database cannot answer right now, so a retry may work.
 
     asyncpg lets socket errors through unwrapped: a refused or reset connection is an
-    `OSError`, and a connect timeout a `TimeoutError` (itself an `OSError`).
+    `OSError`, and a connect timeout a `TimeoutError` (itself an `OSError`). What the server
+    refuses at connect time (a missing database, a rejected password) arrives as a plain
+    `DBAPIError` whose `orig` carries the SQLSTATE.
     """
     if isinstance(error, OSError | PoolTimeout):
         return True
@@ -69,6 +75,33 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     sqlstate = getattr(error.orig, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def unavailable_reason(error: BaseException) -> str:
+    """Why the database could not answer, in the driver's words and on one line, e.g.
+    `InvalidCatalogNameError: database "x" does not exist`."""
+    if isinstance(error, DatabaseUnavailable) and error.__cause__ is not None:
+        error = error.__cause__
+    # SQLAlchemy wraps the driver's error in `orig`, and its asyncpg adapter wraps it again.
+    while isinstance(inner := getattr(error, "orig", None), BaseException):
+        error = inner
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def schema_revision(dbapi_connection: Any) -> str | None:
+    """The Alembic revision of the database behind a driver connection; None if never migrated."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT version_num FROM alembic_version")
+        row = cursor.fetchone()
+    except Exception as error:
+        if "alembic_version" not in str(error):
+            raise
+        return None
+    finally:
+        cursor.close()
+    return None if row is None else str(row[0])
 
 
 @contextmanager
@@ -157,19 +190,26 @@ class Database:
     in SQLite's busy handler.
 
     Whatever means the database cannot answer right now — refused, reset or timed-out
-    connections, a lock held past the busy timeout — leaves as `DatabaseUnavailable`.
-    A pooled PostgreSQL connection the server has closed is replaced before use, so after an
-    outage the pool renews itself instead of failing the first request on each.
+    connections, a database that does not exist, a rejected password, a lock held past the
+    busy timeout — leaves as `DatabaseUnavailable`. A pooled PostgreSQL connection the
+    server has closed is replaced before use, so after an outage the pool renews itself
+    instead of failing the first request on each.
+
+    With `schema_revision`, a connection is handed out only once its database is at that
+    Alembic revision, else `SchemaNotCurrent`. The check runs once per new connection, not
+    per request: a database that is created or recreated after start-up is reached through
+    new connections, so it is caught before any statement runs on it.
     """
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
+    def from_settings(cls, settings: Settings, *, schema_revision: str | None = None) -> Database:
         return cls(
             settings.database_url,
             pool_size=settings.database_pool_size,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             connect_timeout_seconds=settings.database_connect_timeout_seconds,
             statement_timeout_seconds=settings.database_statement_timeout_seconds,
+            schema_revision=schema_revision,
         )
 
     def __init__(
@@ -180,13 +220,18 @@ class Database:
         busy_timeout_ms: int = 5000,
         connect_timeout_seconds: float = 5.0,
         statement_timeout_seconds: float = 30.0,
+        schema_revision: str | None = None,
     ):
         url = async_url(database_url)
+        self._password = url.password
         self.is_sqlite = url.get_backend_name() == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             self._sqlite: Engine = create_engine(url.set(drivername="sqlite"))
             _configure_sqlite(self._sqlite, busy_timeout_ms)
+            _discard_replaced_files(self._sqlite, url.database or "")
+            if schema_revision is not None:
+                _require_schema(self._sqlite, schema_revision)
             self._sqlite_write = self._sqlite.execution_options(**{_WRITE: True})
             # One statement is its own consistent snapshot, so a single read needs no BEGIN.
             self._sqlite_single = self._sqlite.execution_options(**{_NO_BEGIN: True})
@@ -210,6 +255,8 @@ class Database:
         self._postgres_single = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
         for engine in (self._postgres, self._postgres_single):
             _discard_closed_connections(engine)
+            if schema_revision is not None:
+                _require_schema(engine.sync_engine, schema_revision)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -280,6 +327,12 @@ class Database:
         async with self.read() as connection:
             await connection.exec_driver_sql("SELECT 1")
 
+    def reason(self, error: BaseException) -> str:
+        """`unavailable_reason`, with this database's password masked should the driver
+        quote it (asyncpg quotes the database and role names)."""
+        reason = unavailable_reason(error)
+        return reason.replace(self._password, MASK) if self._password else reason
+
     async def dispose(self) -> None:
         if self.is_sqlite:
             self._sqlite.dispose()
@@ -320,6 +373,39 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
         if dbapi_connection.driver_connection.is_closed():
             # The pool discards this connection and checks out another (or a new one).
             raise DisconnectionError()
+
+
+def _discard_replaced_files(engine: Engine, path: str) -> None:
+    """Replace, at checkout, a pooled SQLite connection whose file was deleted or replaced
+    since it was opened (the database dropped, and perhaps recreated): it would go on reading
+    and writing the unlinked file, which nobody else sees. A `stat` per checkout tells."""
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            status = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return status.st_dev, status.st_ino
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_FILE_IDENTITY] = identity()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if record.info[_FILE_IDENTITY] != identity():
+            raise DisconnectionError()
+
+
+def _require_schema(engine: Engine, revision: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        current = schema_revision(dbapi_connection)
+        # The driver opened a transaction for the check; the connection's user did not.
+        dbapi_connection.rollback()
+        if current != revision:
+            # SQLAlchemy closes the connection, so the next checkout connects and checks anew.
+            raise SchemaNotCurrent(current=current, head=revision)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

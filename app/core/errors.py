@@ -90,6 +90,19 @@ class DatabaseUnavailable(ProblemError):
     status, slug, title = 503, "database-unavailable", "Database unavailable"
 
 
+class SchemaNotCurrent(DatabaseUnavailable):
+    """The database answers, but its schema is not at the revision this code needs: to a
+    caller that is the database not being there yet."""
+
+    def __init__(self, *, current: str | None, head: str) -> None:
+        super().__init__(
+            f"The database schema is at {current or 'nothing'}, the service needs {head}: "
+            "run the migrations (`inventory migrate`)."
+        )
+        self.current = current
+        self.head = head
+
+
 class BadRequest(ProblemError):
     status, slug, title = 400, "bad-request", "Bad request"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -11,8 +12,11 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.deps import get_database
+from app.api.health import DATABASE_PROBE_SECONDS
 from app.core.database import Database
+from app.core.migrations import head_revision
 from app.main import create_app
+from tests import databases
 from tests.conftest import client_for, make_settings
 
 
@@ -50,7 +54,44 @@ async def test_ready_is_503_when_the_database_is_down(
     assert response.json() == {
         "status": "unavailable",
         "checks": {"database": "unavailable", "products": "disabled"},
+        "reasons": {"database": "The database cannot answer right now."},
     }
+
+
+async def test_ready_names_a_schema_other_than_the_one_the_service_needs(
+    app: FastAPI, anonymous: httpx.AsyncClient, database_url: str
+) -> None:
+    elsewhere = Database(database_url, schema_revision="9999")
+    app.dependency_overrides[get_database] = lambda: elsewhere
+    try:
+        response = await anonymous.get("/ready")
+    finally:
+        await elsewhere.dispose()
+
+    assert response.status_code == 503
+    assert response.json()["reasons"] == {
+        "database": f"The database schema is at {head_revision(database_url)}, the service "
+        "needs 9999: run the migrations (`inventory migrate`)."
+    }
+
+
+async def test_ready_says_when_the_database_does_not_answer_in_time(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(databases.fresh_sqlite(sqlite_template, tmp_path)))
+    app.dependency_overrides[get_database] = lambda: _HungDatabase()
+    async with app.router.lifespan_context(app), client_for(app) as http:
+        response = await asyncio.wait_for(http.get("/ready"), timeout=10)
+
+    assert response.status_code == 503
+    assert response.json()["reasons"] == {
+        "database": f"The database did not answer within {DATABASE_PROBE_SECONDS:g} s."
+    }
+
+
+class _HungDatabase:
+    async def ping(self) -> None:
+        await asyncio.sleep(3600)
 
 
 def _samples(text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:

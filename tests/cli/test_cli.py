@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from app import cli
@@ -148,12 +149,50 @@ def test_check_fails_on_a_database_behind_head(
     assert "inventory migrate" in result.stdout
 
 
-def test_check_fails_when_the_database_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+def _database_line(result: Result) -> str:
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("database: ")]
+    return line
+
+
+def test_check_says_in_one_line_why_the_database_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # PostgreSQL on a port where nothing listens: refused at once, no server needed.
-    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/inventory")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:s3cret-pw@127.0.0.1:1/inventory")
     result = run("check")
     assert result.exit_code == 1
-    assert "database: unavailable" in result.stdout
+    assert _database_line(result) == (
+        "database: unavailable (ConnectionRefusedError: [Errno 111] Connect call failed "
+        "('127.0.0.1', 1))"
+    )
+    assert "schema: unknown" in result.stdout
+    assert "s3cret-pw" not in result.output
+
+
+def test_check_names_a_sqlite_directory_it_cannot_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", databases.sqlite_url(tmp_path / "gone" / "inventory.db"))
+    result = run("check")
+    assert result.exit_code == 1
+    assert _database_line(result) == (
+        "database: unavailable (OperationalError: unable to open database file)"
+    )
+
+
+@pytest.mark.skipif(databases.POSTGRES_URL is None, reason=databases.SKIP_POSTGRES_REASON)
+def test_check_names_a_postgres_database_that_does_not_exist(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = make_url(databases.unborn_postgres_url())
+    # The server trusts local connections and ignores the password; the driver names the
+    # database, which the password here happens to equal, so it is masked where it appears.
+    name = url.database
+    with_password = url.set(password=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", with_password)
+    result = run("check")
+    assert result.exit_code == 1
+    assert _database_line(result) == (
+        'database: unavailable (InvalidCatalogNameError: database "***" does not exist)'
+    )
 
 
 def test_migrate_brings_an_empty_database_to_head(

@@ -58,6 +58,9 @@ def test_sqlite_schema_and_syntax_errors_are_not(sql: str, tmp_path: Path) -> No
         DBAPIError("SELECT 1", {}, _PgError("08006")),  # connection failure
         DBAPIError("SELECT 1", {}, _PgError("40P01")),  # deadlock
         DBAPIError("SELECT 1", {}, _PgError("53300")),  # too many connections
+        DBAPIError(None, None, _PgError("3D000")),  # the database does not exist
+        DBAPIError(None, None, _PgError("28P01")),  # password rejected
+        DBAPIError(None, None, _PgError("28000")),  # role unknown, or no pg_hba.conf entry
         DBAPIError("SELECT 1", {}, Exception("x"), connection_invalidated=True),
     ],
 )

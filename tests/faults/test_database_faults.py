@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -14,11 +15,13 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.core.database import Database
+from app.core.errors import DatabaseUnavailable
 from app.main import create_app
 from tests import databases
 from tests.api.test_stock import assert_problem
 from tests.conftest import API_KEY, client_for, make_settings
 from tests.factories import ledger_sum, quantity_of
+from tests.faults.password_server import PasswordRejectingServer
 from tests.faults.proxy import TcpProxy, free_port
 
 
@@ -68,6 +71,7 @@ async def assert_every_route_is_unavailable(http: httpx.AsyncClient) -> None:
     assert ready.json() == {
         "status": "unavailable",
         "checks": {"database": "unavailable", "products": "disabled"},
+        "reasons": {"database": "The database cannot answer right now."},
     }
 
 
@@ -116,6 +120,58 @@ async def test_postgres_on_a_port_nobody_listens_on_is_503(
     finally:
         await proxied_app.state.database.dispose()
         proxied_app.state.database = working
+
+
+@pytest.fixture(params=["missing-database", "unknown-role", "rejected-password", "refused"])
+async def refusal(request: pytest.FixtureRequest, postgres_url: str) -> AsyncIterator[Refusal]:
+    """A PostgreSQL URL the server refuses, and the driver's reason for it."""
+    if request.param == "missing-database":
+        url = databases.unborn_postgres_url()
+        name = make_url(url).database
+        yield Refusal(url, f'InvalidCatalogNameError: database "{name}" does not exist')
+    elif request.param == "unknown-role":
+        url = make_url(postgres_url).set(username="nobody_here").render_as_string(False)
+        yield Refusal(
+            url, 'InvalidAuthorizationSpecificationError: role "nobody_here" does not exist'
+        )
+    elif request.param == "rejected-password":
+        async with PasswordRejectingServer() as server:
+            url = f"postgresql://inventory:wrong@127.0.0.1:{server.port}/inventory"
+            reason = 'InvalidPasswordError: password authentication failed for user "inventory"'
+            yield Refusal(url, reason)
+    else:
+        port = free_port()
+        url = _via(postgres_url, port)
+        yield Refusal(
+            url, f"ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', {port})"
+        )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    url: str
+    reason: str
+
+
+async def test_every_refused_connection_is_unavailable_with_the_drivers_reason(
+    refusal: Refusal,
+) -> None:
+    db = Database(refusal.url)
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await db.ping()
+    finally:
+        await db.dispose()
+    assert db.reason(raised.value) == refusal.reason
+
+
+async def test_a_service_whose_database_refuses_it_starts_and_answers_503(
+    refusal: Refusal,
+) -> None:
+    app = create_app(make_settings(refusal.url))
+    async with app.router.lifespan_context(app), client_for(app, **{"X-API-KEY": API_KEY}) as http:
+        assert (await http.get("/health")).json() == {"status": "ok"}
+        await assert_every_route_is_unavailable(http)
 
 
 async def test_hung_postgres_is_503_within_the_timeout(postgres_url: str, proxy: TcpProxy) -> None:
