@@ -226,3 +226,16 @@ def test_serve_empties_a_named_metrics_directory(
 
     assert uvicorn_calls[0]["metrics_dir"] == str(named)
     assert list(named.iterdir()) == []
+
+
+def test_import_names_an_unreadable_record_instead_of_crashing(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "huge.csv"
+    source.write_text("p,١٢\nq,1," + "x" * (129 * 1024) + "\n")
+
+    result = run("import", str(source))
+
+    assert result.exit_code == 1
+    assert f"{source}:1: quantity '١٢'" in result.stderr
+    assert f"{source}:2: unreadable CSV: field larger than field limit" in result.stderr
+    assert "Traceback" not in result.output
+    assert run("export").stdout.splitlines() == ["product_id,quantity"]
