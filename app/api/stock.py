@@ -64,7 +64,7 @@ async def get_stock_level(product_id: ProductIdPath, ctx: Ctx, response: Respons
     summary="Set a stock level",
     responses={
         201: {"description": "Created", "model": StockLevelOut},
-        **problems(412, 422, 503),
+        **problems(400, 412, 422, 503),
     },
 )
 async def set_stock_level(
@@ -111,7 +111,7 @@ async def delete_stock_level(product_id: ProductIdPath, ctx: Ctx, if_match: IfMa
     "/{product_id}/adjustments",
     summary="Adjust a stock level",
     response_model=StockLevelOut,
-    responses=problems(404, 409, 412, 422),
+    responses=problems(400, 404, 409, 412, 422),
 )
 async def adjust_stock_level(
     product_id: ProductIdPath,

@@ -105,17 +105,23 @@ MALFORMED_JSON = {
     "truncated": b'{"quantity": 1',
     "not-utf8": b'{"quantity": 1, "reason": "\xff\xfe"}',
     "trailing-nul": b'{"quantity": 1}\x00',
+    "empty": b"",
+    "blank": b" \n",
+    "utf8-bom": b'\xef\xbb\xbf{"quantity": 1}',
+    "utf16-le": '{"quantity": 1}'.encode("utf-16-le"),
+    "utf16-with-bom": '{"quantity": 1}'.encode("utf-16"),
+    "utf32": '{"quantity": 1}'.encode("utf-32"),
+    "cesu8-surrogate": b'{"quantity": 1, "reason": "\xed\xa0\x80"}',
+    "overlong-utf8": b'{"quantity": 1, "reason": "\xc0\xaf"}',
 }
 
 
-@pytest.mark.parametrize(
-    ("method", "path"), [("PUT", "/inventory/7"), ("POST", "/inventory/purchase")]
-)
-async def test_malformed_json_is_422(
-    client: httpx.AsyncClient, stocked: Any, method: str, path: str
+@pytest.mark.parametrize(("method", "path", "_body"), WRITES)
+async def test_malformed_json_is_400(
+    client: httpx.AsyncClient, stocked: Any, method: str, path: str, _body: Any
 ) -> None:
     for case, body in MALFORMED_JSON.items():
-        assert_refused(await send(client, method, path, body), case)
+        assert_refused(await send(client, method, path, body), case, 400, "malformed-json")
 
 
 async def test_duplicate_keys_anywhere_in_the_body_are_refused(
@@ -123,7 +129,7 @@ async def test_duplicate_keys_anywhere_in_the_body_are_refused(
 ) -> None:
     body = b'{"items": [{"product_id": "7", "quantity": 1, "quantity": 3}]}'
     response = await send(client, "POST", "/inventory/purchase", body)
-    problem = assert_problem(response, 422, "validation-error")
+    problem = assert_problem(response, 400, "malformed-json")
     assert "quantity" in str(problem["detail"]) + json.dumps(problem.get("errors"))
 
 
@@ -159,7 +165,7 @@ async def test_quantities_that_are_not_in_range_integers_are_422(
 async def test_bodies_that_are_not_objects_are_422(
     client: httpx.AsyncClient, stocked: Any, method: str, path: str, _body: Any
 ) -> None:
-    for content in (b"", b"[]", b'[{"quantity": 1}]', b'"quantity"', b"1", b"null", b"true"):
+    for content in (b"[]", b'[{"quantity": 1}]', b'"quantity"', b"1", b"null", b"true"):
         assert_refused(await send(client, method, path, content), content)
 
 
@@ -191,6 +197,10 @@ HOSTILE_TEXT = [
     "tab\t",
     "\x1b[31mred",
     "\x7f",
+    "next\x85line",  # C1 controls: NEL, CSI, and the rest of U+0080 … U+009F
+    "\x9b31mred",
+    "\x80",
+    "\x9f",
     "\ud800",  # a lone surrogate: valid JSON escape, not encodable as UTF-8
     "a\udfffb",
 ]
