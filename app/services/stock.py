@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, Row, Update, bindparam, delete, select, update
 
 from app.clients.products import ProductLookup, ProductsCatalog, ProductStatus
@@ -23,14 +24,15 @@ from app.core.errors import (
 from app.models import StockLevel
 from app.models.base import UTCDateTime, utcnow
 from app.models.stock_level import MAX_QUANTITY
-from app.schemas.common import Page
+from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
 from app.services.answers import Answer
-from app.services.cursors import decode_cursor, encode_cursor
+from app.services.cursors import decode_cursor, encode_cursor, list_scope
 from app.services.idempotency import Claim
 from app.services.ledger import record_movement
 
 _columns = list(StockLevel.__table__.c)
+_stock_position = TypeAdapter(ProductIdStr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,18 +120,19 @@ async def list_stock(
     limit: int,
     cursor: str | None,
 ) -> Page[StockLevelOut]:
+    scope = list_scope("stock", product_ids=sorted(set(product_ids)), max_quantity=max_quantity)
     query = select(*_columns)
     if product_ids:
         query = query.where(StockLevel.product_id.in_(set(product_ids)))
     if max_quantity is not None:
         query = query.where(StockLevel.quantity <= max_quantity)
     if cursor is not None:
-        query = query.where(StockLevel.product_id > str(decode_cursor("stock", cursor)))
+        query = query.where(StockLevel.product_id > decode_cursor(scope, cursor, _stock_position))
     query = query.order_by(StockLevel.product_id).limit(limit + 1)
     async with db.read_one() as connection:
         rows = (await connection.execute(query)).all()
     page = rows[:limit]
-    next_cursor = encode_cursor("stock", page[-1].product_id) if len(rows) > limit else None
+    next_cursor = encode_cursor(scope, page[-1].product_id) if len(rows) > limit else None
     return Page[StockLevelOut](items=[_out(row) for row in page], next_cursor=next_cursor)
 
 
