@@ -138,7 +138,7 @@ def settings_summary(settings: Settings) -> list[tuple[str, str]]:
         if isinstance(value, SecretStr):
             shown = MASK
         elif name == "api_keys":
-            shown = ", ".join(f"{actor}:{MASK}" for actor in value) or "(unset)"
+            shown = ", ".join(f"{actor}:{MASK}" for actor, _ in value) or "(unset)"
         elif name == "database_url":
             shown = make_url(value).render_as_string(hide_password=True)
         else:

@@ -70,7 +70,7 @@ async def get_context(
     return Context(state.database, state.catalog, state.settings, caller)
 
 
-_ETAG = re.compile(r'^[ \t]*(?:W/)?"([0-9]{1,10})"[ \t]*$')
+_ETAG = re.compile(r'^(?:W/)?"([0-9]{1,10})"$')
 
 
 async def parse_if_match(

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -29,7 +29,8 @@ PROTECTED_PREFIX = "/inventory"
 
 
 class RequestContextMiddleware:
-    """Gives every request an id, echoes it, and turns an unexpected crash into a 500 problem.
+    """Trims header values, gives every request an id, echoes it, and turns an unexpected
+    crash into a 500 problem.
 
     Being outermost, it also sees every answer whole: it writes the one access line
     (`http.request`) of each request and counts it in the metrics.
@@ -43,6 +44,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started_at = time.perf_counter()
+        # RFC 9110 §5.5: blanks around a field value are not part of it. Servers strip some
+        # (leading ones) and not others, so every header the service reads is trimmed here.
+        scope["headers"] = [(name, value.strip(b" \t")) for name, value in scope["headers"]]
         request_id = accept_request_id(Headers(scope=scope).get("x-request-id"))
         token = request_id_var.set(request_id)
         response_started = False
@@ -91,9 +95,9 @@ def route_template(scope: Scope) -> str | None:
 class ApiKeyMiddleware:
     """Lets a request under /inventory through only with a known `X-API-KEY`."""
 
-    def __init__(self, app: ASGIApp, *, keys: Mapping[str, str]) -> None:
+    def __init__(self, app: ASGIApp, *, keys: Sequence[tuple[str, str]]) -> None:
         self.app = app
-        self.keys = [(actor, _digest(key.encode())) for actor, key in keys.items()]
+        self.keys = [(actor, _digest(key.encode())) for actor, key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

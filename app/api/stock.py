@@ -87,7 +87,7 @@ async def set_stock_level(
         quantity=body.quantity,
         reason=body.reason,
         if_match=if_match,
-        create_only=(if_none_match or "").strip() == "*",
+        create_only=if_none_match == "*",
     )
     if result.created:
         response.status_code = status.HTTP_201_CREATED

@@ -109,7 +109,7 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=_stream(stream).isatty())
     )
-    secrets = [*settings.actor_keys().values()]
+    secrets = [key for _, key in settings.actor_keys()]
     if settings.products_api_key is not None:
         secrets.append(settings.products_api_key.get_secret_value())
 

@@ -16,7 +16,7 @@ from app.core.database import Database
 from app.services.cursors import encode_cursor, list_scope
 from tests.api.test_stock import PROBLEM, assert_problem
 from tests.conftest import API_KEY, client_for
-from tests.factories import make_stock, snapshot
+from tests.factories import make_stock, quantity_of, snapshot
 
 MIB = 1024 * 1024
 JSON = {"content-type": "application/json"}
@@ -608,3 +608,62 @@ async def test_a_cursor_of_another_list_is_422(client: httpx.AsyncClient, db: Da
         assert_refused(response, params)
     assert_refused(await client.get("/inventory/7/movements", params={"cursor": low_cursor}), 7)
     assert_refused(await client.get("/inventory", params={"cursor": seven}), "stock")
+
+
+# --- headers: blanks around a value are not part of it (RFC 9110 §5.5) ------------------------
+
+PADS = [b" ", b"  ", b"\t", b" \t ", b"\t\t"]
+
+
+async def test_blanks_around_header_values_are_trimmed_everywhere(
+    app: FastAPI, db: Database
+) -> None:
+    await make_stock(db, "7", 3)
+    json_type = (b"content-type", b"application/json")
+    for pad in PADS:
+        for key in (API_KEY.encode() + pad, pad + API_KEY.encode(), pad + API_KEY.encode() + pad):
+            status, headers, _ = await raw_request(
+                app, "GET", b"/inventory/7", [(b"x-api-key", key), (b"x-request-id", b"r-1" + pad)]
+            )
+            assert status == 200, (key, status)
+            assert dict(headers)[b"x-request-id"] == b"r-1"
+    version = 1
+    for pad in PADS:
+        etag = pad + f'"{version}"'.encode() + pad
+        status, headers, body = await raw_request(
+            app,
+            "PUT",
+            b"/inventory/7",
+            [KEY, (b"content-type", b"application/json" + pad), (b"if-match", etag)],
+            b'{"quantity": 4}',
+        )
+        assert status == 200, (etag, body)
+        version += 1
+        assert dict(headers)[b"etag"] == f'"{version}"'.encode()
+    status, _, _ = await raw_request(
+        app,
+        "PUT",
+        b"/inventory/8",
+        [KEY, json_type, (b"if-none-match", b" *\t")],
+        b'{"quantity": 1}',
+    )
+    assert status == 201
+    adjustment = b'{"delta": 1, "reason": "r"}'
+    answers = [
+        await raw_request(
+            app,
+            "POST",
+            b"/inventory/7/adjustments",
+            [KEY, json_type, (b"idempotency-key", key)],
+            adjustment,
+        )
+        for key in (b"key-1", b"key-1 ", b"\tkey-1", b" key-1\t")
+    ]
+    assert [status for status, _, _ in answers] == [200] * 4
+    assert [dict(headers).get(b"idempotent-replayed") for _, headers, _ in answers] == [
+        None,
+        b"true",
+        b"true",
+        b"true",
+    ]
+    assert await quantity_of(db, "7") == 5
