@@ -14,7 +14,12 @@ from starlette.middleware.cors import CORSMiddleware
 from app.api import health, metrics, purchases, stock
 from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
-from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from app.api.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    HeadMiddleware,
+    RequestContextMiddleware,
+)
 from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, load_settings
 from app.core.database import Database
@@ -82,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
         )
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -92,6 +92,38 @@ def route_template(scope: Scope) -> str | None:
     return path if isinstance(path, str) else None
 
 
+class HeadMiddleware:
+    """Answers `HEAD` as `GET` without the body (RFC 9110 §9.3.2), on every route.
+
+    FastAPI's routes take only the methods they name, so without this a `HEAD` of any `GET`
+    resource was 405. The request is routed as a `GET`; the method is set back to `HEAD`
+    before the answer starts, so the server sends headers only and logs and metrics say HEAD.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                scope["method"] = "HEAD"
+                await send(message)
+            elif message["type"] != "http.response.body":
+                await send(message)
+            elif not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        scope["method"] = "GET"
+        try:
+            await self.app(scope, receive, send_headers_only)
+        finally:
+            scope["method"] = "HEAD"
+
+
 class ApiKeyMiddleware:
     """Lets a request under /inventory through only with a known `X-API-KEY`."""
 

@@ -21,7 +21,10 @@ from app.core.context import request_id_var
 
 _HANDLER_NAME = "inventory"
 # Loggers that install handlers of their own (uvicorn's default config) are routed to ours.
-_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
+# The service writes one access line per request itself (`http.request`); uvicorn writes its
+# own whenever this logger has a handler anywhere up its chain, so it gets none.
+_SILENCED_LOGGERS = ("uvicorn.access",)
 _SECRET_NAME = re.compile(r"key|authorization|secret|password|token", re.IGNORECASE)
 MASK = "***"
 
@@ -136,6 +139,10 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
         adopted.handlers.clear()
         adopted.propagate = True
         adopted.setLevel(logging.NOTSET)
+    for name in _SILENCED_LOGGERS:
+        silenced = logging.getLogger(name)
+        silenced.handlers.clear()
+        silenced.propagate = False
     # aiosqlite logs every statement at DEBUG, which buries everything else.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
 

@@ -236,3 +236,41 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
 async def test_key_is_compared_with_the_api_key_header(app: FastAPI) -> None:
     async with client_for(app, **{"X-API-KEY": API_KEY + "x"}) as near_miss:
         assert (await near_miss.get("/inventory")).status_code == 401
+
+
+async def test_head_answers_like_get_without_a_body_on_every_get_resource(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.put("/inventory/7", json={"quantity": 5})
+    await client.post("/inventory/7/adjustments", json={"delta": 1, "reason": "r"})
+    receipt = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "7", "quantity": 1}]}
+    )
+    values = {"product_id": "7", "purchase_id": receipt.json()["id"]}
+    document = (await client.get("/openapi.json")).json()
+    paths = [
+        path.format(**values)
+        for path, operations in document["paths"].items()
+        if "get" in operations
+    ]
+    paths += ["/docs", "/redoc", "/openapi.json", "/inventory/nope-404", "/nowhere"]
+    assert len(paths) >= 11
+    for path in paths:
+        get, head = await client.get(path), await client.head(path)
+        assert head.status_code == get.status_code, path
+        assert head.content == b"", path
+        varying = {"x-request-id", "content-length", "date"}
+        assert {k: v for k, v in head.headers.items() if k not in varying} == {
+            k: v for k, v in get.headers.items() if k not in varying
+        }, path
+        if path not in ("/metrics",):  # the metrics text counts the GET just made
+            assert head.headers["content-length"] == get.headers["content-length"], path
+
+
+async def test_head_of_a_post_only_route_is_405_naming_the_allowed_methods(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.head("/inventory/7/adjustments")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert (await client.post("/inventory")).headers["allow"] == "GET, HEAD"
