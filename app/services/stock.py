@@ -32,6 +32,9 @@ from app.services.idempotency import Claim
 from app.services.ledger import record_movement
 
 _columns = list(StockLevel.__table__.c)
+# A write without a precondition retries when a concurrent request removed or replaced the
+# row between two of its statements; each retry means another request committed meanwhile.
+_LAST_WRITER_ATTEMPTS = 10
 _stock_position = TypeAdapter(ProductIdStr)
 
 
@@ -172,22 +175,27 @@ async def set_quantity(
             raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
 
     async with db.transaction() as connection:
-        if if_match is None:
-            row = await insert_if_absent(connection, product_id, quantity)
-            if row is not None:
-                await record_movement(
-                    connection,
-                    caller,
-                    product_id=product_id,
-                    kind="set",
-                    delta=quantity,
-                    quantity_after=quantity,
-                    reason=reason,
-                )
-                return SetResult(_out(row, product), created=True)
-            if create_only:
-                raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
-        previous = await connection.scalar(_lock_quantity, {"product_id": product_id})
+        # Without a precondition the last writer wins: a level deleted by a concurrent
+        # request between our statements is simply created again, never a 412.
+        for _ in range(_LAST_WRITER_ATTEMPTS):
+            if if_match is None:
+                row = await insert_if_absent(connection, product_id, quantity)
+                if row is not None:
+                    await record_movement(
+                        connection,
+                        caller,
+                        product_id=product_id,
+                        kind="set",
+                        delta=quantity,
+                        quantity_after=quantity,
+                        reason=reason,
+                    )
+                    return SetResult(_out(row, product), created=True)
+                if create_only:
+                    raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
+            previous = await connection.scalar(_lock_quantity, {"product_id": product_id})
+            if previous is not None or if_match is not None:
+                break
         row = (
             await connection.execute(
                 _set if if_match is None else _set_at_version,
@@ -283,17 +291,21 @@ async def delete_stock(
     db: Database, caller: Caller, *, product_id: str, if_match: int | None = None
 ) -> None:
     """Forget a stock level; its ledger stays, closed by a movement back to zero."""
+    statement = delete(StockLevel).where(StockLevel.product_id == product_id)
+    if if_match is not None:
+        statement = statement.where(StockLevel.version == if_match)
     async with db.transaction() as connection:
-        statement = delete(StockLevel).where(StockLevel.product_id == product_id)
-        if if_match is not None:
-            statement = statement.where(StockLevel.version == if_match)
-        removed = await connection.scalar(statement.returning(StockLevel.quantity))
+        for _ in range(_LAST_WRITER_ATTEMPTS):
+            removed = await connection.scalar(statement.returning(StockLevel.quantity))
+            if removed is not None or if_match is not None:
+                break
+            # Gone, or replaced by a concurrent delete-and-create that our statement waited
+            # out: without a precondition, delete what is there now (if anything).
+            if await _find(connection, product_id) is None:
+                raise _not_found(product_id)
         if removed is None:
-            exists = await _find(connection, product_id) is not None
             raise (
-                _version_mismatch(product_id)
-                if exists or if_match is not None
-                else _not_found(product_id)
+                _version_mismatch(product_id) if if_match is not None else _not_found(product_id)
             )
         await record_movement(
             connection,
