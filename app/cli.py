@@ -31,6 +31,7 @@ from app.core.errors import DatabaseUnavailable
 from app.core.logging import MASK, Stream, configure_logging
 from app.core.metrics import MULTIPROCESS_ENV
 from app.core.migrations import current_revision, head_revision, upgrade
+from app.server import BoundedHttpToolsProtocol
 from app.services import bulk
 
 cli = typer.Typer(
@@ -75,6 +76,8 @@ def serve(
             workers=workers,
             log_config=None,  # the service configures logging, uvicorn's lines included
             access_log=False,
+            # Limits on header size and on how long a request may take to arrive.
+            http=BoundedHttpToolsProtocol,
             timeout_graceful_shutdown=graceful_timeout,
             # A worker answers the supervisor's pings only once it has imported the app;
             # uvicorn's default of 5 s kills slow starters (cold imports on a busy machine).

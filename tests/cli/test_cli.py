@@ -17,6 +17,7 @@ from app.core.config import get_settings
 from app.core.database import Database
 from app.core.metrics import MULTIPROCESS_ENV
 from app.models import Movement
+from app.server import BoundedHttpToolsProtocol
 from tests import databases
 from tests.conftest import API_KEY
 
@@ -194,6 +195,7 @@ def test_serve_runs_uvicorn_without_its_access_log(
     assert call["app"] == "app.main:app"
     assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 8002, 1)
     assert call["access_log"] is False
+    assert call["http"] is BoundedHttpToolsProtocol
     assert call["timeout_graceful_shutdown"] == 30
     assert call["timeout_worker_healthcheck"] == cli.WORKER_HEALTHCHECK_SECONDS
     assert call["metrics_dir"] is None
