@@ -32,6 +32,7 @@ from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
 from app.core.logging import MASK, Stream, configure_logging
 from app.core.metrics import MULTIPROCESS_ENV
 from app.core.migrations import head_revision, upgrade
+from app.server import BoundedHttpToolsProtocol
 from app.services import bulk
 
 cli = typer.Typer(
@@ -76,6 +77,8 @@ def serve(
             workers=workers,
             log_config=None,  # the service configures logging, uvicorn's lines included
             access_log=False,
+            # Limits on header size and on how long a request may take to arrive.
+            http=BoundedHttpToolsProtocol,
             timeout_graceful_shutdown=graceful_timeout,
             # A worker answers the supervisor's pings only once it has imported the app;
             # uvicorn's default of 5 s kills slow starters (cold imports on a busy machine).
@@ -139,7 +142,7 @@ def settings_summary(settings: Settings) -> list[tuple[str, str]]:
         if isinstance(value, SecretStr):
             shown = MASK
         elif name == "api_keys":
-            shown = ", ".join(f"{actor}:{MASK}" for actor in value) or "(unset)"
+            shown = ", ".join(f"{actor}:{MASK}" for actor, _ in value) or "(unset)"
         elif name == "database_url":
             shown = make_url(value).render_as_string(hide_password=True)
         elif name == "products_service_url" and value is not None:

@@ -18,6 +18,7 @@ from app.api.health import probe_database
 from app.api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    HeadMiddleware,
     LoadSheddingMiddleware,
     RequestContextMiddleware,
 )
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
         )
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
 

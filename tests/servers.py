@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -9,11 +10,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +27,25 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, **config: Any) -> AsyncIterator[tuple[str, int]]:
+    """`app` (its lifespan already running) behind a real uvicorn on a loopback port, in
+    this event loop; yields the host and port. `config` is more uvicorn settings."""
+    port = free_port()
+    settings = {"host": "127.0.0.1", "port": port, "log_config": None, "lifespan": "off"}
+    server = uvicorn.Server(uvicorn.Config(app, **(settings | config)))
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+                await asyncio.sleep(0.01)
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(10):
+            await task
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from app.core.config import Settings
 from app.core.context import Caller, request_id_var
 from app.core.database import Database
 from app.core.errors import ValidationFailed
+from app.models.stock_level import MAX_VERSION
 from app.schemas.common import PRODUCT_ID_PATTERN
 from app.services import idempotency
 from app.services.answers import Answer
@@ -69,22 +70,27 @@ async def get_context(
     return Context(state.database, state.catalog, state.settings, caller)
 
 
-_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
+_ETAG = re.compile(r'^(?:W/)?"([0-9]{1,10})"$')
 
 
 async def parse_if_match(
     if_match: Annotated[
         str | None,
-        Header(description='`"<version>"` from the ETag: change only at that version.'),
+        Header(
+            max_length=64,
+            description='`"<version>"` from the ETag (a version is 1 … '
+            f"{MAX_VERSION:,}): change only at that version.",
+            examples=['"3"'],
+        ),
     ] = None,
 ) -> int | None:
     if if_match is None:
         return None
     match = _ETAG.match(if_match)
-    if match is None:
+    if match is None or not 1 <= int(match.group(1)) <= MAX_VERSION:
         raise ValidationFailed(
             "If-Match must be a quoted version, as given by the ETag.",
-            errors=[{"field": "If-Match", "message": 'Expected "<version>"'}],
+            errors=[{"field": "If-Match", "message": f'Expected "<1 … {MAX_VERSION}>"'}],
         )
     return int(match.group(1))
 

@@ -10,6 +10,7 @@ from app.core.errors import PROBLEM_MEDIA_TYPE
 from app.schemas.common import Problem
 
 _DESCRIPTIONS = {
+    400: "The body is not RFC 8259 JSON: empty, cut, `NaN`, a BOM, not UTF-8 (`malformed-json`).",
     401: "Missing or wrong `X-API-KEY` (`unauthorized`).",
     404: "No such resource (`not-found`).",
     409: "Conflict: `insufficient-stock` or `idempotency-key-in-use`.",

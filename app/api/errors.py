@@ -17,6 +17,7 @@ from app.core.errors import (
     PROBLEM_MEDIA_TYPE,
     BadRequest,
     DatabaseUnavailable,
+    MalformedJson,
     MethodNotAllowed,
     NotFound,
     ProblemError,
@@ -42,18 +43,13 @@ def field_path(location: tuple[int | str, ...] | list[int | str]) -> str:
     return ".".join(str(part) for part in parts) or "body"
 
 
-def validation_problem(errors: list[dict[str, Any]]) -> ValidationFailed:
+def validation_problem(errors: list[dict[str, Any]]) -> ProblemError:
     invalid = [error for error in errors if error.get("type") == "json_invalid"]
     if invalid:
         reason = (invalid[0].get("ctx") or {}).get("error")
-        return ValidationFailed(
+        return MalformedJson(
             "The request body is not valid JSON.",
-            errors=[
-                {
-                    "field": "body",
-                    "message": f"Invalid JSON: {reason}" if reason else "Invalid JSON",
-                }
-            ],
+            reason=f"Invalid JSON: {reason}" if reason else "Invalid JSON",
         )
     return ValidationFailed(
         "The request is not valid.",
@@ -81,7 +77,10 @@ def _allowed_methods(request: Request) -> str:
         method
         for method in _METHODS
         if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+            # HEAD is answered wherever GET is (HeadMiddleware).
+            route.matches({**request.scope, "method": "GET" if method == "HEAD" else method})[0]
+            is Match.FULL
+            for route in routes
         )
     ]
     return ", ".join(allowed)
@@ -97,12 +96,8 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
             f"{request.method} is not allowed here.", headers={"Allow": _allowed_methods(request)}
         )
     elif error.status_code == 400:
-        # FastAPI's answer to a body it could not decode (e.g. JSON that is not UTF-8): to our
-        # callers that is malformed JSON like any other, so the same 422.
-        problem = ValidationFailed(
-            "The request body could not be decoded.",
-            errors=[{"field": "body", "message": str(error.detail)}],
-        )
+        # FastAPI's answer to a body it could not decode: malformed JSON like any other.
+        problem = MalformedJson("The request body could not be decoded.", reason=str(error.detail))
     elif error.status_code < 500:
         problem = BadRequest(str(error.detail), headers=dict(error.headers or {}))
     else:

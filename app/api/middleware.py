@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -32,7 +32,8 @@ SHED_RETRY_AFTER_SECONDS = 1
 
 
 class RequestContextMiddleware:
-    """Gives every request an id, echoes it, and turns an unexpected crash into a 500 problem.
+    """Trims header values, gives every request an id, echoes it, and turns an unexpected
+    crash into a 500 problem.
 
     Being outermost, it also sees every answer whole: it writes the one access line
     (`http.request`) of each request and counts it in the metrics.
@@ -46,6 +47,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started_at = time.perf_counter()
+        # RFC 9110 §5.5: blanks around a field value are not part of it. Servers strip some
+        # (leading ones) and not others, so every header the service reads is trimmed here.
+        scope["headers"] = [(name, value.strip(b" \t")) for name, value in scope["headers"]]
         request_id = accept_request_id(Headers(scope=scope).get("x-request-id"))
         token = request_id_var.set(request_id)
         response_started = False
@@ -122,12 +126,44 @@ class LoadSheddingMiddleware:
             self.in_progress -= 1
 
 
+class HeadMiddleware:
+    """Answers `HEAD` as `GET` without the body (RFC 9110 §9.3.2), on every route.
+
+    FastAPI's routes take only the methods they name, so without this a `HEAD` of any `GET`
+    resource was 405. The request is routed as a `GET`; the method is set back to `HEAD`
+    before the answer starts, so the server sends headers only and logs and metrics say HEAD.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                scope["method"] = "HEAD"
+                await send(message)
+            elif message["type"] != "http.response.body":
+                await send(message)
+            elif not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        scope["method"] = "GET"
+        try:
+            await self.app(scope, receive, send_headers_only)
+        finally:
+            scope["method"] = "HEAD"
+
+
 class ApiKeyMiddleware:
     """Lets a request under /inventory through only with a known `X-API-KEY`."""
 
-    def __init__(self, app: ASGIApp, *, keys: Mapping[str, str]) -> None:
+    def __init__(self, app: ASGIApp, *, keys: Sequence[tuple[str, str]]) -> None:
         self.app = app
-        self.keys = [(actor, _digest(key.encode())) for actor, key in keys.items()]
+        self.keys = [(actor, _digest(key.encode())) for actor, key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

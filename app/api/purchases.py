@@ -37,7 +37,7 @@ PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id."
     summary="Buy several products at once",
     status_code=status.HTTP_201_CREATED,
     response_model=PurchaseOut,
-    responses=problems(409, 422, 503),
+    responses=problems(400, 409, 422, 503),
 )
 async def create_purchase(
     order: PurchaseIn,

@@ -64,7 +64,7 @@ async def get_stock_level(product_id: ProductIdPath, ctx: Ctx, response: Respons
     summary="Set a stock level",
     responses={
         201: {"description": "Created", "model": StockLevelOut},
-        **problems(412, 422, 503),
+        **problems(400, 412, 422, 503),
     },
 )
 async def set_stock_level(
@@ -87,7 +87,7 @@ async def set_stock_level(
         quantity=body.quantity,
         reason=body.reason,
         if_match=if_match,
-        create_only=(if_none_match or "").strip() == "*",
+        create_only=if_none_match == "*",
     )
     if result.created:
         response.status_code = status.HTTP_201_CREATED
@@ -111,7 +111,7 @@ async def delete_stock_level(product_id: ProductIdPath, ctx: Ctx, if_match: IfMa
     "/{product_id}/adjustments",
     summary="Adjust a stock level",
     response_model=StockLevelOut,
-    responses=problems(404, 409, 412, 422),
+    responses=problems(400, 404, 409, 412, 422),
 )
 async def adjust_stock_level(
     product_id: ProductIdPath,

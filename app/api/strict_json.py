@@ -1,7 +1,9 @@
 """Request bodies are read as strict JSON (RFC 8259), not as Python's lenient dialect.
 
-Python's parser takes `NaN` and `Infinity`, and lets a repeated key silently overwrite the
-first. Parsers disagree about which of two equal keys wins, so a body with both means one
+Python's parser takes `NaN` and `Infinity`, reads bytes as UTF-16 or UTF-32 when they look
+like it and skips a UTF-8 byte order mark, and lets a repeated key silently overwrite the
+first. RFC 8259 allows none of these on the wire: JSON between systems is UTF-8, without a
+BOM. Parsers disagree about which of two equal keys wins, so a body with both means one
 thing to a proxy that checked it and another to us; we refuse it. Bodies nested too deep,
 or with integers too long to convert, are refused as invalid JSON as well.
 """
@@ -14,6 +16,8 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+
+from app.core.errors import MalformedJson
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -32,7 +36,8 @@ def _no_constants(name: str) -> Any:
 def loads(body: bytes | str) -> Any:
     """Parse strict JSON; any refusal is a `json.JSONDecodeError`."""
     try:
-        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
     except json.JSONDecodeError:
         raise
     except RecursionError:
@@ -55,6 +60,9 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict_handler(request: Request) -> Response:
-            return await handler(StrictJsonRequest(request.scope, request.receive))
+            strict = StrictJsonRequest(request.scope, request.receive)
+            if self.body_field is not None and not await strict.body():
+                raise MalformedJson("The request body is empty.", reason="Empty body")
+            return await handler(strict)
 
         return strict_handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -27,7 +28,8 @@ class Settings(BaseSettings):
     database_statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     api_key: SecretStr | None = None
-    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # (actor, key) pairs: an actor may hold several keys, so one can be rotated under one name.
+    api_keys: Annotated[list[tuple[str, SecretStr]], NoDecode] = Field(default_factory=list)
 
     products_service_url: str | None = None
     products_api_key: SecretStr | None = None
@@ -77,14 +79,16 @@ class Settings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            return list(value.items())
         if not isinstance(value, str):
             return value
-        pairs: dict[str, str] = {}
+        pairs: list[tuple[str, str]] = []
         for entry in filter(None, (part.strip() for part in value.split(","))):
             name, sep, key = entry.partition(":")
             if not sep or not name.strip() or not key.strip():
                 raise ValueError("must be comma-separated name:key pairs")
-            pairs[name.strip()] = key.strip()
+            pairs.append((name.strip(), key.strip()))
         return pairs
 
     @field_validator("cors_origins", mode="before")
@@ -109,9 +113,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _one_actor_per_key(self) -> Settings:
+        # A key names its actor in the ledger: given to two actors, it would name either.
+        actors: dict[str, str] = {}
+        for actor, key in self.actor_keys():
+            if actors.setdefault(key, actor) != actor:
+                raise ValueError(
+                    f"API_KEYS: one key is given to two actors, {actors[key]!r} and {actor!r}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _backoff_cap(self) -> Settings:
         if self.products_backoff_max_seconds < self.products_backoff_seconds:
-            raise ValueError("PRODUCTS_BACKOFF_MAX_SECONDS must be >= PRODUCTS_BACKOFF_SECONDS")
+            raise ValueError("PRODUCTS_BACKOFF_MAX_SECONDS: must be >= PRODUCTS_BACKOFF_SECONDS")
         return self
 
     @property
@@ -122,11 +137,11 @@ class Settings(BaseSettings):
     def idempotency_ttl(self) -> timedelta:
         return timedelta(hours=self.idempotency_ttl_hours)
 
-    def actor_keys(self) -> dict[str, str]:
-        """Every accepted key, by the actor name it stands for."""
-        keys = {name: secret.get_secret_value() for name, secret in self.api_keys.items()}
+    def actor_keys(self) -> list[tuple[str, str]]:
+        """Every accepted key with the actor it stands for; an actor may have several."""
+        keys = [(name, secret.get_secret_value()) for name, secret in self.api_keys]
         if self.api_key is not None:
-            keys["default"] = self.api_key.get_secret_value()
+            keys.append(("default", self.api_key.get_secret_value()))
         return keys
 
 
@@ -141,5 +156,8 @@ def load_settings() -> Settings:
         return get_settings()
     except ValidationError as error:
         first = error.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        if not first["loc"]:  # a check across settings, whose message names the setting
+            message = first["msg"].removeprefix("Value error, ")
+            raise SystemExit(f"invalid setting {message}") from None
+        name = str(first["loc"][0]).upper()
         raise SystemExit(f"invalid setting {name}: {first['msg']}") from None

@@ -34,6 +34,15 @@ class ValidationFailed(ProblemError):
         super().__init__(detail, errors=errors)
 
 
+class MalformedJson(ProblemError):
+    """A body that is not RFC 8259 JSON: empty, cut, `NaN`, a BOM, not UTF-8."""
+
+    status, slug, title = 400, "malformed-json", "Malformed JSON"
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail, errors=[{"field": "body", "message": reason}])
+
+
 class Unauthorized(ProblemError):
     status, slug, title = 401, "unauthorized", "Unauthorized"
 

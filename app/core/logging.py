@@ -22,7 +22,10 @@ from app.core.context import request_id_var
 
 _HANDLER_NAME = "inventory"
 # Loggers that install handlers of their own (uvicorn's default config) are routed to ours.
-_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
+# The service writes one access line per request itself (`http.request`); uvicorn writes its
+# own whenever this logger has a handler anywhere up its chain, so it gets none.
+_SILENCED_LOGGERS = ("uvicorn.access",)
 _SECRET_NAME = re.compile(r"key|authorization|secret|password|token", re.IGNORECASE)
 MASK = "***"
 
@@ -110,7 +113,7 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=_stream(stream).isatty())
     )
-    secrets = [*settings.actor_keys().values()]
+    secrets = [key for _, key in settings.actor_keys()]
     if settings.products_api_key is not None:
         secrets.append(settings.products_api_key.get_secret_value())
     if settings.products_service_url is not None:
@@ -142,6 +145,10 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
         adopted.handlers.clear()
         adopted.propagate = True
         adopted.setLevel(logging.NOTSET)
+    for name in _SILENCED_LOGGERS:
+        silenced = logging.getLogger(name)
+        silenced.handlers.clear()
+        silenced.propagate = False
     # aiosqlite logs every statement at DEBUG, which buries everything else.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
 

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, BigId, ProductId, UTCDateTime
 
 MovementKind = Literal["set", "adjust", "purchase", "cancel", "delete"]
+# What the id column holds on every engine (BIGINT on PostgreSQL, INTEGER on SQLite).
+MAX_MOVEMENT_ID = 2**63 - 1
 
 
 class Movement(Base):

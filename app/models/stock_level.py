@@ -8,6 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, ProductId, UTCDateTime
 
 MAX_QUANTITY = 1_000_000_000
+# The version column is a 32-bit INTEGER on every engine.
+MAX_VERSION = 2**31 - 1
 
 
 class StockLevel(Base):

@@ -27,8 +27,9 @@ ProductIdIn = Annotated[
 ]
 
 
-# Text that reaches the ledger: any printable character, no control characters.
-PrintableText = StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")
+# Text that reaches the ledger: any printable character, no control characters (C0, DEL
+# and C1: U+0085 breaks lines in some readers, U+009B starts terminal escapes).
+PrintableText = StringConstraints(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
 Reason = Annotated[str, PrintableText, StringConstraints(min_length=1, max_length=200)]
 
 

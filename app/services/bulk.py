@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -31,7 +31,8 @@ HEADER = ("product_id", "quantity", "reason")
 
 _product_id = TypeAdapter(ProductIdStr)
 _reason = TypeAdapter(Reason)
-_QUANTITY = re.compile(r"\d{1,10}")
+# ASCII digits only: `\d` and int() would also read Arabic-Indic or full-width digits.
+_QUANTITY = re.compile(r"[0-9]{1,10}")
 
 logger = structlog.get_logger("app.inventory")
 
@@ -74,11 +75,9 @@ def parse_import(lines: Iterable[str]) -> list[ImportRow]:
     rows: list[ImportRow] = []
     errors: list[RowError] = []
     first_line_of: dict[str, int] = {}
-    reader = csv.reader(lines)
-    for cells in reader:
+    for line, cells in _records(lines, errors):
         if not any(cell.strip() for cell in cells):
             continue
-        line = reader.line_num
         if not rows and not errors and cells[0].strip().lower() == HEADER[0]:
             if [c.strip().lower() for c in cells] not in (list(HEADER[:2]), list(HEADER)):
                 errors.append(RowError(line, "the header must be product_id,quantity[,reason]"))
@@ -99,6 +98,21 @@ def parse_import(lines: Iterable[str]) -> list[ImportRow]:
     if errors:
         raise InvalidImport(errors)
     return rows
+
+
+def _records(lines: Iterable[str], errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV record with the line it ends on. A record the csv module cannot read (a
+    field over its size limit, say) ends the reading there: what follows may be misaligned."""
+    reader = csv.reader(lines)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            errors.append(RowError(reader.line_num, f"unreadable CSV: {error}"))
+            return
+        yield reader.line_num, cells
 
 
 def _parse_row(line: int, cells: list[str]) -> ImportRow:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import structlog
+from pydantic import Field, TypeAdapter
 from sqlalchemy import insert, select
 
 from app.core import metrics
@@ -14,10 +16,10 @@ from app.core.database import Connection, Database, after_commit
 from app.core.errors import NotFound
 from app.models import Movement
 from app.models.base import utcnow
-from app.models.movement import MovementKind
+from app.models.movement import MAX_MOVEMENT_ID, MovementKind
 from app.schemas.common import Page
 from app.schemas.stock import MovementOut
-from app.services.cursors import decode_cursor, encode_cursor
+from app.services.cursors import decode_cursor, encode_cursor, list_scope
 
 _movement_columns = list(Movement.__table__.c)
 # Built once: constructing an ORM-flavoured `insert(...).values(...)` on every call cost more
@@ -25,6 +27,8 @@ _movement_columns = list(Movement.__table__.c)
 _insert_movement = insert(Movement)
 
 logger = structlog.get_logger("app.inventory")
+
+_movement_position = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_MOVEMENT_ID)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +103,15 @@ async def list_movements(
     db: Database, *, product_id: str, limit: int, cursor: str | None
 ) -> Page[MovementOut]:
     """The ledger of one product, newest first; 404 when it never had a movement."""
+    scope = list_scope("movements", product_id=product_id)
     query = select(*_movement_columns).where(Movement.product_id == product_id)
     if cursor is not None:
-        query = query.where(Movement.id < int(decode_cursor("movements", cursor)))
+        query = query.where(Movement.id < decode_cursor(scope, cursor, _movement_position))
     async with db.read_one() as connection:
         rows = (await connection.execute(query.order_by(Movement.id.desc()).limit(limit + 1))).all()
     if not rows and cursor is None:
         raise NotFound(f"Product {product_id!r} has no stock history.")
     page = rows[:limit]
     items = [MovementOut.model_validate({**row._mapping, "id": str(row.id)}) for row in page]
-    next_cursor = encode_cursor("movements", page[-1].id) if len(rows) > limit else None
+    next_cursor = encode_cursor(scope, page[-1].id) if len(rows) > limit else None
     return Page[MovementOut](items=items, next_cursor=next_cursor)

@@ -40,8 +40,9 @@ def unit_price(product: Mapping[str, Any] | None) -> Decimal | None:
     places = _decimal_places(price)
     if places > MAX_PRICE_PLACES:
         return None
-    # Only trailing zeros go (or cents are added): "9.5000" and "9.5" are both 9.50.
-    return price.quantize(Decimal(1).scaleb(-max(places, 2)), context=_EXACT)
+    # Only trailing zeros go (or cents are added): "9.5000" and "9.5" are both 9.50. A
+    # negative zero ("-0") passed the sign check above; it is sold as a plain zero.
+    return price.copy_abs().quantize(Decimal(1).scaleb(-max(places, 2)), context=_EXACT)
 
 
 def _decimal_places(amount: Decimal) -> int:

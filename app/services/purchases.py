@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ _left = StockLevel.quantity - bindparam("wanted", type_=Integer())
 _take_line = stock.bump(_left >= 0).values(quantity=_left)
 _returned = StockLevel.quantity + bindparam("returned")
 _restock_line = stock.bump(_returned <= MAX_QUANTITY).values(quantity=_returned)
+
+
+# Purchase ids are written as `str(uuid.uuid4())`.
+_PURCHASE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +184,25 @@ async def _available(connection: Connection, product_ids: list[str]) -> dict[str
     return {pid: found.get(pid, 0) for pid in product_ids}
 
 
+def _not_found(purchase_id: str) -> NotFound:
+    return NotFound(f"No purchase {purchase_id!r}.")
+
+
+def _require_issuable(purchase_id: str) -> None:
+    """Only ids the service could have issued reach a query: no NUL or stray text does."""
+    if not _PURCHASE_ID.fullmatch(purchase_id):
+        raise _not_found(purchase_id)
+
+
 async def get_purchase(db: Database, *, purchase_id: str) -> PurchaseOut:
+    _require_issuable(purchase_id)
     async with db.read() as connection:
         return await _load(connection, purchase_id)
 
 
 async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseOut:
     """Return every line to stock, once; a cancelled purchase is answered as it is."""
+    _require_issuable(purchase_id)
     async with db.transaction() as connection:
         now = utcnow()
         cancelled = await connection.execute(
@@ -237,7 +254,7 @@ async def _load(connection: Connection, purchase_id: str) -> PurchaseOut:
         await connection.execute(select(*Purchase.__table__.c).where(Purchase.id == purchase_id))
     ).one_or_none()
     if head is None:
-        raise NotFound(f"No purchase {purchase_id!r}.")
+        raise _not_found(purchase_id)
     lines = await connection.execute(
         select(*PurchaseLine.__table__.c)
         .where(PurchaseLine.purchase_id == purchase_id)

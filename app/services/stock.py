@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, Row, Update, bindparam, delete, select, update
 
 from app.clients.products import ProductsCatalog
@@ -22,15 +23,19 @@ from app.core.errors import (
 from app.models import StockLevel
 from app.models.base import UTCDateTime, utcnow
 from app.models.stock_level import MAX_QUANTITY
-from app.schemas.common import Page
+from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
 from app.services.answers import Answer
-from app.services.cursors import decode_cursor, encode_cursor
+from app.services.cursors import decode_cursor, encode_cursor, list_scope
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
 from app.services.ledger import record_movement
 
 _columns = list(StockLevel.__table__.c)
+# A write without a precondition retries when a concurrent request removed or replaced the
+# row between two of its statements; each retry means another request committed meanwhile.
+_LAST_WRITER_ATTEMPTS = 10
+_stock_position = TypeAdapter(ProductIdStr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,18 +123,19 @@ async def list_stock(
     limit: int,
     cursor: str | None,
 ) -> Page[StockLevelOut]:
+    scope = list_scope("stock", product_ids=sorted(set(product_ids)), max_quantity=max_quantity)
     query = select(*_columns)
     if product_ids:
         query = query.where(StockLevel.product_id.in_(set(product_ids)))
     if max_quantity is not None:
         query = query.where(StockLevel.quantity <= max_quantity)
     if cursor is not None:
-        query = query.where(StockLevel.product_id > str(decode_cursor("stock", cursor)))
+        query = query.where(StockLevel.product_id > decode_cursor(scope, cursor, _stock_position))
     query = query.order_by(StockLevel.product_id).limit(limit + 1)
     async with db.read_one() as connection:
         rows = (await connection.execute(query)).all()
     page = rows[:limit]
-    next_cursor = encode_cursor("stock", page[-1].product_id) if len(rows) > limit else None
+    next_cursor = encode_cursor(scope, page[-1].product_id) if len(rows) > limit else None
     return Page[StockLevelOut](items=[_out(row) for row in page], next_cursor=next_cursor)
 
 
@@ -159,22 +165,27 @@ async def set_quantity(
             raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
 
     async with db.transaction() as connection:
-        if if_match is None:
-            row = await insert_if_absent(connection, product_id, quantity)
-            if row is not None:
-                await record_movement(
-                    connection,
-                    caller,
-                    product_id=product_id,
-                    kind="set",
-                    delta=quantity,
-                    quantity_after=quantity,
-                    reason=reason,
-                )
-                return SetResult(_out(row, product), created=True)
-            if create_only:
-                raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
-        previous = await connection.scalar(_lock_quantity, {"product_id": product_id})
+        # Without a precondition the last writer wins: a level deleted by a concurrent
+        # request between our statements is simply created again, never a 412.
+        for _ in range(_LAST_WRITER_ATTEMPTS):
+            if if_match is None:
+                row = await insert_if_absent(connection, product_id, quantity)
+                if row is not None:
+                    await record_movement(
+                        connection,
+                        caller,
+                        product_id=product_id,
+                        kind="set",
+                        delta=quantity,
+                        quantity_after=quantity,
+                        reason=reason,
+                    )
+                    return SetResult(_out(row, product), created=True)
+                if create_only:
+                    raise VersionMismatch(f"A stock level for {product_id!r} already exists.")
+            previous = await connection.scalar(_lock_quantity, {"product_id": product_id})
+            if previous is not None or if_match is not None:
+                break
         row = (
             await connection.execute(
                 _set if if_match is None else _set_at_version,
@@ -270,17 +281,21 @@ async def delete_stock(
     db: Database, caller: Caller, *, product_id: str, if_match: int | None = None
 ) -> None:
     """Forget a stock level; its ledger stays, closed by a movement back to zero."""
+    statement = delete(StockLevel).where(StockLevel.product_id == product_id)
+    if if_match is not None:
+        statement = statement.where(StockLevel.version == if_match)
     async with db.transaction() as connection:
-        statement = delete(StockLevel).where(StockLevel.product_id == product_id)
-        if if_match is not None:
-            statement = statement.where(StockLevel.version == if_match)
-        removed = await connection.scalar(statement.returning(StockLevel.quantity))
+        for _ in range(_LAST_WRITER_ATTEMPTS):
+            removed = await connection.scalar(statement.returning(StockLevel.quantity))
+            if removed is not None or if_match is not None:
+                break
+            # Gone, or replaced by a concurrent delete-and-create that our statement waited
+            # out: without a precondition, delete what is there now (if anything).
+            if await _find(connection, product_id) is None:
+                raise _not_found(product_id)
         if removed is None:
-            exists = await _find(connection, product_id) is not None
             raise (
-                _version_mismatch(product_id)
-                if exists or if_match is not None
-                else _not_found(product_id)
+                _version_mismatch(product_id) if if_match is not None else _not_found(product_id)
             )
         await record_movement(
             connection,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -12,9 +13,10 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.database import Database
+from app.services.cursors import encode_cursor, list_scope
 from tests.api.test_stock import PROBLEM, assert_problem
-from tests.conftest import API_KEY
-from tests.factories import make_stock, snapshot
+from tests.conftest import API_KEY, client_for
+from tests.factories import make_stock, quantity_of, snapshot
 
 MIB = 1024 * 1024
 JSON = {"content-type": "application/json"}
@@ -105,17 +107,23 @@ MALFORMED_JSON = {
     "truncated": b'{"quantity": 1',
     "not-utf8": b'{"quantity": 1, "reason": "\xff\xfe"}',
     "trailing-nul": b'{"quantity": 1}\x00',
+    "empty": b"",
+    "blank": b" \n",
+    "utf8-bom": b'\xef\xbb\xbf{"quantity": 1}',
+    "utf16-le": '{"quantity": 1}'.encode("utf-16-le"),
+    "utf16-with-bom": '{"quantity": 1}'.encode("utf-16"),
+    "utf32": '{"quantity": 1}'.encode("utf-32"),
+    "cesu8-surrogate": b'{"quantity": 1, "reason": "\xed\xa0\x80"}',
+    "overlong-utf8": b'{"quantity": 1, "reason": "\xc0\xaf"}',
 }
 
 
-@pytest.mark.parametrize(
-    ("method", "path"), [("PUT", "/inventory/7"), ("POST", "/inventory/purchase")]
-)
-async def test_malformed_json_is_422(
-    client: httpx.AsyncClient, stocked: Any, method: str, path: str
+@pytest.mark.parametrize(("method", "path", "_body"), WRITES)
+async def test_malformed_json_is_400(
+    client: httpx.AsyncClient, stocked: Any, method: str, path: str, _body: Any
 ) -> None:
     for case, body in MALFORMED_JSON.items():
-        assert_refused(await send(client, method, path, body), case)
+        assert_refused(await send(client, method, path, body), case, 400, "malformed-json")
 
 
 async def test_duplicate_keys_anywhere_in_the_body_are_refused(
@@ -123,7 +131,7 @@ async def test_duplicate_keys_anywhere_in_the_body_are_refused(
 ) -> None:
     body = b'{"items": [{"product_id": "7", "quantity": 1, "quantity": 3}]}'
     response = await send(client, "POST", "/inventory/purchase", body)
-    problem = assert_problem(response, 422, "validation-error")
+    problem = assert_problem(response, 400, "malformed-json")
     assert "quantity" in str(problem["detail"]) + json.dumps(problem.get("errors"))
 
 
@@ -159,7 +167,7 @@ async def test_quantities_that_are_not_in_range_integers_are_422(
 async def test_bodies_that_are_not_objects_are_422(
     client: httpx.AsyncClient, stocked: Any, method: str, path: str, _body: Any
 ) -> None:
-    for content in (b"", b"[]", b'[{"quantity": 1}]', b'"quantity"', b"1", b"null", b"true"):
+    for content in (b"[]", b'[{"quantity": 1}]', b'"quantity"', b"1", b"null", b"true"):
         assert_refused(await send(client, method, path, content), content)
 
 
@@ -191,6 +199,10 @@ HOSTILE_TEXT = [
     "tab\t",
     "\x1b[31mred",
     "\x7f",
+    "next\x85line",  # C1 controls: NEL, CSI, and the rest of U+0080 … U+009F
+    "\x9b31mred",
+    "\x80",
+    "\x9f",
     "\ud800",  # a lone surrogate: valid JSON escape, not encodable as UTF-8
     "a\udfffb",
 ]
@@ -414,3 +426,244 @@ async def test_malformed_query_values_are_422(client: httpx.AsyncClient, stocked
         "cursor=%FF%FE",
     ):
         assert_refused(await client.get(f"/inventory?{query}"), query)
+
+
+# --- numbers: every one the API takes fits the column it reaches -----------------------------
+
+IF_MATCH_ROUTES = [
+    ("PUT", "/inventory/7", b'{"quantity": 9}'),
+    ("DELETE", "/inventory/7", b""),
+    ("POST", "/inventory/7/adjustments", b'{"delta": 1, "reason": "r"}'),
+]
+
+
+async def test_if_match_beyond_the_version_column_is_422(app: FastAPI, stocked: Any) -> None:
+    versions = [str(2**31), str(2**32 + 1), "9" * 10, "9" * 11, "9" * 18, "0", "٣", "１２", "²"]
+    for value in versions:
+        for method, path, body in IF_MATCH_ROUTES:
+            for etag in (f'"{value}"', f'W/"{value}"'):
+                headers = [KEY, (b"content-type", b"application/json")]
+                answer = await raw_request(
+                    app, method, path.encode(), [*headers, (b"if-match", etag.encode())], body
+                )
+                assert answer[0] == 422, (method, etag, answer)
+                assert problem_of(*answer)["type"] == "/problems/validation-error"
+
+
+async def test_the_largest_version_is_a_precondition_that_fails(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    for method, path, body in IF_MATCH_ROUTES:
+        headers = {"If-Match": f'"{2**31 - 1}"', **JSON}
+        response = await client.request(method, path, content=body, headers=headers)
+        assert_problem(response, 412, "version-mismatch")
+
+
+def _integer_schemas(node: Any, document: dict[str, Any], seen: set[str]) -> list[Any]:
+    """Every integer schema reachable from `node`, through `$ref`s."""
+    if isinstance(node, list):
+        return [found for item in node for found in _integer_schemas(item, document, seen)]
+    if not isinstance(node, dict):
+        return []
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        seen.add(name)
+        return _integer_schemas(document["components"]["schemas"][name], document, seen)
+    found = [node] if node.get("type") == "integer" else []
+    return found + [s for value in node.values() for s in _integer_schemas(value, document, seen)]
+
+
+async def test_every_integer_the_api_takes_is_bounded_in_the_openapi_document(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    inputs = [
+        (f"{method} {path}", part)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for part in (operation.get("parameters", []), operation.get("requestBody", {}))
+    ]
+    integers = [
+        (where, schema)
+        for where, part in inputs
+        for schema in _integer_schemas(part, document, set())
+    ]
+    assert integers  # limit, max_quantity, quantity, delta, …
+    for where, schema in integers:
+        assert {"minimum", "maximum"} <= schema.keys(), (where, schema)
+        assert -(2**63) <= schema["minimum"] <= schema["maximum"] <= 2**63 - 1, (where, schema)
+
+
+async def test_integers_in_queries_are_ascii_digits_within_range(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    for query in ("limit=٣", "limit=１２", "max_quantity=²", "max_quantity=1000000001"):
+        assert_refused(await client.get(f"/inventory?{query}"), query)
+
+
+# --- NUL and other strings that must never reach a database ----------------------------------
+
+
+async def _operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every operation of the API, as its OpenAPI document describes it."""
+    async with client_for(app) as http:
+        document = (await http.get("/openapi.json")).json()
+    return [
+        (method.upper(), path, operation)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
+
+
+async def test_nul_in_any_path_parameter_is_404_or_422(app: FastAPI, stocked: Any) -> None:
+    operations = [op for op in await _operations(app) if "{" in op[1]]
+    assert len(operations) >= 7
+    for method, path, _ in operations:
+        for segment in ("a%00b", "%00", "7%00"):
+            raw_path = re.sub(r"\{[^}]+\}", segment, path).encode()
+            headers = [KEY, (b"content-type", b"application/json")]
+            answer = await raw_request(app, method, raw_path, headers, b"{}")
+            assert answer[0] in (404, 422), (method, raw_path, answer)
+            problem_of(*answer)
+
+
+async def test_nul_in_any_query_parameter_is_422(app: FastAPI, stocked: Any) -> None:
+    checked = 0
+    for method, path, operation in await _operations(app):
+        queries = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+        raw_path = re.sub(r"\{[^}]+\}", "7", path).encode()
+        for name in queries:
+            for value in (b"a%00b", b"%00", b"7%00"):
+                query = name.encode() + b"=" + value
+                answer = await raw_request(app, method, raw_path + b"?" + query, [KEY])
+                assert answer[0] == 422, (path, query, answer)
+                problem_of(*answer)
+                checked += 1
+    assert checked >= 15
+
+
+async def test_purchase_ids_that_are_not_uuids_are_404(
+    client: httpx.AsyncClient, stocked: Any
+) -> None:
+    for purchase_id in ("a%00b", "x" * 36, "00000000-0000-0000-0000-00000000000G", "%EF%BC%91"):
+        for method, suffix in (("GET", ""), ("POST", "/cancel")):
+            response = await client.request(method, f"/inventory/purchases/{purchase_id}{suffix}")
+            assert_refused(response, (method, purchase_id), 404, "not-found")
+
+
+# --- cursors: signed with a key anyone can read, so checked like any input ------------------
+
+
+async def _movements_cursor(client: httpx.AsyncClient, product_id: str) -> str:
+    for delta in (1, 1):
+        await client.post(
+            f"/inventory/{product_id}/adjustments", json={"delta": delta, "reason": "r"}
+        )
+    page = (await client.get(f"/inventory/{product_id}/movements", params={"limit": 1})).json()
+    cursor: str = page["next_cursor"]
+    return cursor
+
+
+async def test_forged_cursor_positions_are_422(client: httpx.AsyncClient, db: Database) -> None:
+    await make_stock(db, "7", 3)
+    stock_scope = list_scope("stock", product_ids=[], max_quantity=None)
+    movements_scope = list_scope("movements", product_id="7")
+    forged: list[tuple[str, str, object]] = [
+        *[
+            ("/inventory", stock_scope, position)
+            for position in ([1], 1e30, 7, None, {}, True, "", "a\x00b", "x" * 65, "-x", "ü")
+        ],
+        *[
+            ("/inventory/7/movements", movements_scope, position)
+            for position in ("abc", [1], 1e30, 10**30, 2**63, -1, 0, True, None, 1.5, "7", {})
+        ],
+    ]
+    for path, scope, position in forged:
+        response = await client.get(path, params={"cursor": encode_cursor(scope, position)})
+        assert_refused(response, (path, position))
+    # The same forgery with a position the list could have issued is an ordinary page.
+    response = await client.get("/inventory", params={"cursor": encode_cursor(stock_scope, "6")})
+    assert [item["product_id"] for item in response.json()["items"]] == ["7"]
+
+
+async def test_a_cursor_of_another_list_is_422(client: httpx.AsyncClient, db: Database) -> None:
+    for product_id in ("7", "8", "9"):
+        await make_stock(db, product_id, 0)
+    seven = await _movements_cursor(client, "7")
+    assert (await client.get("/inventory/7/movements", params={"cursor": seven})).status_code == 200
+    assert_refused(await client.get("/inventory/8/movements", params={"cursor": seven}), "8")
+
+    low = (await client.get("/inventory", params={"max_quantity": 0, "limit": 1})).json()
+    low_cursor = low["next_cursor"]
+    assert low_cursor is not None
+    for params in (
+        {"product_id": "9"},
+        {},
+        {"max_quantity": 1},
+        {"max_quantity": 0, "product_id": "9"},
+    ):
+        response = await client.get("/inventory", params={**params, "cursor": low_cursor})
+        assert_refused(response, params)
+    assert_refused(await client.get("/inventory/7/movements", params={"cursor": low_cursor}), 7)
+    assert_refused(await client.get("/inventory", params={"cursor": seven}), "stock")
+
+
+# --- headers: blanks around a value are not part of it (RFC 9110 §5.5) ------------------------
+
+PADS = [b" ", b"  ", b"\t", b" \t ", b"\t\t"]
+
+
+async def test_blanks_around_header_values_are_trimmed_everywhere(
+    app: FastAPI, db: Database
+) -> None:
+    await make_stock(db, "7", 3)
+    json_type = (b"content-type", b"application/json")
+    for pad in PADS:
+        for key in (API_KEY.encode() + pad, pad + API_KEY.encode(), pad + API_KEY.encode() + pad):
+            status, headers, _ = await raw_request(
+                app, "GET", b"/inventory/7", [(b"x-api-key", key), (b"x-request-id", b"r-1" + pad)]
+            )
+            assert status == 200, (key, status)
+            assert dict(headers)[b"x-request-id"] == b"r-1"
+    version = 1
+    for pad in PADS:
+        etag = pad + f'"{version}"'.encode() + pad
+        status, headers, body = await raw_request(
+            app,
+            "PUT",
+            b"/inventory/7",
+            [KEY, (b"content-type", b"application/json" + pad), (b"if-match", etag)],
+            b'{"quantity": 4}',
+        )
+        assert status == 200, (etag, body)
+        version += 1
+        assert dict(headers)[b"etag"] == f'"{version}"'.encode()
+    status, _, _ = await raw_request(
+        app,
+        "PUT",
+        b"/inventory/8",
+        [KEY, json_type, (b"if-none-match", b" *\t")],
+        b'{"quantity": 1}',
+    )
+    assert status == 201
+    adjustment = b'{"delta": 1, "reason": "r"}'
+    answers = [
+        await raw_request(
+            app,
+            "POST",
+            b"/inventory/7/adjustments",
+            [KEY, json_type, (b"idempotency-key", key)],
+            adjustment,
+        )
+        for key in (b"key-1", b"key-1 ", b"\tkey-1", b" key-1\t")
+    ]
+    assert [status for status, _, _ in answers] == [200] * 4
+    assert [dict(headers).get(b"idempotent-replayed") for _, headers, _ in answers] == [
+        None,
+        b"true",
+        b"true",
+        b"true",
+    ]
+    assert await quantity_of(db, "7") == 5

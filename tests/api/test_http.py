@@ -68,17 +68,69 @@ async def test_open_service_warns_at_start_up(
 def test_empty_api_key_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "")
     monkeypatch.setenv("API_KEYS", "")
-    assert Settings(_env_file=None).actor_keys() == {}  # type: ignore[call-arg]
+    assert Settings(_env_file=None).actor_keys() == []  # type: ignore[call-arg]
 
 
 def test_api_keys_parse_name_key_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "k0")
     monkeypatch.setenv("API_KEYS", "ci:k1, ops:k2")
-    assert Settings(_env_file=None).actor_keys() == {  # type: ignore[call-arg]
-        "ci": "k1",
-        "ops": "k2",
-        "default": "k0",
-    }
+    assert Settings(_env_file=None).actor_keys() == [  # type: ignore[call-arg]
+        ("ci", "k1"),
+        ("ops", "k2"),
+        ("default", "k0"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("api_key", "api_keys", "accepted"),
+    [
+        ("", "ops:oldkey1,ops:newkey2", {"oldkey1": "ops", "newkey2": "ops"}),
+        ("b-key", "default:a-key", {"a-key": "default", "b-key": "default"}),
+        ("k", "ops:o1,ci:c1,ops:o2,ops:o3", {"o1": "ops", "o2": "ops", "o3": "ops", "c1": "ci"}),
+    ],
+)
+async def test_an_actor_may_hold_several_keys(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    api_key: str,
+    api_keys: str,
+    accepted: dict[str, str],
+) -> None:
+    monkeypatch.setenv("API_KEY", api_key)
+    monkeypatch.setenv("API_KEYS", api_keys)
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        for number, (key, actor) in enumerate(accepted.items()):
+            async with client_for(app, **{"X-API-KEY": key}) as http:
+                response = await http.put(f"/inventory/p{number}", json={"quantity": 1})
+                assert response.status_code == 201, (key, response.text)
+                movements = (await http.get(f"/inventory/p{number}/movements")).json()
+            assert movements["items"][0]["actor"] == actor
+        async with client_for(app, **{"X-API-KEY": "not-a-key"}) as http:
+            assert_problem(await http.get("/inventory"), 401, "unauthorized")
+
+
+@pytest.mark.parametrize(("api_key", "api_keys"), [("", "ops:same,ci:same"), ("same", "ops:same")])
+def test_one_key_for_two_actors_stops_start_up_naming_them(
+    monkeypatch: pytest.MonkeyPatch, api_key: str, api_keys: str
+) -> None:
+    from app.core.config import get_settings
+    from app.main import load_settings
+
+    monkeypatch.setenv("API_KEY", api_key)
+    monkeypatch.setenv("API_KEYS", api_keys)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            load_settings()
+    finally:
+        get_settings.cache_clear()
+    message = str(exit_info.value)
+    assert message.startswith("invalid setting API_KEYS: one key is given to two actors")
+    assert "'ops'" in message
+    assert "same" not in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize(
@@ -184,3 +236,41 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
 async def test_key_is_compared_with_the_api_key_header(app: FastAPI) -> None:
     async with client_for(app, **{"X-API-KEY": API_KEY + "x"}) as near_miss:
         assert (await near_miss.get("/inventory")).status_code == 401
+
+
+async def test_head_answers_like_get_without_a_body_on_every_get_resource(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.put("/inventory/7", json={"quantity": 5})
+    await client.post("/inventory/7/adjustments", json={"delta": 1, "reason": "r"})
+    receipt = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "7", "quantity": 1}]}
+    )
+    values = {"product_id": "7", "purchase_id": receipt.json()["id"]}
+    document = (await client.get("/openapi.json")).json()
+    paths = [
+        path.format(**values)
+        for path, operations in document["paths"].items()
+        if "get" in operations
+    ]
+    paths += ["/docs", "/redoc", "/openapi.json", "/inventory/nope-404", "/nowhere"]
+    assert len(paths) >= 11
+    for path in paths:
+        get, head = await client.get(path), await client.head(path)
+        assert head.status_code == get.status_code, path
+        assert head.content == b"", path
+        varying = {"x-request-id", "content-length", "date"}
+        assert {k: v for k, v in head.headers.items() if k not in varying} == {
+            k: v for k, v in get.headers.items() if k not in varying
+        }, path
+        if path not in ("/metrics",):  # the metrics text counts the GET just made
+            assert head.headers["content-length"] == get.headers["content-length"], path
+
+
+async def test_head_of_a_post_only_route_is_405_naming_the_allowed_methods(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.head("/inventory/7/adjustments")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert (await client.post("/inventory")).headers["allow"] == "GET, HEAD"

@@ -116,7 +116,7 @@ def test_every_key_is_compared_in_constant_time_whichever_matches(
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    keys = {"first": "k1", "second": "key-2", "third": "a-much-longer-third-key"}
+    keys = [("first", "k1"), ("second", "key-2"), ("third", "a-much-longer-third-key")]
     middleware = ApiKeyMiddleware(lambda *_: None, keys=keys)  # type: ignore[arg-type]
 
     assert middleware._actor(_scope(offered)) == actor
@@ -131,17 +131,17 @@ def test_blank_api_key_counts_as_unset_from_the_environment_and_from_dotenv(
     for value in ("", "   "):
         monkeypatch.setenv("API_KEY", value)
         monkeypatch.setenv("API_KEYS", "")
-        assert Settings(_env_file=None).actor_keys() == {}  # type: ignore[call-arg]
+        assert Settings(_env_file=None).actor_keys() == []  # type: ignore[call-arg]
     monkeypatch.delenv("API_KEY")
     monkeypatch.delenv("API_KEYS")
     dotenv = tmp_path / ".env"
     dotenv.write_text("API_KEY=\nAPI_KEYS=\n")
-    assert Settings(_env_file=dotenv).actor_keys() == {}  # type: ignore[call-arg]
+    assert Settings(_env_file=dotenv).actor_keys() == []  # type: ignore[call-arg]
 
 
 def test_surrounding_blanks_are_not_part_of_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "  k0  ")
-    assert Settings(_env_file=None).actor_keys() == {"default": "k0"}  # type: ignore[call-arg]
+    assert Settings(_env_file=None).actor_keys() == [("default", "k0")]  # type: ignore[call-arg]
 
 
 async def test_empty_api_key_opens_the_service_and_start_up_says_so(

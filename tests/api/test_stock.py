@@ -91,11 +91,11 @@ async def test_put_with_invalid_body_is_422_and_changes_nothing(
     assert await quantity_of(db, "9") is None
 
 
-async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
     response = await client.put(
         "/inventory/9", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert_problem(response, 422, "validation-error")
+    assert_problem(response, 400, "malformed-json")
 
 
 async def test_put_if_match_with_the_current_version_updates(client: httpx.AsyncClient) -> None:

@@ -18,6 +18,7 @@ from app.core.config import get_settings
 from app.core.database import Database
 from app.core.metrics import MULTIPROCESS_ENV
 from app.models import Movement
+from app.server import BoundedHttpToolsProtocol
 from tests import databases
 from tests.conftest import API_KEY
 
@@ -233,6 +234,7 @@ def test_serve_runs_uvicorn_without_its_access_log(
     assert call["app"] == "app.main:app"
     assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 8002, 1)
     assert call["access_log"] is False
+    assert call["http"] is BoundedHttpToolsProtocol
     assert call["timeout_graceful_shutdown"] == 30
     assert call["timeout_worker_healthcheck"] == cli.WORKER_HEALTHCHECK_SECONDS
     assert call["metrics_dir"] is None
@@ -265,3 +267,16 @@ def test_serve_empties_a_named_metrics_directory(
 
     assert uvicorn_calls[0]["metrics_dir"] == str(named)
     assert list(named.iterdir()) == []
+
+
+def test_import_names_an_unreadable_record_instead_of_crashing(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "huge.csv"
+    source.write_text("p,١٢\nq,1," + "x" * (129 * 1024) + "\n")
+
+    result = run("import", str(source))
+
+    assert result.exit_code == 1
+    assert f"{source}:1: quantity '١٢'" in result.stderr
+    assert f"{source}:2: unreadable CSV: field larger than field limit" in result.stderr
+    assert "Traceback" not in result.output
+    assert run("export").stdout.splitlines() == ["product_id,quantity"]

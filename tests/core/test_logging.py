@@ -4,6 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from app.main import create_app
 from tests import databases
 from tests.conftest import API_KEY, client_for, make_settings
 from tests.logs import events, json_lines
+from tests.servers import serving
 
 PRODUCTS_KEY = "products-secret-987654"
 
@@ -140,3 +142,16 @@ async def test_crash_is_logged_with_request_id_and_answered_500(
     assert "RuntimeError: boom" in error["exception"]
     [access] = events(lines, "http.request")
     assert access["status"] == 500
+
+
+async def test_a_request_served_by_uvicorn_writes_one_access_line(
+    json_app: FastAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with serving(json_app) as (host, port):
+        json_lines(capsys)
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+            assert (await http.get("/health")).status_code == 200
+        lines = json_lines(capsys)
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert access == []
+    assert len(events(lines, "http.request")) == 1

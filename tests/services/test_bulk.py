@@ -145,3 +145,13 @@ async def test_progress_is_reported_per_batch(db: Database) -> None:
     rows = _parse("".join(f"p{i},{i}\n" for i in range(5)))
     await bulk.import_stock(db, TEST_CALLER, rows, batch_size=2, progress=seen.append)
     assert seen == [2, 2, 1]
+
+
+@pytest.mark.parametrize("quantity", ["٣", "１２", "۴", "३", "1٢", "²", "٣٣٣٣٣٣٣٣٣٣٣"])
+def test_quantities_are_ascii_digits_only(quantity: str) -> None:
+    assert [line for line, _ in _errors(f"p,{quantity}\n")] == [1]
+
+
+def test_a_field_the_csv_module_cannot_read_is_a_line_not_a_traceback() -> None:
+    errors = _errors("ok,1\n" + "big,1," + "x" * (128 * 1024 + 1) + "\nlater,2\n")
+    assert errors == [(2, "unreadable CSV: field larger than field limit (131072)")]
