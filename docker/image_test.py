@@ -102,16 +102,20 @@ def docker_daemon() -> Iterator[None]:
 
 @contextmanager
 def compose_stack(project: str, env: dict[str, str]) -> Iterator[list[str]]:
-    """Yields the compose command of the started stack; removes it all on the way out."""
-    compose = ["docker-compose", "-p", project, *COMPOSE_FILES]
-    try:
-        run(*compose, "up", "-d", "--no-build", env=env)
-        yield compose
-    except BaseException:
-        print(run(*compose, "logs", "--no-color", "--tail=20", env=env), file=sys.stderr)
-        raise
-    finally:
-        run(*compose, "down", "--volumes", "--remove-orphans", "--timeout", "10", env=env)
+    """Yields the compose command of the started stack; removes it all on the way out.
+
+    Variables come from `env` alone, not from a .env beside docker-compose.yml (in
+    development that is the service's own settings file)."""
+    with tempfile.NamedTemporaryFile(suffix=".env") as empty:
+        compose = ["docker-compose", "--env-file", empty.name, "-p", project, *COMPOSE_FILES]
+        try:
+            run(*compose, "up", "-d", "--no-build", env=env)
+            yield compose
+        except BaseException:
+            print(run(*compose, "logs", "--no-color", "--tail=20", env=env), file=sys.stderr)
+            raise
+        finally:
+            run(*compose, "down", "--volumes", "--remove-orphans", "--timeout", "10", env=env)
 
 
 def image_facts(image: str = "inventory:latest") -> list[str]:
@@ -287,7 +291,9 @@ def main() -> int:
     started = time.monotonic()
     project = f"inventoryimagetest{os.getpid()}"
     port, db_port = free_port(), free_port()
-    env = os.environ | {
+    # Nothing of the caller's environment but what finds and runs Docker's tools.
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME") or k.startswith("DOCKER_")}
+    env |= {
         "API_KEY": API_KEY,
         "POSTGRES_PASSWORD": DB_PASSWORD,
         "IDEMPOTENCY_LEASE_SECONDS": str(LEASE_SECONDS),
