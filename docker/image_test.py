@@ -78,7 +78,8 @@ def daemon_answers() -> bool:
 
 @contextmanager
 def docker_daemon() -> Iterator[None]:
-    """The running daemon, or one started here (logging to a file) and stopped afterwards."""
+    """The running daemon, or one started here and stopped afterwards. Its log file is
+    kept only when something failed."""
     if daemon_answers():
         yield
         return
@@ -88,9 +89,14 @@ def docker_daemon() -> Iterator[None]:
         deadline = time.monotonic() + 60
         while not daemon_answers():
             if dockerd.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd did not start; see {log.name}")
+                raise RuntimeError("dockerd did not start")
             time.sleep(0.5)
         yield
+    except BaseException:
+        print(f"image-test: the log of the dockerd it started: {log.name}", file=sys.stderr)
+        raise
+    else:
+        os.unlink(log.name)
     finally:
         dockerd.terminate()  # it stops the containerd it started too
         try:
