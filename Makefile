@@ -4,7 +4,7 @@ POETRY := $(shell command -v poetry 2>/dev/null || echo "$(PYTHON) -m poetry")
 HOST ?= 127.0.0.1
 PORT ?= 8002
 
-.PHONY: run test test-fast lint format install poetry demo bench stress docker-tools image image-test
+.PHONY: run test test-fast lint format install poetry demo bench stress
 
 poetry:
 	@command -v poetry >/dev/null 2>&1 || $(PYTHON) -m poetry --version >/dev/null 2>&1 \
@@ -70,6 +70,8 @@ stress: install
 # Containers (README, "Deploying"). Docker's daemon, docker-compose 1.29 and debootstrap come
 # from Debian's packages when missing. `make image` needs a running daemon; `make image-test`
 # starts one itself when none answers, and stops it again.
+.PHONY: docker-tools image image-test
+
 docker-tools:
 	@command -v dockerd >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 \
 		&& command -v debootstrap >/dev/null 2>&1 \
