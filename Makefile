@@ -66,3 +66,23 @@ STRESS_SECONDS ?= 60
 stress: install
 	TEST_POSTGRES_URL=$${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
 		$(POETRY) run python -m bench.stress --seconds $(STRESS_SECONDS)
+
+# Containers (README, "Deploying"). Docker's daemon, docker-compose 1.29 and debootstrap come
+# from Debian's packages when missing. `make image` needs a running daemon; `make image-test`
+# starts one itself when none answers, and stops it again.
+.PHONY: docker-tools image image-test
+
+docker-tools:
+	@command -v dockerd >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 \
+		&& command -v debootstrap >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker.io docker-compose debootstrap; }
+
+# The images of docker-compose.yml, on a debian:bookworm-slim made locally if none can be had.
+image: docker-tools
+	$(SUDO) sh docker/base-image.sh
+	docker-compose --profile demo build
+
+# Build, start the stack, load it through the load balancer, kill a replica, check the
+# books, tear it all down; one summary line.
+image-test: install docker-tools
+	$(POETRY) run python docker/image_test.py
