@@ -448,7 +448,7 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
     """Replace, at checkout, a pooled connection whose socket the server has closed (it
     restarted, or an outage cut it). asyncpg knows this without a round trip;
     `pool_pre_ping` would ask the server with three (BEGIN, a ping, ROLLBACK) on every
-    checkout (bench/RESULTS.md)."""
+    checkout (docs/performance.md)."""
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
