@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import insert, text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.engine import make_url
 
 from app.core import migrations
@@ -74,8 +74,9 @@ async def seed(database_url: str) -> None:
     stock = [(HOT, HOT_STOCK)] + [(product_id(n), SPREAD_STOCK) for n in range(1, PRODUCTS + 1)]
     db = Database(database_url)
     try:
-        async with db.transaction() as connection:
-            await connection.execute(
+
+        def unit(connection: Connection) -> None:
+            connection.execute(
                 insert(StockLevel),
                 [
                     {"product_id": pid, "quantity": qty, "version": 1}
@@ -83,7 +84,7 @@ async def seed(database_url: str) -> None:
                     for pid, qty in stock
                 ],
             )
-            await connection.execute(
+            connection.execute(
                 insert(Movement),
                 [
                     {"product_id": pid, "kind": "set", "delta": qty, "quantity_after": qty}
@@ -92,6 +93,8 @@ async def seed(database_url: str) -> None:
                     for pid, qty in stock
                 ],
             )
+
+        await db.write(unit)
     finally:
         await db.dispose()
 
@@ -131,8 +134,7 @@ class State:
 async def state(database_url: str, *, since: int = 0) -> State:
     db = Database(database_url)
     try:
-        async with db.read() as connection:
-            row = (await connection.execute(_STATE, {"since": since})).one()
+        row = await db.read(lambda c: c.execute(_STATE, {"since": since}).one())
     finally:
         await db.dispose()
     return State(*(int(value) for value in row))

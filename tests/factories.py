@@ -27,39 +27,39 @@ async def make_stock(db: Database, product_id: str = "7", quantity: int = 3) -> 
 
 
 async def quantity_of(db: Database, product_id: str) -> int | None:
-    async with db.read() as connection:
-        return await connection.scalar(
-            select(StockLevel.quantity).where(StockLevel.product_id == product_id)
-        )
+    quantity: int | None = await db.read(
+        lambda c: c.scalar(select(StockLevel.quantity).where(StockLevel.product_id == product_id))
+    )
+    return quantity
 
 
 async def ledger_sum(db: Database, product_id: str) -> int:
-    async with db.read() as connection:
-        total = await connection.scalar(
+    total = await db.read(
+        lambda c: c.scalar(
             select(func.coalesce(func.sum(Movement.delta), 0)).where(
                 Movement.product_id == product_id
             )
         )
+    )
     return int(total or 0)
 
 
 async def purchase_count(db: Database) -> int:
-    async with db.read() as connection:
-        return int(await connection.scalar(select(func.count()).select_from(Purchase)) or 0)
+    return int(await db.read(lambda c: c.scalar(select(func.count()).select_from(Purchase))) or 0)
 
 
 async def movement_count(db: Database) -> int:
-    async with db.read() as connection:
-        return int(await connection.scalar(select(func.count()).select_from(Movement)) or 0)
+    return int(await db.read(lambda c: c.scalar(select(func.count()).select_from(Movement))) or 0)
 
 
 async def snapshot(db: Database) -> tuple[list[tuple[object, ...]], int, int]:
     """Every stock level, and how many movements and purchases there are."""
-    async with db.read() as connection:
-        levels = await connection.execute(
+    levels = await db.read(
+        lambda c: c.execute(
             select(StockLevel.product_id, StockLevel.quantity, StockLevel.version).order_by(
                 StockLevel.product_id
             )
-        )
-        rows = [tuple(row) for row in levels]
+        ).all()
+    )
+    rows = [tuple(row) for row in levels]
     return rows, await movement_count(db), await purchase_count(db)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import Connection, func, select
 
 from app.core.database import Database
 from app.models import Movement, Purchase, PurchaseLine, StockLevel
@@ -11,44 +13,7 @@ from app.models import Movement, Purchase, PurchaseLine, StockLevel
 async def broken_invariants(db: Database) -> list[str]:
     """Every way the stored state contradicts itself; empty when the books balance."""
     problems: list[str] = []
-    async with db.read() as connection:
-        levels = dict(
-            (await connection.execute(select(StockLevel.product_id, StockLevel.quantity))).all()
-        )
-        sums = dict(
-            (
-                await connection.execute(
-                    select(Movement.product_id, func.sum(Movement.delta)).group_by(
-                        Movement.product_id
-                    )
-                )
-            ).all()
-        )
-        lines = {
-            (row.purchase_id, row.product_id, -row.quantity)
-            for row in await connection.execute(select(PurchaseLine))
-        }
-        sold = {
-            (row.purchase_id, row.product_id, row.delta)
-            for row in await connection.execute(select(Movement).where(Movement.kind == "purchase"))
-        }
-        returned = {
-            (row.purchase_id, row.product_id, -row.delta)
-            for row in await connection.execute(select(Movement).where(Movement.kind == "cancel"))
-        }
-        cancelled_lines = {
-            (row.purchase_id, row.product_id, -row.quantity)
-            for row in await connection.execute(
-                select(PurchaseLine)
-                .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
-                .where(Purchase.status == "cancelled")
-            )
-        }
-        empty = await connection.scalar(
-            select(func.count())
-            .select_from(Purchase)
-            .where(~Purchase.id.in_(select(PurchaseLine.purchase_id)))
-        )
+    levels, sums, lines, sold, returned, cancelled_lines, empty = await db.read(_books)
     problems += [f"{pid}: quantity {q} below zero" for pid, q in levels.items() if q < 0]
     for product_id in set(levels) | set(sums):
         if int(sums.get(product_id) or 0) != levels.get(product_id, 0):
@@ -65,13 +30,50 @@ async def broken_invariants(db: Database) -> list[str]:
     return problems
 
 
+def _books(connection: Connection) -> tuple[Any, ...]:
+    """Everything the invariants compare, read in one transaction."""
+    levels = dict(connection.execute(select(StockLevel.product_id, StockLevel.quantity)).all())
+    sums = dict(
+        connection.execute(
+            select(Movement.product_id, func.sum(Movement.delta)).group_by(Movement.product_id)
+        ).all()
+    )
+    lines = {
+        (row.purchase_id, row.product_id, -row.quantity)
+        for row in connection.execute(select(PurchaseLine))
+    }
+    sold = {
+        (row.purchase_id, row.product_id, row.delta)
+        for row in connection.execute(select(Movement).where(Movement.kind == "purchase"))
+    }
+    returned = {
+        (row.purchase_id, row.product_id, -row.delta)
+        for row in connection.execute(select(Movement).where(Movement.kind == "cancel"))
+    }
+    cancelled_lines = {
+        (row.purchase_id, row.product_id, -row.quantity)
+        for row in connection.execute(
+            select(PurchaseLine)
+            .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
+            .where(Purchase.status == "cancelled")
+        )
+    }
+    empty = connection.scalar(
+        select(func.count())
+        .select_from(Purchase)
+        .where(~Purchase.id.in_(select(PurchaseLine.purchase_id)))
+    )
+    return levels, sums, lines, sold, returned, cancelled_lines, empty
+
+
 async def units_sold(db: Database) -> dict[str, int]:
     """Units taken by purchases that stand (completed, not cancelled), by product."""
-    async with db.read() as connection:
-        rows = await connection.execute(
+    rows = await db.read(
+        lambda c: c.execute(
             select(PurchaseLine.product_id, func.sum(PurchaseLine.quantity))
             .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
             .where(Purchase.status == "completed")
             .group_by(PurchaseLine.product_id)
-        )
-        return {product_id: int(total) for product_id, total in rows.all()}
+        ).all()
+    )
+    return {product_id: int(total) for product_id, total in rows}

@@ -25,7 +25,7 @@ from app.services.idempotency import Work
 api_key_scheme = APIKeyHeader(name="X-API-KEY", auto_error=False, scheme_name="ApiKey")
 
 # Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency
-# in the thread pool, a thread hand-off per dependency per request (see bench/RESULTS.md).
+# in the thread pool, a thread hand-off per dependency per request (docs/performance.md).
 
 
 async def get_database(request: Request) -> Database:
@@ -63,8 +63,8 @@ class Context:
 async def get_context(
     request: Request, _key: Annotated[str | None, Security(api_key_scheme)] = None
 ) -> Context:
-    """One dependency rather than one per resource: FastAPI's work per dependency was a
-    tenth of a read's cost (bench/RESULTS.md)."""
+    """One dependency rather than one per resource: FastAPI does real work for each
+    dependency of every request (docs/performance.md)."""
     state = request.app.state
     caller = Caller(actor=request.state.actor, request_id=request_id_var.get())
     return Context(state.database, state.catalog, state.settings, caller)

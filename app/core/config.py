@@ -42,9 +42,9 @@ class Settings(BaseSettings):
     products_circuit_failures: int = Field(default=5, ge=1, le=1000)
     products_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
     products_path: str = "/products/{id}"
-    # Enough connections for a sale's burst of look-ups to a slow but healthy catalog; beyond
-    # them look-ups queue (up to the pool timeout) rather than fail.
-    products_max_connections: int = Field(default=100, ge=1, le=10_000)
+    # Look-ups beyond these connections queue (up to the pool timeout) rather than fail; more
+    # connections cost CPU on every request in httpx's pool (docs/performance.md).
+    products_max_connections: int = Field(default=20, ge=1, le=10_000)
     products_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
 
     # Requests in progress in one process beyond which new ones are answered 503 `overloaded`

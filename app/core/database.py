@@ -1,24 +1,25 @@
-"""The engines, their transactions, and the SQLite settings that make concurrent writers safe."""
+"""The engines, the one writer per process, and the SQLite settings that make writes safe."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import queue
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import Any, Protocol
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import CursorResult, Engine, Executable, Insert, ScalarResult, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 
+from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
 from app.core.logging import MASK
@@ -31,6 +32,11 @@ _FILE_IDENTITY = "inventory_file_identity"
 logger = logging.getLogger("app.database")
 
 AfterCommit = Callable[[], None]
+T = TypeVar("T")
+# A unit of work (or a query): plain data-access code on a connection inside a transaction.
+Unit = Callable[[Connection], T]
+# Most units one SQLite COMMIT takes: bounds how long the first unit of a batch waits.
+MAX_BATCH = 64
 
 # SQLSTATE classes that mean "not now" rather than "never": connection exceptions (08),
 # a role or password the server rejects (28), a database that does not exist (3D) — both
@@ -114,60 +120,6 @@ def _unavailable_as_problem() -> Iterator[None]:
         raise
 
 
-class Connection(Protocol):
-    """What services run their statements on: SQLAlchemy's `AsyncConnection` on PostgreSQL,
-    an `InlineConnection` on SQLite."""
-
-    @property
-    def info(self) -> dict[Any, Any]: ...
-
-    @property
-    def dialect(self) -> Dialect: ...
-
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
-
-    async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
-
-    async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]: ...
-
-    async def exec_driver_sql(self, sql: str, parameters: Any = None) -> CursorResult[Any]: ...
-
-
-class InlineConnection:
-    """A synchronous SQLite connection behind the awaitable calls of `Connection`.
-
-    SQLite is a library reading a local file, not a server: a one-row read takes tens of
-    microseconds, while handing each call to aiosqlite's thread and back cost ten times that
-    and, under load, queued every hop behind the GIL (bench/RESULTS.md). So the statements
-    run on the event loop itself; none of these methods yields to it.
-    """
-
-    __slots__ = ("_connection",)
-
-    def __init__(self, connection: SyncConnection) -> None:
-        self._connection = connection
-
-    @property
-    def info(self) -> dict[Any, Any]:
-        return self._connection.info
-
-    @property
-    def dialect(self) -> Dialect:
-        return self._connection.dialect
-
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
-        return self._connection.execute(statement, parameters)
-
-    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
-        return self._connection.scalar(statement, parameters)
-
-    async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]:
-        return self._connection.scalars(statement, parameters)
-
-    async def exec_driver_sql(self, sql: str, parameters: Any = None) -> CursorResult[Any]:
-        return self._connection.exec_driver_sql(sql, parameters)
-
-
 def async_url(database_url: str) -> URL:
     """Accept plain `sqlite:///…` and `postgresql://…` URLs and pick the async driver."""
     url = make_url(database_url)
@@ -178,22 +130,140 @@ def async_url(database_url: str) -> URL:
     return url
 
 
+class _Job(Generic[T]):
+    """One unit of work on its way through the SQLite writer, and the future its caller awaits."""
+
+    __slots__ = ("callbacks", "error", "future", "loop", "result", "unit")
+
+    def __init__(self, unit: Unit[T], loop: asyncio.AbstractEventLoop) -> None:
+        self.unit = unit
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
+        self.callbacks: list[AfterCommit] = []
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def run(self, connection: Connection) -> None:
+        """The unit in a savepoint of its own: a unit that raises undoes only itself."""
+        connection.info[_AFTER_COMMIT] = self.callbacks
+        try:
+            with connection.begin_nested():
+                self.result = self.unit(connection)
+        except Exception as error:
+            self.fail(error)
+        finally:
+            connection.info.pop(_AFTER_COMMIT, None)
+
+    def fail(self, error: BaseException) -> None:
+        self.error = _as_problem(error)
+        self.callbacks.clear()
+
+    def settle(self) -> None:
+        """On the caller's loop: hand over the outcome, then report what was committed."""
+        if self.error is not None:
+            self.future.set_exception(self.error)
+            return
+        self.future.set_result(cast(T, self.result))
+        _run_after_commit(self.callbacks)
+
+
+class SqliteWriter:
+    """The one thread of the process that writes to a SQLite database, on its one connection.
+
+    Units of work queue here and are run in the order they came, each in a savepoint of its
+    own; the units that queued while the last batch committed are committed together, with
+    one COMMIT and so one fsync. At low load a batch is a single unit: there is no timer.
+    Waiting for the write lock (`busy_timeout`, another process writing) and for the disk
+    happens in this thread, never on an event loop.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.units = 0
+
+    def submit(self, unit: Unit[T]) -> asyncio.Future[T]:
+        job = _Job(unit, asyncio.get_running_loop())
+        self._jobs.put(job)
+        return job.future
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stopping = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+            if stopping:
+                return
+
+    def _commit(self, batch: list[_Job[Any]]) -> None:
+        try:
+            with self._engine.connect() as connection:
+                transaction = connection.begin()
+                for job in batch:
+                    job.run(connection)
+                try:
+                    transaction.commit()
+                except Exception as error:
+                    # SQLite may leave the transaction open after a refused COMMIT: end it
+                    # at the driver, below SQLAlchemy's own (already finished) transaction.
+                    connection.connection.rollback()
+                    # Nothing of the batch was kept, whatever each unit did: every unit that
+                    # would have committed is told so, and may be retried.
+                    failed = DatabaseUnavailable("The database could not commit this change.")
+                    failed.__cause__ = error
+                    for job in batch:
+                        job.fail(failed)
+        except Exception as error:
+            # No connection, or no BEGIN (the lock held past the busy timeout, say).
+            for job in batch:
+                job.fail(error)
+        self.batches += 1
+        self.units += len(batch)
+        metrics.observe_write_batch(len(batch))
+        for job in batch:
+            job.loop.call_soon_threadsafe(job.settle)
+
+
 class Database:
-    """The database of the process, handing out read and write transactions.
+    """The database of the process: units of work to write, queries to read.
 
-    PostgreSQL is reached through asyncpg; SQLite through the standard library's driver, its
-    calls made on the event loop (see `InlineConnection`).
+    A unit of work is a plain function of a SQLAlchemy `Connection`, run inside a transaction
+    and committed before `write` returns its result; a query is the same, read-only. Data
+    access stays synchronous code on both engines:
 
-    SQLite admits one writer at a time. Write transactions there start with
-    `BEGIN IMMEDIATE`, so a writer takes the lock up front instead of failing half-way with
-    "database is locked", and writers of this process queue on an asyncio lock rather than
-    in SQLite's busy handler.
+    - SQLite: every write goes to the process's `SqliteWriter` thread (one writer, group
+      commit); reads run on the event loop through the standard library's `sqlite3`, which in
+      WAL mode never waits for a writer.
+    - PostgreSQL: each unit runs on a pooled asyncpg connection through SQLAlchemy's
+      `run_sync`, so units on different rows run in parallel.
 
-    Whatever means the database cannot answer right now — refused, reset or timed-out
-    connections, a database that does not exist, a rejected password, a lock held past the
-    busy timeout — leaves as `DatabaseUnavailable`. A pooled PostgreSQL connection the
-    server has closed is replaced before use, so after an outage the pool renews itself
-    instead of failing the first request on each.
+    A unit runs to its end even when its caller gives up (a client hangs up): it commits whole
+    or not at all, and a retry with the same idempotency key learns which. Whatever means the
+    database cannot answer right now — refused, reset or timed-out connections, a database that
+    does not exist, a rejected password, a lock held past the busy timeout — leaves as
+    `DatabaseUnavailable`. A pooled PostgreSQL connection the server has closed is replaced
+    before use, so after an outage the pool renews itself.
 
     With `schema_revision`, a connection is handed out only once its database is at that
     Alembic revision, else `SchemaNotCurrent`. The check runs once per new connection, not
@@ -225,14 +295,22 @@ class Database:
         url = async_url(database_url)
         self._password = url.password
         self.is_sqlite = url.get_backend_name() == "sqlite"
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Units still running for callers that gave up: referenced until they end.
+        self._detached: set[asyncio.Task[Any]] = set()
+        self._writer: SqliteWriter | None = None
         if self.is_sqlite:
-            self._sqlite: Engine = create_engine(url.set(drivername="sqlite"))
-            _configure_sqlite(self._sqlite, busy_timeout_ms)
-            _discard_replaced_files(self._sqlite, url.database or "")
-            if schema_revision is not None:
-                _require_schema(self._sqlite, schema_revision)
-            self._sqlite_write = self._sqlite.execution_options(**{_WRITE: True})
+            sqlite_url = url.set(drivername="sqlite")
+            self._sqlite: Engine = create_engine(sqlite_url)
+            # The writer's own engine: its one connection is opened, used and closed by the
+            # writer thread alone.
+            self._sqlite_writes: Engine = create_engine(
+                sqlite_url, poolclass=SingletonThreadPool, execution_options={_WRITE: True}
+            )
+            for engine in (self._sqlite, self._sqlite_writes):
+                _configure_sqlite(engine, busy_timeout_ms)
+                _discard_replaced_files(engine, url.database or "")
+                if schema_revision is not None:
+                    _require_schema(engine, schema_revision)
             # One statement is its own consistent snapshot, so a single read needs no BEGIN.
             self._sqlite_single = self._sqlite.execution_options(**{_NO_BEGIN: True})
             return
@@ -253,79 +331,66 @@ class Database:
         # no BEGIN and ROLLBACK round trips, and no switching of the isolation level on every
         # checkout and check-in, as an `isolation_level` execution option would do.
         self._postgres_single = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
-        for engine in (self._postgres, self._postgres_single):
-            _discard_closed_connections(engine)
+        for postgres in (self._postgres, self._postgres_single):
+            _discard_closed_connections(postgres)
             if schema_revision is not None:
-                _require_schema(engine.sync_engine, schema_revision)
+                _require_schema(postgres.sync_engine, schema_revision)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises.
+    @property
+    def writer(self) -> SqliteWriter | None:
+        """The SQLite writer, once the first write started it; None on PostgreSQL."""
+        return self._writer
 
-        Callbacks registered with `after_commit` run once the commit has succeeded; after a
-        rollback they are dropped.
+    async def write(self, unit: Unit[T]) -> T:
+        """Run `unit` in a transaction and commit it; its result, or what it raised.
+
+        Callbacks the unit registers with `after_commit` run after the commit, on the loop.
         """
+        if self.is_sqlite:
+            if self._writer is None:
+                self._writer = SqliteWriter(self._sqlite_writes)
+            return await asyncio.shield(self._writer.submit(unit))
+        task = asyncio.ensure_future(self._write_postgres(unit))
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+        return await asyncio.shield(task)
+
+    async def _write_postgres(self, unit: Unit[T]) -> T:
         callbacks: list[AfterCommit] = []
-        async with self._begin() as connection:
-            # `info` belongs to the pooled DBAPI connection and outlives this transaction. It is
-            # held here because an invalidated connection refuses to hand it out again.
-            info = connection.info
-            info[_AFTER_COMMIT] = callbacks
+
+        def in_transaction(connection: Connection) -> T:
+            connection.info[_AFTER_COMMIT] = callbacks
             try:
-                yield connection
+                return unit(connection)
             finally:
-                info.pop(_AFTER_COMMIT, None)
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                # The change is committed and the caller must hear so; a failed report must
-                # not turn that into an error.
-                logger.exception("after-commit callback failed")
+                connection.info.pop(_AFTER_COMMIT, None)
 
-    @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[Connection]:
         with _unavailable_as_problem():
-            if self._write_lock is None:
-                async with self._postgres.begin() as connection:
-                    yield connection
-                return
-            # Writers of this process queue here, on the event loop, and not in SQLite's busy
-            # handler, which would stall the loop while the holder waits for it to run.
-            async with self._write_lock:
-                with self._sqlite_write.connect() as sqlite_connection:
-                    sqlite_connection.begin()
-                    try:
-                        yield InlineConnection(sqlite_connection)
-                    except BaseException:
-                        sqlite_connection.rollback()
-                        raise
-                    # The statements were CPU; the commit waits for the disk (synchronous=
-                    # FULL), as long as the disk likes. Off the loop, other requests go on
-                    # meanwhile: a slow fsync held inline made products look-ups time out.
-                    await asyncio.to_thread(sqlite_connection.commit)
+            async with self._postgres.begin() as connection:
+                result = await connection.run_sync(in_transaction)
+        _run_after_commit(callbacks)
+        return result
 
-    def read(self) -> AbstractAsyncContextManager[Connection]:
-        """A read-only transaction with a consistent view."""
-        return self._connect(single=False)
+    async def read(self, query: Unit[T]) -> T:
+        """Run read-only `query` in one transaction: a consistent view across its statements."""
+        return await self._read(query, single=False)
 
-    def read_one(self) -> AbstractAsyncContextManager[Connection]:
-        """A connection for exactly one read statement, outside any transaction."""
-        return self._connect(single=True)
+    async def read_one(self, query: Unit[T]) -> T:
+        """Run `query`, which makes exactly one statement, outside any transaction."""
+        return await self._read(query, single=True)
 
-    @asynccontextmanager
-    async def _connect(self, *, single: bool) -> AsyncIterator[Connection]:
+    async def _read(self, query: Unit[T], *, single: bool) -> T:
         with _unavailable_as_problem():
             if self.is_sqlite:
-                with (self._sqlite_single if single else self._sqlite).connect() as connection:
-                    yield InlineConnection(connection)
-                return
-            async with (self._postgres_single if single else self._postgres).connect() as pooled:
-                yield pooled
+                engine = self._sqlite_single if single else self._sqlite
+                with engine.connect() as connection:
+                    return query(connection)
+            pool = self._postgres_single if single else self._postgres
+            async with pool.connect() as pooled:
+                return await pooled.run_sync(query)
 
     async def ping(self) -> None:
-        async with self.read() as connection:
-            await connection.exec_driver_sql("SELECT 1")
+        await self.read(_select_one)
 
     def reason(self, error: BaseException) -> str:
         """`unavailable_reason`, with this database's password masked should the driver
@@ -334,23 +399,40 @@ class Database:
         return reason.replace(self._password, MASK) if self._password else reason
 
     async def dispose(self) -> None:
+        """Let every unit under way finish, then close every connection."""
+        if self._detached:
+            await asyncio.gather(*self._detached, return_exceptions=True)
         if self.is_sqlite:
+            if self._writer is not None:
+                await asyncio.to_thread(self._writer.stop)
+                self._writer = None
             self._sqlite.dispose()
+            self._sqlite_writes.dispose()
         else:
             await self._postgres.dispose()
             await self._postgres_single.dispose()
 
 
-def insert_unless_exists(
-    model: type[Any], index_elements: list[str], **values: Any
-) -> dict[str, Insert]:
-    """`INSERT … ON CONFLICT (index_elements) DO NOTHING` for each engine, by dialect name."""
-    return {
-        name: dialect.insert(model)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=index_elements)
-        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-    }
+def _select_one(connection: Connection) -> None:
+    connection.exec_driver_sql("SELECT 1")
+
+
+def _as_problem(error: BaseException) -> BaseException:
+    if is_unavailable(error):
+        problem = DatabaseUnavailable("The database cannot answer right now.")
+        problem.__cause__ = error
+        return problem
+    return error
+
+
+def _run_after_commit(callbacks: list[AfterCommit]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            # The change is committed and the caller must hear so; a failed report must not
+            # turn that into an error.
+            logger.exception("after-commit callback failed")
 
 
 def after_commit(connection: Connection, callback: AfterCommit) -> None:
@@ -358,7 +440,7 @@ def after_commit(connection: Connection, callback: AfterCommit) -> None:
     try:
         callbacks: list[AfterCommit] = connection.info[_AFTER_COMMIT]
     except KeyError:
-        raise RuntimeError("after_commit needs a connection from Database.transaction()") from None
+        raise RuntimeError("after_commit needs a connection from Database.write()") from None
     callbacks.append(callback)
 
 
@@ -366,7 +448,7 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
     """Replace, at checkout, a pooled connection whose socket the server has closed (it
     restarted, or an outage cut it). asyncpg knows this without a round trip;
     `pool_pre_ping` would ask the server with three (BEGIN, a ping, ROLLBACK) on every
-    checkout (bench/RESULTS.md)."""
+    checkout (docs/performance.md)."""
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:

@@ -60,6 +60,11 @@ MOVEMENTS = Counter("inventory_movements", "Committed ledger movements, by kind.
 PRODUCT_LOOKUPS = Counter(
     "inventory_product_lookups", "Look-ups of products in the products service.", ["outcome"]
 )
+WRITE_BATCHES = Histogram(
+    "inventory_sqlite_write_batch_units",
+    "Units of work committed together by one SQLite COMMIT (group commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 REQUESTS_SHED = Counter(
     "inventory_requests_shed",
     "Requests answered 503 overloaded at once because too many were already in progress.",
@@ -84,6 +89,10 @@ def count_product_lookup(outcome: ProductLookupOutcome) -> None:
 
 def count_movement(kind: MovementKind) -> None:
     MOVEMENTS.labels(kind=kind).inc()
+
+
+def observe_write_batch(units: int) -> None:
+    WRITE_BATCHES.observe(units)
 
 
 def count_shed_request() -> None:

@@ -12,18 +12,20 @@ import csv
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection
 
 from app.core.context import Caller
-from app.core.database import Connection, Database
-from app.models import StockLevel
+from app.core.database import Database
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
+from app.repositories import stock_levels
+from app.repositories.movements import NewMovement
 from app.schemas.common import ProductIdStr, Reason
-from app.services.ledger import NewMovement, record_movements
+from app.services.ledger import record_movements
 
 IMPORT_BATCH_SIZE = 1000
 EXPORT_PAGE_SIZE = 1000
@@ -156,12 +158,10 @@ async def import_stock(
     summary = ImportSummary()
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        if dry_run:
-            async with db.read() as connection:
-                await _import_batch(connection, caller, batch, summary, write=False)
-        else:
-            async with db.transaction() as connection:
-                await _import_batch(connection, caller, batch, summary, write=True)
+        unit = partial(
+            _import_batch, caller=caller, batch=batch, summary=summary, write=not dry_run
+        )
+        await (db.read(unit) if dry_run else db.write(unit))
         if progress is not None:
             progress(len(batch))
     logger.info(
@@ -177,22 +177,19 @@ async def import_stock(
     return summary
 
 
-async def _import_batch(
+def _import_batch(
     connection: Connection,
+    *,
     caller: Caller,
     batch: Sequence[ImportRow],
     summary: ImportSummary,
-    *,
     write: bool,
 ) -> None:
-    query = select(StockLevel.product_id, StockLevel.quantity).where(
-        StockLevel.product_id.in_([row.product_id for row in batch])
+    # Rows are read and written in one transaction; on PostgreSQL the lock keeps a concurrent
+    # writer from changing a quantity between our read and our update.
+    stored = stock_levels.quantities(
+        connection, [row.product_id for row in batch], for_update=write
     )
-    if write:
-        # Rows are read and written in one transaction; on PostgreSQL the lock keeps a
-        # concurrent writer from changing a quantity between our read and our update.
-        query = query.with_for_update()
-    stored: dict[str, int] = {r.product_id: r.quantity for r in await connection.execute(query)}
     created = [row for row in batch if row.product_id not in stored]
     updated = [
         row for row in batch if row.product_id in stored and stored[row.product_id] != row.quantity
@@ -204,32 +201,11 @@ async def _import_batch(
         return
     now = utcnow()
     if created:
-        await connection.execute(
-            insert(StockLevel),
-            [
-                {
-                    "product_id": row.product_id,
-                    "quantity": row.quantity,
-                    "version": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for row in created
-            ],
-        )
+        stock_levels.insert_many(connection, [(r.product_id, r.quantity) for r in created], now)
     if updated:
-        await connection.execute(
-            update(StockLevel)
-            .where(StockLevel.product_id == bindparam("row_product_id"))
-            .values(
-                quantity=bindparam("row_quantity"),
-                version=StockLevel.version + 1,
-                updated_at=now,
-            ),
-            [{"row_product_id": row.product_id, "row_quantity": row.quantity} for row in updated],
-        )
+        stock_levels.set_many(connection, [(r.product_id, r.quantity) for r in updated], now)
     changed = sorted(created + updated, key=lambda row: row.line)
-    await record_movements(
+    record_movements(
         connection,
         caller,
         [
@@ -255,14 +231,16 @@ async def export_stock(
     """
     after: str | None = None
     while True:
-        query = select(StockLevel.product_id, StockLevel.quantity).order_by(StockLevel.product_id)
-        if after is not None:
-            query = query.where(StockLevel.product_id > after)
-        async with db.read() as connection:
-            page = [
-                (r.product_id, r.quantity) for r in await connection.execute(query.limit(page_size))
-            ]
-        if not page:
+        levels = await db.read_one(
+            partial(
+                stock_levels.find_many,
+                product_ids=(),
+                max_quantity=None,
+                after=after,
+                limit=page_size,
+            )
+        )
+        if not levels:
             return
-        yield page
-        after = page[-1][0]
+        yield [(level.product_id, level.quantity) for level in levels]
+        after = levels[-1].product_id

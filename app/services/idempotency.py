@@ -16,21 +16,23 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.context import Caller
-from app.core.database import Connection, Database, insert_unless_exists
+from app.core.database import Database
 from app.core.errors import (
     DatabaseUnavailable,
     IdempotencyKeyInUse,
     IdempotencyKeyReuse,
     ProblemError,
 )
-from app.models import IdempotencyKey
 from app.models.base import utcnow
+from app.repositories import idempotency_keys as keys
+from app.repositories.idempotency_keys import KeyHolder, StoredKey
 from app.services.answers import Answer
 
 # Answers that are final and so replayed; a 5xx is not, the caller may retry it.
@@ -49,76 +51,15 @@ def fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# Built once, their values passed as parameters (bench/RESULTS.md). A key is the pair
-# (:key_actor, :key_name); a claim on it is also named by its :owner.
-_the_key = (
-    IdempotencyKey.actor == bindparam("key_actor"),
-    IdempotencyKey.key == bindparam("key_name"),
-)
-_unanswered = (
-    *_the_key,
-    IdempotencyKey.owner == bindparam("key_owner"),
-    IdempotencyKey.status_code.is_(None),
-)
-_store_answer = (
-    update(IdempotencyKey)
-    .where(*_unanswered)
-    .values(status_code=bindparam("new_status"), answer=bindparam("new_answer"))
-)
-_release_claim = delete(IdempotencyKey).where(*_unanswered)
-_claim_values: dict[str, Any] = {
-    "fingerprint": bindparam("new_fingerprint"),
-    "owner": bindparam("key_owner"),
-    "lease_until": bindparam("new_lease_until"),
-    "status_code": None,
-    "answer": None,
-    "created_at": bindparam("now"),
-    "expires_at": bindparam("new_expires_at"),
-}
-_insert_claim = insert_unless_exists(
-    IdempotencyKey,
-    ["actor", "key"],
-    actor=bindparam("key_actor"),
-    key=bindparam("key_name"),
-    **_claim_values,
-)
-# Expired keys are forgotten, and abandoned claims (their owner died) are taken over.
-_take_over = (
-    update(IdempotencyKey)
-    .where(
-        *_the_key,
-        or_(
-            IdempotencyKey.expires_at <= bindparam("now"),
-            and_(
-                IdempotencyKey.status_code.is_(None),
-                IdempotencyKey.lease_until <= bindparam("now"),
-                IdempotencyKey.fingerprint == bindparam("new_fingerprint"),
-            ),
-        ),
-    )
-    .values(**_claim_values)
-)
-_find_key = select(
-    IdempotencyKey.fingerprint, IdempotencyKey.status_code, IdempotencyKey.answer
-).where(*_the_key)
-
-
 @dataclass(frozen=True, slots=True)
 class Claim:
-    actor: str
-    key: str
-    owner: str
+    """A key claimed for one request; its answer is stored in the unit of its effect."""
 
-    @property
-    def names(self) -> dict[str, str]:
-        return {"key_actor": self.actor, "key_name": self.key, "key_owner": self.owner}
+    holder: KeyHolder
 
-    async def store(self, connection: Connection, answer: Answer) -> None:
-        """Record the answer inside the transaction of its effect."""
-        values = {"new_status": answer.status, "new_answer": _dump(answer)}
-        stored = await connection.execute(_store_answer, self.names | values)
-        if stored.rowcount != 1:
-            raise LostClaim(f"idempotency key {self.key!r} was taken over")
+    def store(self, connection: Connection, answer: Answer) -> None:
+        if not keys.store_answer(connection, self.holder, answer.status, _dump(answer)):
+            raise LostClaim(f"idempotency key {self.holder.key!r} was taken over")
 
 
 Work = Callable[[Claim | None], Awaitable[Answer]]
@@ -161,55 +102,50 @@ async def _claim(
     ttl: timedelta,
     lease: timedelta,
 ) -> Claim | Answer:
-    now = utcnow()
-    claim = Claim(actor=actor, key=key, owner=uuid.uuid4().hex)
-    values = claim.names | {
-        "new_fingerprint": request_fingerprint,
-        "new_lease_until": now + lease,
-        "new_expires_at": now + ttl,
-        "now": now,
-    }
-    async with db.transaction() as connection:
-        inserted = await connection.execute(_insert_claim[connection.dialect.name], values)
-        if inserted.rowcount == 1:
-            return claim
-        taken_over = await connection.execute(_take_over, values)
-        if taken_over.rowcount == 1:
-            return claim
-        row = (await connection.execute(_find_key, values)).one()
-    if row.fingerprint != request_fingerprint:
+    holder = KeyHolder(actor=actor, key=key, owner=uuid.uuid4().hex)
+
+    def unit(connection: Connection) -> StoredKey | None:
+        now = utcnow()
+        claimed = keys.claim(
+            connection,
+            holder,
+            fingerprint=request_fingerprint,
+            lease_until=now + lease,
+            expires_at=now + ttl,
+            now=now,
+        )
+        return None if claimed else keys.find(connection, actor, key)
+
+    stored = await db.write(unit)
+    if stored is None:
+        return Claim(holder)
+    if stored.fingerprint != request_fingerprint:
         raise IdempotencyKeyReuse(
             "This Idempotency-Key was used with a different request.", idempotency_key=key
         )
-    if row.status_code is None:
+    if stored.status_code is None:
         raise IdempotencyKeyInUse(
             "A request with this Idempotency-Key is still in progress.",
             headers={"Retry-After": "1"},
         )
-    return _load(row.answer)
+    return _load(stored.answer)
 
 
 async def _store_outcome(db: Database, claim: Claim, answer: Answer) -> None:
-    async with db.transaction() as connection:
-        await claim.store(connection, answer)
+    await db.write(partial(claim.store, answer=answer))
 
 
 async def _release(db: Database, claim: Claim) -> None:
     """Free the key for a retry. If even that fails, the lease frees it a little later."""
     try:
-        async with db.transaction() as connection:
-            await connection.execute(_release_claim, claim.names)
+        await db.write(partial(keys.release, holder=claim.holder))
     except (DatabaseUnavailable, SQLAlchemyError):
-        logger.warning("could not release idempotency key %r", claim.key, exc_info=True)
+        logger.warning("could not release idempotency key %r", claim.holder.key, exc_info=True)
 
 
 async def purge_expired(db: Database) -> int:
     """Forget keys past their expiry; returns how many."""
-    async with db.transaction() as connection:
-        result = await connection.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
-        )
-    return int(result.rowcount)
+    return await db.write(lambda connection: keys.purge_expired(connection, utcnow()))
 
 
 async def purge_idempotency_keys(db: Database, *, every: timedelta = PURGE_INTERVAL) -> None:

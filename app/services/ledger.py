@@ -1,47 +1,33 @@
-"""The ledger: one movement per change of stock, written in the transaction of the change."""
+"""The ledger: one movement per change of stock, written in the unit of work of the change."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import structlog
 from pydantic import Field, TypeAdapter
-from sqlalchemy import insert, select
+from sqlalchemy import Connection
 
 from app.core import metrics
 from app.core.context import Caller
-from app.core.database import Connection, Database, after_commit
+from app.core.database import Database, after_commit
 from app.core.errors import NotFound
-from app.models import Movement
 from app.models.base import utcnow
 from app.models.movement import MAX_MOVEMENT_ID, MovementKind
+from app.repositories import movements
+from app.repositories.movements import NewMovement
 from app.schemas.common import Page
 from app.schemas.stock import MovementOut
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
-
-_movement_columns = list(Movement.__table__.c)
-# Built once: constructing an ORM-flavoured `insert(...).values(...)` on every call cost more
-# than executing it (bench/RESULTS.md); the values travel as parameters instead.
-_insert_movement = insert(Movement)
 
 logger = structlog.get_logger("app.inventory")
 
 _movement_position = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_MOVEMENT_ID)])
 
 
-@dataclass(frozen=True, slots=True)
-class NewMovement:
-    product_id: str
-    kind: MovementKind
-    delta: int
-    quantity_after: int
-    reason: str | None = None
-    purchase_id: str | None = None
-
-
-async def record_movement(
+def record_movement(
     connection: Connection,
     caller: Caller,
     *,
@@ -53,39 +39,24 @@ async def record_movement(
     purchase_id: str | None = None,
 ) -> None:
     movement = NewMovement(product_id, kind, delta, quantity_after, reason, purchase_id)
-    await record_movements(connection, caller, [movement])
+    record_movements(connection, caller, [movement])
 
 
-async def record_movements(
-    connection: Connection, caller: Caller, movements: Sequence[NewMovement]
+def record_movements(
+    connection: Connection, caller: Caller, changes: Sequence[NewMovement]
 ) -> None:
-    """Write movements in the caller's transaction (one executemany), and announce each one
-    with an `inventory.changed` log line once that transaction has committed."""
-    if not movements:
+    """Write movements in the unit's transaction, and announce each one with an
+    `inventory.changed` log line once that transaction has committed."""
+    if not changes:
         return
-    now = utcnow()
-    await connection.execute(
-        _insert_movement,
-        [
-            {
-                "product_id": m.product_id,
-                "kind": m.kind,
-                "delta": m.delta,
-                "quantity_after": m.quantity_after,
-                "reason": m.reason,
-                "purchase_id": m.purchase_id,
-                "actor": caller.actor,
-                "request_id": caller.request_id,
-                "created_at": now,
-            }
-            for m in movements
-        ],
+    movements.insert_many(
+        connection, changes, actor=caller.actor, request_id=caller.request_id, now=utcnow()
     )
-    after_commit(connection, lambda: _announce(caller, movements))
+    after_commit(connection, lambda: _announce(caller, changes))
 
 
-def _announce(caller: Caller, movements: Sequence[NewMovement]) -> None:
-    for movement in movements:
+def _announce(caller: Caller, changes: Sequence[NewMovement]) -> None:
+    for movement in changes:
         logger.info(
             "inventory.changed",
             product_id=movement.product_id,
@@ -104,14 +75,13 @@ async def list_movements(
 ) -> Page[MovementOut]:
     """The ledger of one product, newest first; 404 when it never had a movement."""
     scope = list_scope("movements", product_id=product_id)
-    query = select(*_movement_columns).where(Movement.product_id == product_id)
-    if cursor is not None:
-        query = query.where(Movement.id < decode_cursor(scope, cursor, _movement_position))
-    async with db.read_one() as connection:
-        rows = (await connection.execute(query.order_by(Movement.id.desc()).limit(limit + 1))).all()
+    before = None if cursor is None else decode_cursor(scope, cursor, _movement_position)
+    rows = await db.read_one(
+        partial(movements.of_product, product_id=product_id, before=before, limit=limit + 1)
+    )
     if not rows and cursor is None:
         raise NotFound(f"Product {product_id!r} has no stock history.")
     page = rows[:limit]
-    items = [MovementOut.model_validate({**row._mapping, "id": str(row.id)}) for row in page]
-    next_cursor = encode_cursor(scope, page[-1].id) if len(rows) > limit else None
+    items = [MovementOut.model_validate({**row, "id": str(row["id"])}) for row in page]
+    next_cursor = encode_cursor(scope, page[-1]["id"]) if len(rows) > limit else None
     return Page[MovementOut](items=items, next_cursor=next_cursor)

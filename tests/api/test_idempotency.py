@@ -116,12 +116,13 @@ async def test_a_claim_in_flight_answers_409_with_retry_after(
     await make_stock(db, "a", 5)
     # A first request that claimed the key and is still running looks like this.
     first = await client.post("/inventory/purchase", json=order(("a", 1)), headers=KEY)
-    async with db.transaction() as connection:
-        await connection.execute(
+    await db.write(
+        lambda connection: connection.execute(
             update(IdempotencyKey).values(
                 status_code=None, answer=None, lease_until=utcnow() + timedelta(seconds=30)
             )
         )
+    )
 
     response = await client.post("/inventory/purchase", json=order(("a", 1)), headers=KEY)
 
@@ -137,12 +138,13 @@ async def test_an_abandoned_claim_is_taken_over_after_its_lease(
     await make_stock(db, "a", 5)
     await client.post("/inventory/purchase", json=order(("a", 1)), headers=KEY)
     # The first owner died before committing: its claim has no answer and an old lease.
-    async with db.transaction() as connection:
-        await connection.execute(
+    await db.write(
+        lambda connection: connection.execute(
             update(IdempotencyKey).values(
                 status_code=None, answer=None, lease_until=utcnow() - timedelta(seconds=1)
             )
         )
+    )
 
     response = await client.post("/inventory/purchase", json=order(("a", 1)), headers=KEY)
 
@@ -156,10 +158,11 @@ async def test_expired_keys_are_purged_and_then_forgotten(
     await make_stock(db, "a", 5)
     await client.post("/inventory/purchase", json=order(("a", 1)), headers=KEY)
     assert await purge_expired(db) == 0
-    async with db.transaction() as connection:
-        await connection.execute(
+    await db.write(
+        lambda connection: connection.execute(
             update(IdempotencyKey).values(expires_at=utcnow() - timedelta(seconds=1))
         )
+    )
 
     assert await purge_expired(db) == 1
     again = await client.post("/inventory/purchase", json=order(("a", 1)), headers=KEY)

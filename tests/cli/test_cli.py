@@ -51,8 +51,8 @@ def _movement_count(url: str) -> int:
     async def count() -> int:
         db = Database(url)
         try:
-            async with db.read() as connection:
-                return int(await connection.scalar(select(func.count()).select_from(Movement)) or 0)
+            counted = await db.read(lambda c: c.scalar(select(func.count()).select_from(Movement)))
+            return int(counted or 0)
         finally:
             await db.dispose()
 

@@ -869,7 +869,7 @@ async def test_http_client_has_explicit_timeouts_and_a_pool_for_a_sale() -> None
 
     async with build_http_client(settings) as client:
         assert client.timeout == httpx.Timeout(connect=1.5, read=1.5, write=1.5, pool=7)
-    assert Settings(_env_file=None).products_max_connections == 100  # type: ignore[call-arg]
+    assert Settings(_env_file=None).products_max_connections == 20  # type: ignore[call-arg]
 
 
 # --- a catalog saying "no such product", and waiting for a connection ---------------------

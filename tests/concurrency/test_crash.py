@@ -106,8 +106,8 @@ async def test_a_killed_server_loses_and_duplicates_nothing(database_url: str) -
         ids = {r.json()["id"] for r in created} | {
             r.json()["id"] for r in retried if r.status_code == 201
         }
-        async with db.read() as connection:
-            assert set((await connection.scalars(select(Purchase.id))).all()) == ids
+        stored = await db.read(lambda c: c.scalars(select(Purchase.id)).all())
+        assert set(stored) == ids
         sold = await units_sold(db)
         for product_id, initial in PRODUCTS.items():
             assert await quantity_of(db, product_id) + sold.get(product_id, 0) == initial  # type: ignore[operator]

@@ -16,12 +16,13 @@ from tests.invariants import broken_invariants
 
 
 async def sold(db: Database, product_id: str) -> int:
-    async with db.read() as connection:
-        total = await connection.scalar(
+    total = await db.read(
+        lambda c: c.scalar(
             select(func.coalesce(func.sum(PurchaseLine.quantity), 0))
             .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
             .where(PurchaseLine.product_id == product_id, Purchase.status == "completed")
         )
+    )
     return int(total or 0)
 
 

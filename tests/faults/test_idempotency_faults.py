@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from app.core.context import Caller
-from app.core.database import Connection, Database
+from app.core.database import Database, T, Unit
 from app.core.errors import DatabaseUnavailable
 from app.services import idempotency
 from app.services.answers import Answer
@@ -30,13 +28,11 @@ class OutageAfterFirstTransaction(Database):
         super().__init__(database_url)
         self.transactions = 0
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def write(self, unit: Unit[T]) -> T:
         self.transactions += 1
         if self.transactions > 1:
             raise DatabaseUnavailable("The database cannot answer right now.")
-        async with super().transaction() as connection:
-            yield connection
+        return await super().write(unit)
 
 
 async def test_a_release_that_fails_in_an_outage_does_not_hide_the_original_error(

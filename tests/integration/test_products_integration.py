@@ -7,6 +7,7 @@ driven over ASGI; the products service is tests/fake_products.py, a real HTTP se
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import AsyncIterator, Callable
@@ -82,6 +83,14 @@ async def inventory(
     fake_products.require_api_key(PRODUCTS_KEY)
     async with running(settings_for(database_url, fake_products.url)) as service:
         yield service
+
+
+async def eventually(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
+    """Wait until `condition` holds, failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
 
 
 def asked(fake: FakeProductsServer, product_id: str) -> list[RecordedRequest]:
@@ -411,6 +420,10 @@ async def test_an_open_circuit_fails_fast_and_ready_stays_ready(
         for _ in range(settings.products_circuit_failures):
             started = time.monotonic()
             assert_unavailable(await service.http.post("/inventory/purchase", json=order(("1", 1))))
+        # A request we gave up on may reach the fake's handler a moment later, on a busy machine.
+        await eventually(
+            lambda: len(asked(fake_products, "1")) >= settings.products_circuit_failures
+        )
         assert len(asked(fake_products, "1")) == settings.products_circuit_failures
 
         refused = await service.http.post("/inventory/purchase", json=order(("1", 1)))

@@ -22,8 +22,7 @@ def _errors(text: str) -> list[tuple[int, str]]:
 
 
 async def _movement_count(db: Database) -> int:
-    async with db.read() as connection:
-        return int(await connection.scalar(select(func.count()).select_from(Movement)) or 0)
+    return int(await db.read(lambda c: c.scalar(select(func.count()).select_from(Movement))) or 0)
 
 
 def test_parse_reads_rows_with_or_without_header() -> None:
@@ -90,24 +89,22 @@ async def test_import_creates_updates_and_skips_like_put(db: Database) -> None:
     assert await quantity_of(db, "new") == 5
     for product_id, quantity in (("old", 7), ("same", 4), ("new", 5)):
         assert await ledger_sum(db, product_id) == quantity
-    async with db.read() as connection:
-        old = (
-            await connection.execute(
-                select(Movement.kind, Movement.delta, Movement.reason, Movement.actor)
-                .where(Movement.product_id == "old")
-                .order_by(Movement.id.desc())
-            )
+    old = await db.read(
+        lambda c: c.execute(
+            select(Movement.kind, Movement.delta, Movement.reason, Movement.actor)
+            .where(Movement.product_id == "old")
+            .order_by(Movement.id.desc())
         ).first()
+    )
     assert tuple(old or ()) == ("set", -3, "recount", TEST_CALLER.actor)
 
 
 async def test_import_bumps_the_version_of_updated_rows(db: Database) -> None:
     await make_stock(db, "v", 1)
     await bulk.import_stock(db, TEST_CALLER, _parse("v,2\nw,5\n"))
-    async with db.read() as connection:
-        versions = dict(
-            (await connection.execute(select(StockLevel.product_id, StockLevel.version))).all()
-        )
+    versions = dict(
+        await db.read(lambda c: c.execute(select(StockLevel.product_id, StockLevel.version)).all())
+    )
     assert versions == {"v": 2, "w": 1}
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import Connection
 
 from app.core.database import Database, after_commit
 from app.core.logging import configure_logging
@@ -26,8 +29,10 @@ async def test_change_is_announced_once_after_commit(
     db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     json_lines(capsys)
-    async with db.transaction() as connection:
-        await record_movement(
+    before_commit: list[dict[str, Any]] = []
+
+    def unit(connection: Connection) -> None:
+        record_movement(
             connection,
             TEST_CALLER,
             product_id="9",
@@ -36,7 +41,10 @@ async def test_change_is_announced_once_after_commit(
             quantity_after=4,
             purchase_id="p-1",
         )
-        assert events(json_lines(capsys), "inventory.changed") == []
+        before_commit.extend(events(json_lines(capsys), "inventory.changed"))
+
+    await db.write(unit)
+    assert before_commit == []
 
     [line] = events(json_lines(capsys), "inventory.changed")
     expected = {
@@ -53,22 +61,21 @@ async def test_change_is_announced_once_after_commit(
 async def test_rolled_back_change_announces_and_counts_nothing(
     db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async def record_then_fail() -> None:
-        async with db.transaction() as connection:
-            await record_movement(
-                connection,
-                TEST_CALLER,
-                product_id="9",
-                kind="purchase",
-                delta=-1,
-                quantity_after=0,
-            )
-            raise RuntimeError("abort")
+    def record_then_fail(connection: Connection) -> None:
+        record_movement(
+            connection,
+            TEST_CALLER,
+            product_id="9",
+            kind="purchase",
+            delta=-1,
+            quantity_after=0,
+        )
+        raise RuntimeError("abort")
 
     counted = _movements_counted("purchase")
     json_lines(capsys)
     with pytest.raises(RuntimeError, match="abort"):
-        await record_then_fail()
+        await db.write(record_then_fail)
 
     assert events(json_lines(capsys), "inventory.changed") == []
     assert _movements_counted("purchase") == counted
@@ -86,8 +93,7 @@ async def test_failing_after_commit_callback_does_not_fail_the_commit(
     def fail() -> None:
         raise ValueError("report failed")
 
-    async with db.transaction() as connection:
-        after_commit(connection, fail)
+    await db.write(lambda connection: after_commit(connection, fail))
 
     [line] = [
         line for line in json_lines(capsys) if line["event"] == "after-commit callback failed"
@@ -96,6 +102,5 @@ async def test_failing_after_commit_callback_does_not_fail_the_commit(
 
 
 async def test_after_commit_outside_a_write_transaction_is_refused(db: Database) -> None:
-    async with db.read() as connection:
-        with pytest.raises(RuntimeError, match=r"Database\.transaction"):
-            after_commit(connection, lambda: None)
+    with pytest.raises(RuntimeError, match=r"Database\.write"):
+        await db.read(lambda connection: after_commit(connection, lambda: None))

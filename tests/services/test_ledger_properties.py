@@ -17,7 +17,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from app.clients.products import StandaloneCatalog
 from app.core.database import Database
@@ -132,26 +132,23 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
 
         async def check_books(self) -> None:
             mine = [self.pid(name) for name in PRODUCTS]
-            async with self.db.read() as connection:
+
+            def books(connection: Connection) -> tuple[dict[str, int], dict[str, int], int]:
                 levels = dict(
-                    (
-                        await connection.execute(
-                            select(StockLevel.product_id, StockLevel.quantity).where(
-                                StockLevel.product_id.in_(mine)
-                            )
+                    connection.execute(
+                        select(StockLevel.product_id, StockLevel.quantity).where(
+                            StockLevel.product_id.in_(mine)
                         )
                     ).all()
                 )
                 sums = dict(
-                    (
-                        await connection.execute(
-                            select(Movement.product_id, func.sum(Movement.delta))
-                            .where(Movement.product_id.in_(mine))
-                            .group_by(Movement.product_id)
-                        )
+                    connection.execute(
+                        select(Movement.product_id, func.sum(Movement.delta))
+                        .where(Movement.product_id.in_(mine))
+                        .group_by(Movement.product_id)
                     ).all()
                 )
-                unmatched = await connection.scalar(
+                unmatched = connection.scalar(
                     select(func.count())
                     .select_from(PurchaseLine)
                     .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
@@ -164,6 +161,9 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                     )
                     .where(PurchaseLine.product_id.in_(mine), Movement.id.is_(None))
                 )
+                return levels, sums, int(unmatched or 0)
+
+            levels, sums, unmatched = await self.db.read(books)
             assert all(quantity >= 0 for quantity in levels.values())
             assert levels == {self.pid(n): q for n, q in self.expected.items()}
             for product_id in mine:

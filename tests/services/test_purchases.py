@@ -22,7 +22,7 @@ async def test_a_failure_after_the_first_line_leaves_everything_as_before(db: Da
     before = await snapshot(db)
     taken: list[str] = []
 
-    async def fail_after_first_line(product_id: str) -> None:
+    def fail_after_first_line(product_id: str) -> None:
         taken.append(product_id)
         raise Boom("injected after the first decrement")
 
