@@ -29,9 +29,18 @@ Cursor = Annotated[
 ]
 
 
-def _etag(response: Response, stock_level: StockLevelOut) -> StockLevelOut:
-    response.headers["ETag"] = f'"{stock_level.version}"'
-    return stock_level
+def _stock_response(
+    stock_level: StockLevelOut, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """The stock level as JSON with its ETag. Returned ready, so FastAPI does not validate
+    and serialize the model a second time (docs/performance.md); the route's
+    `response_model` still documents it."""
+    return Response(
+        stock_level.model_dump_json(),
+        status_code,
+        headers={"ETag": f'"{stock_level.version}"', **(headers or {})},
+        media_type="application/json",
+    )
 
 
 @router.get("", summary="List stock levels", responses=problems(422))
@@ -53,15 +62,21 @@ async def list_stock_levels(
     )
 
 
-@router.get("/{product_id}", summary="Get a stock level", responses=problems(404, 422))
-async def get_stock_level(product_id: ProductIdPath, ctx: Ctx, response: Response) -> StockLevelOut:
+@router.get(
+    "/{product_id}",
+    summary="Get a stock level",
+    response_model=StockLevelOut,
+    responses=problems(404, 422),
+)
+async def get_stock_level(product_id: ProductIdPath, ctx: Ctx) -> Response:
     """One stock level, with what the products service says of the product."""
-    return _etag(response, await stock.get_stock(ctx.database, ctx.catalog, product_id=product_id))
+    return _stock_response(await stock.get_stock(ctx.database, ctx.catalog, product_id=product_id))
 
 
 @router.put(
     "/{product_id}",
     summary="Set a stock level",
+    response_model=StockLevelOut,
     responses={
         201: {"description": "Created", "model": StockLevelOut},
         **problems(400, 412, 422, 503),
@@ -72,11 +87,10 @@ async def set_stock_level(
     body: SetQuantity,
     ctx: Ctx,
     if_match: IfMatch,
-    response: Response,
     if_none_match: Annotated[
         str | None, Header(description="`*` creates only: 412 when the stock level exists.")
     ] = None,
-) -> StockLevelOut:
+) -> Response:
     """Set the quantity on hand. The first set registers the product, after checking it
     with the products service."""
     result = await stock.set_quantity(
@@ -90,9 +104,10 @@ async def set_stock_level(
         create_only=if_none_match == "*",
     )
     if result.created:
-        response.status_code = status.HTTP_201_CREATED
-        response.headers["Location"] = f"/inventory/{product_id}"
-    return _etag(response, result.stock)
+        return _stock_response(
+            result.stock, status.HTTP_201_CREATED, {"Location": f"/inventory/{product_id}"}
+        )
+    return _stock_response(result.stock)
 
 
 @router.delete(
