@@ -72,8 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(purchases.router)
+    # Stock first: `/inventory/purchases/movements` then reads as the ledger of a product
+    # `purchases`, a reserved id (422), rather than as a purchase named "movements".
     app.include_router(stock.router)
+    app.include_router(purchases.router)
     describe_problems_as_problem_json(app)
 
     # Added innermost first: the request id is set before anything else runs.

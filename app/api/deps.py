@@ -15,7 +15,7 @@ from app.core.context import Caller, request_id_var
 from app.core.database import Database
 from app.core.errors import ValidationFailed
 from app.models.stock_level import MAX_VERSION
-from app.schemas.common import PRODUCT_ID_PATTERN
+from app.schemas.common import PRODUCT_ID_RULE, ProductId
 from app.services import idempotency
 from app.services.answers import Answer
 from app.services.idempotency import Work
@@ -99,6 +99,4 @@ Db = Annotated[Database, Depends(get_database)]
 Catalog = Annotated[ProductsCatalog, Depends(get_catalog)]
 Ctx = Annotated[Context, Depends(get_context)]
 IfMatch = Annotated[int | None, Depends(parse_if_match)]
-ProductIdPath = Annotated[
-    str, Path(pattern=PRODUCT_ID_PATTERN, description="1–64 characters of [A-Za-z0-9._-].")
-]
+ProductIdPath = Annotated[ProductId, Path(description=PRODUCT_ID_RULE + ".")]

@@ -12,7 +12,7 @@ from app.api.deps import Ctx, IfMatch, ProductIdPath
 from app.api.docs import problems
 from app.api.strict_json import StrictJsonRoute
 from app.models.stock_level import MAX_QUANTITY
-from app.schemas.common import PRODUCT_ID_PATTERN, Page
+from app.schemas.common import Page, ProductId
 from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
 from app.services import idempotency, ledger, stock
 
@@ -38,7 +38,7 @@ def _etag(response: Response, stock_level: StockLevelOut) -> StockLevelOut:
 async def list_stock_levels(
     ctx: Ctx,
     product_id: Annotated[
-        list[Annotated[str, Query(pattern=PRODUCT_ID_PATTERN)]],
+        list[ProductId],
         Query(max_length=500, description="Only these products (repeatable)."),
     ] = [],  # noqa: B006 - FastAPI copies query defaults
     max_quantity: Annotated[

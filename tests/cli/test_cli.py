@@ -280,3 +280,22 @@ def test_import_names_an_unreadable_record_instead_of_crashing(url: str, tmp_pat
     assert f"{source}:2: unreadable CSV: field larger than field limit" in result.stderr
     assert "Traceback" not in result.output
     assert run("export").stdout.splitlines() == ["product_id,quantity"]
+
+
+def test_import_refuses_reserved_ids_and_names_the_rule_each_id_broke(
+    url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "ids.csv"
+    source.write_text("ok,1\npurchase,2\n.hidden,3\npurchases,4\n")
+
+    result = run("import", str(source))
+
+    assert result.exit_code == 1
+    assert (
+        f"{source}:2: product id 'purchase': 'purchase' names the purchase routes; "
+        "it cannot be a product id" in result.stderr
+    )
+    assert f"{source}:3: product id '.hidden': must start with a letter or a digit" in result.stderr
+    assert f"{source}:4: product id 'purchases'" in result.stderr
+    assert "3 bad rows; nothing was imported" in result.stderr
+    assert run("export").stdout.splitlines() == ["product_id,quantity"]
