@@ -82,9 +82,9 @@ class IdempotencyKeyReuse(ProblemError):
 class ProductsUnavailable(ProblemError):
     status, slug, title = 503, "products-unavailable", "Products service unavailable"
 
-    def __init__(self, detail: str, *, retry_after: float) -> None:
+    def __init__(self, detail: str, *, retry_after: float, product_ids: list[str]) -> None:
         seconds = max(1, round(retry_after))
-        super().__init__(detail, headers={"Retry-After": str(seconds)})
+        super().__init__(detail, headers={"Retry-After": str(seconds)}, product_ids=product_ids)
         self.retry_after = seconds
 
 
