@@ -15,6 +15,7 @@ from app.api import health, metrics, purchases, stock
 from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
+from app.api.jsonapi import JsonApiMiddleware
 from app.api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -93,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
         )
+    # Outside authentication, the body limit and shedding, so their refusals are rewritten
+    # for JSON:API clients too; inside HEAD, which then drops the rewritten body.
+    app.add_middleware(JsonApiMiddleware)
     app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
