@@ -114,18 +114,33 @@ class Page(BaseModel, Generic[Item]):
 
 
 class FieldError(BaseModel):
-    field: str
-    message: str
+    field: str = Field(examples=["items.0.quantity"])
+    message: str = Field(examples=["Input should be greater than or equal to 1"])
+
+
+class ShortLine(BaseModel):
+    """A line of a purchase, a hold or a change that stock cannot cover."""
+
+    product_id: str
+    requested: int
+    available: int
 
 
 class Problem(BaseModel):
-    """An RFC 9457 problem document."""
+    """An RFC 9457 problem document, with the extensions its `type` names."""
 
-    type: str = Field(examples=["/problems/not-found"])
+    type: str = Field(description="`/problems/<slug>`.")
     title: str
-    status: int
+    status: int = Field(ge=400, le=599)
     detail: str
     request_id: str
-    errors: list[FieldError] | None = None
-    product_ids: list[str] | None = None
-    items: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="`validation-error` and `malformed-json`: what is wrong, where."
+    )
+    product_ids: list[str] | None = Field(
+        default=None,
+        description="`unknown-product` and `products-unavailable`: the products concerned.",
+    )
+    items: list[ShortLine] | None = Field(
+        default=None, description="`insufficient-stock`: every line that stock cannot cover."
+    )
