@@ -163,6 +163,8 @@ def migrate() -> None:
     from app.core.migrations import head_revision, upgrade
 
     settings = _settings()
+    with _one_line_failures():
+        _require_sqlite_directory(settings)
     try:
         upgrade(settings.database_url)
     except (SQLAlchemyError, OSError) as error:
@@ -266,19 +268,29 @@ def _output(file: Path | None) -> Iterator[TextIO]:
         yield out
 
 
-def _require_sqlite_file(settings: Settings) -> None:
-    """A SQLite file that does not exist is not created by opening it: an empty file left
-    behind would only be one more unmigrated database."""
+def _sqlite_path(settings: Settings) -> Path | None:
     from sqlalchemy.engine import make_url
 
     url = make_url(settings.database_url)
     path = url.database
-    if (
-        url.get_backend_name() == "sqlite"
-        and path
-        and path != ":memory:"
-        and not Path(path).exists()
-    ):
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def _require_sqlite_directory(settings: Settings) -> None:
+    """Said before migrating: the driver's own failure there also leaves a worker thread
+    printing a traceback as the process exits."""
+    path = _sqlite_path(settings)
+    if path is not None and not path.parent.is_dir():
+        raise StartupFailure(f"cannot migrate the database: no directory {path.parent}")
+
+
+def _require_sqlite_file(settings: Settings) -> None:
+    """A SQLite file that does not exist is not created by opening it: an empty file left
+    behind would only be one more unmigrated database."""
+    path = _sqlite_path(settings)
+    if path is not None and not path.exists():
         raise StartupFailure(f"no database at {path}: run `inventory migrate` first")
 
 

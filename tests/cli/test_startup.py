@@ -70,7 +70,7 @@ def test_migrate_into_a_missing_directory_is_one_line(project: Path) -> None:
     url = databases.sqlite_url(project / "missing" / "inventory.db")
     result = inventory("migrate", cwd=project, DATABASE_URL=url)
     assert_one_line_failure(
-        result, "cannot migrate the database: OperationalError: unable to open database file"
+        result, f"cannot migrate the database: no directory {project / 'missing'}"
     )
 
 
