@@ -8,38 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
-import uvicorn
-from pydantic import SecretStr
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.clients.products import masked_url
-from app.core.config import Settings, load_settings
-from app.core.context import Caller
-from app.core.database import Database
-from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
-from app.core.logging import MASK, Stream, configure_logging
-from app.core.metrics import MULTIPROCESS_ENV
-from app.core.migrations import head_revision, upgrade
-from app.server import BoundedHttpToolsProtocol
-from app.services import bulk
+# The service's modules (SQLAlchemy, pydantic, uvicorn, the app) are imported inside the
+# commands that use them, so `inventory --help` answers at once.
+if TYPE_CHECKING:
+    from app.core.config import Settings
+    from app.core.context import Caller
+    from app.core.database import Database
+    from app.core.logging import Stream
+    from app.services import bulk
 
 cli = typer.Typer(
     help="Operate the inventory service.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: it rewraps our docstrings' paragraphs to the terminal's width.
+    rich_markup_mode=None,
 )
 
 WORKER_HEALTHCHECK_SECONDS = 30
@@ -48,15 +46,34 @@ MAX_ERRORS_SHOWN = 100
 
 
 def _settings(log_stream: Stream = "stderr") -> Settings:
+    from app.core.config import load_settings
+    from app.core.logging import configure_logging
+
     settings = load_settings()
     configure_logging(settings, stream=log_stream)
     return settings
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+class StartupFailure(Exception):
+    """Why a command cannot start, in one line: it is printed alone, and the exit is 1."""
+
+
+@contextmanager
+def _one_line_failures() -> Iterator[None]:
+    try:
+        yield
+    except StartupFailure as failure:
+        raise SystemExit(str(failure)) from None
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8002,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8002,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     graceful_timeout: Annotated[
         int, typer.Option(min=0, help="Seconds in-flight requests get to finish on shutdown.")
@@ -68,7 +85,13 @@ def serve(
     (up to --graceful-timeout seconds) and then closes the database pool. Uvicorn's own
     access log is off: the service writes one `http.request` line per request itself.
     """
+    import uvicorn
+
+    from app.server import BoundedHttpToolsProtocol
+
     _settings(log_stream="stdout")  # the supervisor's lines go where its workers' go
+    with _one_line_failures():
+        _check_port_is_free(host, port)
     with _metrics_directory(workers):
         uvicorn.run(
             "app.main:app",
@@ -86,6 +109,23 @@ def serve(
         )
 
 
+def _check_port_is_free(host: str, port: int) -> None:
+    """Uvicorn reports a taken port in several log lines and an exit code of 3; we say it in
+    one line before starting. Bound as uvicorn binds (SO_REUSEADDR), so a port in TIME_WAIT
+    is not reported."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise StartupFailure(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    family, kind, protocol, _, address = infos[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise StartupFailure(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
 @contextmanager
 def _metrics_directory(workers: int) -> Iterator[None]:
     """Multiprocess metrics for several workers: a fresh directory, removed at exit.
@@ -93,6 +133,8 @@ def _metrics_directory(workers: int) -> Iterator[None]:
     A directory named by the operator in PROMETHEUS_MULTIPROC_DIR is used instead and
     emptied first, as prometheus-client requires between runs.
     """
+    from app.core.metrics import MULTIPROCESS_ENV
+
     named = os.environ.get(MULTIPROCESS_ENV)
     if named:
         Path(named).mkdir(parents=True, exist_ok=True)
@@ -115,8 +157,18 @@ def _metrics_directory(workers: int) -> Iterator[None]:
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the latest version (alembic upgrade head)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.core.database import unavailable_reason
+    from app.core.migrations import head_revision, upgrade
+
     settings = _settings()
-    upgrade(settings.database_url)
+    with _one_line_failures():
+        _require_sqlite_directory(settings)
+    try:
+        upgrade(settings.database_url)
+    except (SQLAlchemyError, OSError) as error:
+        raise SystemExit(f"cannot migrate the database: {unavailable_reason(error)}") from None
     typer.echo(f"schema is at {head_revision(settings.database_url)} (head)")
 
 
@@ -137,6 +189,12 @@ def check() -> None:
 
 def settings_summary(settings: Settings) -> list[tuple[str, str]]:
     """Every setting with secrets hidden (key names shown, values never)."""
+    from pydantic import SecretStr
+    from sqlalchemy.engine import make_url
+
+    from app.clients.products import masked_url
+    from app.core.logging import MASK
+
     summary: list[tuple[str, str]] = []
     for name, value in settings:
         if isinstance(value, SecretStr):
@@ -154,6 +212,12 @@ def settings_summary(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def _check(settings: Settings) -> dict[str, str]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.core.database import Database
+    from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
+    from app.core.migrations import head_revision
+
     head = head_revision(settings.database_url)
     database = Database.from_settings(settings, schema_revision=head)
     try:
@@ -170,6 +234,7 @@ async def _check(settings: Settings) -> dict[str, str]:
 
 async def _probe(settings: Settings) -> str:
     """The products check `/ready` makes, through the catalog the app itself builds."""
+    from app.core.logging import configure_logging
     from app.main import create_app  # importing app.main builds the module-level app
 
     app = create_app(settings)
@@ -187,9 +252,11 @@ def export_command(
 ) -> None:
     """Write every stock level as CSV `product_id,quantity`, read page by page."""
     settings = _settings()
-    with _output(file) as out:
-        count = asyncio.run(_export(settings, out))
-    typer.echo(f"exported {count} stock levels", err=True)
+    with _one_line_failures():
+        _require_sqlite_file(settings)
+        with _output(file) as out:
+            count = asyncio.run(_export(settings, out))
+    typer.echo(f"exported {_plural(count, 'stock level')}", err=True)
 
 
 @contextmanager
@@ -201,9 +268,62 @@ def _output(file: Path | None) -> Iterator[TextIO]:
         yield out
 
 
+def _sqlite_path(settings: Settings) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def _require_sqlite_directory(settings: Settings) -> None:
+    """Said before migrating: the driver's own failure there also leaves a worker thread
+    printing a traceback as the process exits."""
+    path = _sqlite_path(settings)
+    if path is not None and not path.parent.is_dir():
+        raise StartupFailure(f"cannot migrate the database: no directory {path.parent}")
+
+
+def _require_sqlite_file(settings: Settings) -> None:
+    """A SQLite file that does not exist is not created by opening it: an empty file left
+    behind would only be one more unmigrated database."""
+    path = _sqlite_path(settings)
+    if path is not None and not path.exists():
+        raise StartupFailure(f"no database at {path}: run `inventory migrate` first")
+
+
+async def _open_database(settings: Settings) -> Database:
+    """The database, once it is reachable and migrated; else a `StartupFailure`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.core.database import Database
+    from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
+    from app.core.migrations import head_revision
+
+    head = head_revision(settings.database_url)
+    database = Database.from_settings(settings, schema_revision=head)
+    try:
+        await database.ping()
+    except SchemaNotCurrent as behind:
+        await database.dispose()
+        raise StartupFailure(
+            f"the database schema is at {behind.current or 'nothing'}, this version needs "
+            f"{head}: run `inventory migrate` first"
+        ) from None
+    except (DatabaseUnavailable, SQLAlchemyError, OSError) as error:
+        await database.dispose()
+        raise StartupFailure(f"the database cannot answer: {database.reason(error)}") from None
+    return database
+
+
 async def _export(settings: Settings, out: TextIO) -> int:
-    database = Database.from_settings(settings)
-    writer = csv.writer(out)
+    from app.services import bulk
+
+    database = await _open_database(settings)
+    # Unix line ends: RFC 4180's CRLF shows as a stray ^M in most tools the file meets.
+    writer = csv.writer(out, lineterminator="\n")
     count = 0
     try:
         writer.writerow(["product_id", "quantity"])
@@ -229,24 +349,33 @@ def import_command(
     actor: Annotated[
         str, typer.Option(help="Actor named on the ledger movements.", min=1, max=128)
     ] = "cli",
-    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction.")] = (
-        bulk.IMPORT_BATCH_SIZE
-    ),
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, max=10_000, help="Rows per transaction.", show_default="1000"),
+    ] = None,
 ) -> None:
     """Set stock levels from a CSV file, after checking every row.
 
     Any bad row: each one is reported with its line number and nothing changes. Rows whose
     quantity is already stored are skipped, so a second run changes nothing. Products are
     not checked with the products service: bulk loads are trusted staff input.
+
+    Progress is a bar on a terminal, else a line at every tenth of the rows. The ledger
+    movements are not logged one by one (LOG_LEVEL=DEBUG shows them): the import logs one
+    summary line.
     """
+    from app.core.context import Caller
+
     settings = _settings()
     rows = _read_rows(file)
     caller = Caller(actor=actor, request_id=uuid.uuid4().hex)
     label = "checking" if dry_run else "importing"
-    with typer.progressbar(length=len(rows), label=label, file=sys.stderr) as bar:
-        summary = asyncio.run(
-            _import(settings, caller, rows, dry_run=dry_run, batch_size=batch_size, on=bar.update)
-        )
+    with _one_line_failures():
+        _require_sqlite_file(settings)
+        with _progress(len(rows), label) as advance, _quiet_movements():
+            summary = asyncio.run(
+                _import(settings, caller, rows, dry_run=dry_run, batch_size=batch_size, on=advance)
+            )
     verb = "would be " if dry_run else ""
     typer.echo(
         f"{summary.created} {verb}created, {summary.updated} {verb}updated, "
@@ -254,7 +383,53 @@ def import_command(
     )
 
 
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A bar on a terminal; elsewhere (a pipe, a log file) a line at each tenth of the rows."""
+    if sys.stderr.isatty():
+        with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    done = 0
+    reported = 0
+
+    def advance(count: int) -> None:
+        nonlocal done, reported
+        done += count
+        tenth = done * 10 // max(total, 1)
+        if tenth > reported or done == total:
+            reported = tenth
+            typer.echo(f"{label}: {done}/{total} rows ({done * 100 // max(total, 1)}%)", err=True)
+
+    yield advance
+
+
+class _DropMovementLines(logging.Filter):
+    """Drops the per-movement `inventory.changed` lines (structlog hands its event dict to
+    the standard library as the record's message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, dict) and record.msg.get("event") == "inventory.changed")
+
+
+@contextmanager
+def _quiet_movements() -> Iterator[None]:
+    """One line per imported row buried the progress of a large import; below DEBUG they go."""
+    movements = logging.getLogger("app.inventory")
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    quiet = _DropMovementLines()
+    movements.addFilter(quiet)
+    try:
+        yield
+    finally:
+        movements.removeFilter(quiet)
+
+
 def _read_rows(file: Path) -> list[bulk.ImportRow]:
+    from app.services import bulk
+
     try:
         with file.open(newline="", encoding="utf-8-sig") as lines:
             return bulk.parse_import(lines)
@@ -265,8 +440,9 @@ def _read_rows(file: Path) -> list[bulk.ImportRow]:
         for error in invalid.errors[:MAX_ERRORS_SHOWN]:
             typer.echo(f"{file}:{error.line}: {error.message}", err=True)
         if len(invalid.errors) > MAX_ERRORS_SHOWN:
-            typer.echo(f"… and {len(invalid.errors) - MAX_ERRORS_SHOWN} more bad rows", err=True)
-        typer.echo(f"{len(invalid.errors)} bad rows; nothing was imported", err=True)
+            hidden = len(invalid.errors) - MAX_ERRORS_SHOWN
+            typer.echo(f"… and {_plural(hidden, 'more bad row')}", err=True)
+        typer.echo(f"{_plural(len(invalid.errors), 'bad row')}; nothing was imported", err=True)
         raise typer.Exit(1) from None
 
 
@@ -276,13 +452,20 @@ async def _import(
     rows: list[bulk.ImportRow],
     *,
     dry_run: bool,
-    batch_size: int,
+    batch_size: int | None,
     on: Callable[[int], None],
 ) -> bulk.ImportSummary:
-    database = Database.from_settings(settings)
+    from app.services import bulk
+
+    database = await _open_database(settings)
     try:
         return await bulk.import_stock(
-            database, caller, rows, dry_run=dry_run, batch_size=batch_size, progress=on
+            database,
+            caller,
+            rows,
+            dry_run=dry_run,
+            batch_size=batch_size or bulk.IMPORT_BATCH_SIZE,
+            progress=on,
         )
     finally:
         await database.dispose()

@@ -12,9 +12,10 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import health, metrics, purchases, stock
-from app.api.docs import describe_problems_as_problem_json
+from app.api.docs import finish_document
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
+from app.api.jsonapi import JsonApiMiddleware
 from app.api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -27,9 +28,19 @@ from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.migrations import head_revision
+from app.schemas.purchases import PurchaseOut
+from app.schemas.stock import MovementOut, StockLevelOut
 from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
+
+API_DESCRIPTION = """\
+JSON in and out; errors are RFC 9457 problems (`application/problem+json`).
+
+Bodies are sent as `Content-Type: application/json`. With `Accept: application/vnd.api+json`
+every resource, list and error is answered as a JSON:API 1.1 document instead, and bodies sent
+as `Content-Type: application/vnd.api+json` (`{"data": {"type", "attributes"}}`) are accepted.
+"""
 
 EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Retry-After"]
 
@@ -66,15 +77,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Inventory",
         version="0.1.0",
         summary="Stock levels, their ledger, and purchases that never oversell.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
     )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(purchases.router)
+    # Stock first: `/inventory/purchases/movements` then reads as the ledger of a product
+    # `purchases`, a reserved id (422), rather than as a purchase named "movements".
     app.include_router(stock.router)
-    describe_problems_as_problem_json(app)
+    app.include_router(purchases.router)
+    finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
 
     # Added innermost first: the request id is set before anything else runs.
     app.add_middleware(BodyLimitMiddleware)
@@ -91,6 +105,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
         )
+    # Outside authentication, the body limit and shedding, so their refusals are rewritten
+    # for JSON:API clients too; inside HEAD, which then drops the rewritten body.
+    app.add_middleware(JsonApiMiddleware)
     app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

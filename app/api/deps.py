@@ -15,7 +15,7 @@ from app.core.context import Caller, request_id_var
 from app.core.database import Database
 from app.core.errors import ValidationFailed
 from app.models.stock_level import MAX_VERSION
-from app.schemas.common import PRODUCT_ID_PATTERN
+from app.schemas.common import PRODUCT_ID_RULE, ProductId
 from app.services import idempotency
 from app.services.answers import Answer
 from app.services.idempotency import Work
@@ -70,7 +70,27 @@ async def get_context(
     return Context(state.database, state.catalog, state.settings, caller)
 
 
-_ETAG = re.compile(r'^(?:W/)?"([0-9]{1,10})"$')
+def decimal_up_to(maximum: int) -> str:
+    """A regular expression for the decimal numbers 1 … `maximum`, without leading zeros.
+
+    So the OpenAPI document states the range of a number sent inside a string (a quoted
+    version), which a JSON Schema `maximum` cannot.
+    """
+    digits = str(maximum)
+    shorter = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    same_length = []
+    for place, digit in enumerate(digits):
+        lowest, highest = (1 if place == 0 else 0), int(digit) - 1
+        if highest < lowest:
+            continue
+        choice = str(lowest) if lowest == highest else f"[{lowest}-{highest}]"
+        rest = len(digits) - place - 1
+        same_length.append(digits[:place] + choice + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join([*shorter, *same_length, digits]) + ")"
+
+
+IF_MATCH_PATTERN = rf'^(?:W/)?"{decimal_up_to(MAX_VERSION)}"$'
+_ETAG = re.compile(IF_MATCH_PATTERN)
 
 
 async def parse_if_match(
@@ -79,26 +99,23 @@ async def parse_if_match(
         Header(
             max_length=64,
             description='`"<version>"` from the ETag (a version is 1 … '
-            f"{MAX_VERSION:,}): change only at that version.",
-            examples=['"3"'],
+            f"{MAX_VERSION:,}, without leading zeros): change only at that version.",
+            json_schema_extra={"pattern": IF_MATCH_PATTERN},
         ),
     ] = None,
 ) -> int | None:
     if if_match is None:
         return None
-    match = _ETAG.match(if_match)
-    if match is None or not 1 <= int(match.group(1)) <= MAX_VERSION:
+    if _ETAG.match(if_match) is None:
         raise ValidationFailed(
             "If-Match must be a quoted version, as given by the ETag.",
             errors=[{"field": "If-Match", "message": f'Expected "<1 … {MAX_VERSION}>"'}],
         )
-    return int(match.group(1))
+    return int(if_match.removeprefix("W/").strip('"'))
 
 
 Db = Annotated[Database, Depends(get_database)]
 Catalog = Annotated[ProductsCatalog, Depends(get_catalog)]
 Ctx = Annotated[Context, Depends(get_context)]
 IfMatch = Annotated[int | None, Depends(parse_if_match)]
-ProductIdPath = Annotated[
-    str, Path(pattern=PRODUCT_ID_PATTERN, description="1–64 characters of [A-Za-z0-9._-].")
-]
+ProductIdPath = Annotated[ProductId, Path(description=PRODUCT_ID_RULE + ".")]

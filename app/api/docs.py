@@ -1,48 +1,234 @@
-"""OpenAPI descriptions of the problem responses each route may give."""
+"""OpenAPI descriptions of the problem responses each route may give, each with its own
+example, built from the error the service really raises."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
-from app.core.errors import PROBLEM_MEDIA_TYPE
+from app.api import jsonapi
+from app.core.errors import (
+    PROBLEM_MEDIA_TYPE,
+    DatabaseUnavailable,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReuse,
+    InsufficientStock,
+    MalformedJson,
+    NotAcceptable,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    ProblemError,
+    ProductsUnavailable,
+    TypeMismatch,
+    Unauthorized,
+    UnknownProduct,
+    UnsupportedMediaType,
+    ValidationFailed,
+    VersionMismatch,
+    problem_body,
+)
 from app.schemas.common import Problem
 
-_DESCRIPTIONS = {
-    400: "The body is not RFC 8259 JSON: empty, cut, `NaN`, a BOM, not UTF-8 (`malformed-json`).",
-    401: "Missing or wrong `X-API-KEY` (`unauthorized`).",
-    404: "No such resource (`not-found`).",
-    409: "Conflict: `insufficient-stock` or `idempotency-key-in-use`.",
-    412: "The resource is not at the version named by `If-Match` (`version-mismatch`).",
-    413: "Request body over 1 MiB (`payload-too-large`).",
-    422: "Invalid request (`validation-error`, `unknown-product` or `idempotency-key-reuse`).",
-    503: "A dependency cannot answer (`products-unavailable` or `database-unavailable`).",
+EXAMPLE_REQUEST_ID = "0b5e8f0c2d1a4c3e9f7a6b5d4c3b2a19"
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "`ApiKey`: send the key in `X-API-KEY`.",
+            "schema": {"type": "string"},
+        }
+    },
+    503: _RETRY_AFTER,
 }
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    # `model` puts Problem into the document's components; FastAPI also files it under
-    # application/json, which `describe_problems_as_problem_json` takes out again.
-    return {
-        status: {
+def _unsupported_media_type() -> ProblemError:
+    try:
+        jsonapi.body_is_jsonapi("text/plain")
+    except UnsupportedMediaType as refused:
+        return refused
+    raise AssertionError("text/plain is refused")
+
+
+# Every problem a route may document, by slug: the error as raised, and when it happens.
+_PROBLEMS: dict[str, tuple[ProblemError, str]] = {
+    "malformed-json": (
+        MalformedJson(
+            "The request body is not valid JSON.",
+            reason="Invalid JSON: Expecting ',' delimiter: line 1 column 16 (char 15)",
+        ),
+        "The body is not RFC 8259 JSON: empty, cut, `NaN`, a BOM, not UTF-8.",
+    ),
+    "unauthorized": (
+        Unauthorized("A valid X-API-KEY header is required."),
+        "Missing or wrong `X-API-KEY`.",
+    ),
+    "not-found": (NotFound("No stock level for product '42'."), "No such resource."),
+    "not-acceptable": (
+        NotAcceptable(f"{jsonapi.MEDIA_TYPE} is accepted only without parameters."),
+        f"`Accept` names only `{jsonapi.MEDIA_TYPE}` variants with unsupported parameters.",
+    ),
+    "insufficient-stock": (
+        InsufficientStock(
+            "Not enough stock for every line; nothing was taken.",
+            items=[{"product_id": "42", "requested": 20, "available": 15}],
+        ),
+        "Stock cannot cover every line; nothing was taken.",
+    ),
+    "idempotency-key-in-use": (
+        IdempotencyKeyInUse(
+            "A request with this Idempotency-Key is still in progress.",
+            headers={"Retry-After": "1"},
+        ),
+        "The first request with this `Idempotency-Key` is still running.",
+    ),
+    "type-mismatch": (
+        TypeMismatch("This route takes 'stock-levels' resources, not 'purchases'."),
+        "A JSON:API body's `type` or `id` is not the one this route takes.",
+    ),
+    "version-mismatch": (
+        VersionMismatch("The stock level of '42' is not at the version you named."),
+        "The stock level is not at the version named by `If-Match`, or `If-None-Match: *` "
+        "found it already there.",
+    ),
+    "payload-too-large": (
+        PayloadTooLarge("Request bodies are limited to 1048576 bytes."),
+        "Request body over 1 MiB.",
+    ),
+    "unsupported-media-type": (
+        _unsupported_media_type(),
+        "The body was not sent as `application/json` (or `application/vnd.api+json`).",
+    ),
+    "validation-error": (
+        ValidationFailed(
+            "The request is not valid.",
+            errors=[
+                {
+                    "field": "items.0.quantity",
+                    "message": "Input should be greater than or equal to 1",
+                }
+            ],
+        ),
+        "The request is well-formed JSON but breaks a rule of its schema.",
+    ),
+    "unknown-product": (
+        UnknownProduct("The products service does not know '999'.", product_ids=["999"]),
+        "The products service does not know a product; nothing was changed.",
+    ),
+    "idempotency-key-reuse": (
+        IdempotencyKeyReuse(
+            "This Idempotency-Key was used with a different request.", idempotency_key="order-1001"
+        ),
+        "The `Idempotency-Key` was used before with a different body.",
+    ),
+    "overloaded": (
+        Overloaded("More than 1000 requests are in progress; try again shortly.", retry_after=1),
+        "Too many requests in progress: shed at once rather than queued.",
+    ),
+    "products-unavailable": (
+        ProductsUnavailable(
+            "The products service cannot answer for '42'; nothing was changed.",
+            retry_after=2,
+            product_ids=["42"],
+        ),
+        "The products service cannot answer now; nothing was changed.",
+    ),
+    "database-unavailable": (
+        DatabaseUnavailable("The database cannot answer right now."),
+        "The database cannot answer now.",
+    ),
+}
+
+# What every /inventory route may answer, and what every route with a body may add.
+INVENTORY = (
+    "unauthorized",
+    "not-acceptable",
+    "validation-error",
+    "overloaded",
+    "database-unavailable",
+)
+WITH_BODY = ("malformed-json", "unsupported-media-type", "payload-too-large", "type-mismatch")
+
+
+def problem_example(slug: str) -> dict[str, Any]:
+    return problem_body(_PROBLEMS[slug][0], EXAMPLE_REQUEST_ID)
+
+
+def problems(*slugs: str) -> dict[int | str, dict[str, Any]]:
+    """The documented responses of these problems, one per status, an example per problem."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, group in _by_status(slugs):
+        response: dict[str, Any] = {
+            # `model` puts Problem into the document's components; FastAPI also files it under
+            # application/json, which `finish_document` takes out again.
             "model": Problem,
-            "description": _DESCRIPTIONS[status],
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": " ".join(f"`{slug}`: {_PROBLEMS[slug][1]}" for slug in group),
+            "content": {
+                PROBLEM_MEDIA_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "examples": {
+                        slug: {"summary": _PROBLEMS[slug][0].title, "value": problem_example(slug)}
+                        for slug in group
+                    },
+                }
+            },
         }
-        for status in statuses
-    }
+        headers = {
+            **_HEADERS.get(status, {}),
+            **(_RETRY_AFTER if "idempotency-key-in-use" in group else {}),
+        }
+        if headers:
+            response["headers"] = headers
+        responses[status] = response
+    return responses
 
 
-def describe_problems_as_problem_json(app: FastAPI) -> None:
-    """Problem responses are documented as `application/problem+json` only, as they are sent."""
+def _by_status(slugs: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    statuses = sorted({_PROBLEMS[slug][0].status for slug in slugs})
+    for status in statuses:
+        yield status, [slug for slug in dict.fromkeys(slugs) if _PROBLEMS[slug][0].status == status]
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    options = schema.get("anyOf")
+    if not isinstance(options, list) or {"type": "null"} not in options:
+        return schema
+    [value] = [option for option in options if option != {"type": "null"}]
+    rest = {name: part for name, part in schema.items() if name != "anyOf"}
+    return {**value, **rest}
+
+
+def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> None:
+    """Problem responses are documented as `application/problem+json` only, as they are sent,
+    and the examples of `examples_of` are put back whole.
+
+    FastAPI drops every null from the document it generates, examples included, and an
+    example without its `"cancelled_at": null` no longer matches its own schema. It also
+    documents an optional header or query parameter as "a string or null", and a generated
+    request then sends the text `null`: a parameter is absent or a string, never null.
+    """
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
+            schemas = document.get("components", {}).get("schemas", {})
+            for model in examples_of:
+                schemas[model.__name__]["examples"] = model.model_json_schema()["examples"]
             for operations in document.get("paths", {}).values():
                 for operation in operations.values():
+                    for parameter in operation.get("parameters", []):
+                        parameter["schema"] = _without_null(parameter["schema"])
                     for response in operation.get("responses", {}).values():
                         content = response.get("content", {})
                         if PROBLEM_MEDIA_TYPE in content:

@@ -53,8 +53,15 @@ def validation_problem(errors: list[dict[str, Any]]) -> ProblemError:
         )
     return ValidationFailed(
         "The request is not valid.",
-        errors=[{"field": field_path(e["loc"]), "message": str(e["msg"])} for e in errors],
+        errors=[{"field": field_path(e["loc"]), "message": _message(e)} for e in errors],
     )
+
+
+def _message(error: dict[str, Any]) -> str:
+    """Pydantic's message, without the "Value error, " it puts before our validators' own."""
+    if error.get("type") == "value_error" and "error" in (error.get("ctx") or {}):
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
 
 
 async def _on_problem(_: Request, error: Exception) -> JSONResponse:

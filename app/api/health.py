@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import Catalog, Db
@@ -19,15 +20,33 @@ DATABASE_PROBE_SECONDS = 2.0
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok"]
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ready", "checks": {"database": "ok", "products": "disabled"}},
+            ]
+        }
+    )
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(
+        description="`database` and `products`: `ok`, `unavailable`, `unauthorized` or "
+        "`disabled`. Only the database decides readiness."
+    )
     reasons: dict[str, str] | None = Field(
         default=None, description="Why each failed check failed; absent when none did."
     )
+
+
+_NOT_READY = {
+    "status": "unavailable",
+    "checks": {"database": "unavailable", "products": "ok"},
+    "reasons": {"database": "The database cannot answer right now."},
+}
 
 
 @router.get("/health", summary="Liveness")
@@ -43,6 +62,7 @@ async def health() -> Health:
         503: {
             "model": Readiness,
             "description": "The database does not answer, or its schema is not at head.",
+            "content": {"application/json": {"example": _NOT_READY}},
         }
     },
     response_model_exclude_none=True,

@@ -9,19 +9,14 @@ from fastapi.responses import JSONResponse
 
 from app.api.answers import IdempotencyKeyHeader, answer_response
 from app.api.deps import Ctx
-from app.api.docs import problems
+from app.api.docs import INVENTORY, WITH_BODY, problems
 from app.api.strict_json import StrictJsonRoute
 from app.core import metrics
 from app.core.errors import InsufficientStock, ProblemError, ProductsUnavailable, UnknownProduct
 from app.schemas.purchases import PurchaseIn, PurchaseOut
 from app.services import idempotency, purchases
 
-router = APIRouter(
-    prefix="/inventory",
-    tags=["purchases"],
-    responses=problems(401, 413, 503),
-    route_class=StrictJsonRoute,
-)
+router = APIRouter(prefix="/inventory", tags=["purchases"], route_class=StrictJsonRoute)
 
 _OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
     InsufficientStock: "insufficient_stock",
@@ -37,7 +32,15 @@ PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id."
     summary="Buy several products at once",
     status_code=status.HTTP_201_CREATED,
     response_model=PurchaseOut,
-    responses=problems(400, 409, 422, 503),
+    responses=problems(
+        *INVENTORY,
+        *WITH_BODY,
+        "insufficient-stock",
+        "idempotency-key-in-use",
+        "unknown-product",
+        "idempotency-key-reuse",
+        "products-unavailable",
+    ),
 )
 async def create_purchase(
     order: PurchaseIn,
@@ -67,7 +70,9 @@ async def create_purchase(
 
 
 @router.get(
-    "/purchases/{purchase_id}", summary="A purchase's receipt", responses=problems(404, 422)
+    "/purchases/{purchase_id}",
+    summary="A purchase's receipt",
+    responses=problems(*INVENTORY, "not-found"),
 )
 async def get_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
     """The purchase as it stands: completed or cancelled."""
@@ -77,7 +82,8 @@ async def get_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
 @router.post(
     "/purchases/{purchase_id}/cancel",
     summary="Cancel a purchase",
-    responses=problems(404, 422),
+    # A body is not read, but one over the limit is still refused before the route runs.
+    responses=problems(*INVENTORY, "not-found", "payload-too-large"),
 )
 async def cancel_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
     """Return every line to stock, once. Cancelling again changes nothing."""

@@ -9,19 +9,14 @@ from fastapi.responses import JSONResponse
 
 from app.api.answers import IdempotencyKeyHeader, answer_response
 from app.api.deps import Ctx, IfMatch, ProductIdPath
-from app.api.docs import problems
+from app.api.docs import INVENTORY, WITH_BODY, problems
 from app.api.strict_json import StrictJsonRoute
 from app.models.stock_level import MAX_QUANTITY
-from app.schemas.common import PRODUCT_ID_PATTERN, Page
+from app.schemas.common import Page, ProductId
 from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
 from app.services import idempotency, ledger, stock
 
-router = APIRouter(
-    prefix="/inventory",
-    tags=["stock"],
-    responses=problems(401, 413, 503),
-    route_class=StrictJsonRoute,
-)
+router = APIRouter(prefix="/inventory", tags=["stock"], route_class=StrictJsonRoute)
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Cursor = Annotated[
@@ -43,11 +38,11 @@ def _stock_response(
     )
 
 
-@router.get("", summary="List stock levels", responses=problems(422))
+@router.get("", summary="List stock levels", responses=problems(*INVENTORY))
 async def list_stock_levels(
     ctx: Ctx,
     product_id: Annotated[
-        list[Annotated[str, Query(pattern=PRODUCT_ID_PATTERN)]],
+        list[ProductId],
         Query(max_length=500, description="Only these products (repeatable)."),
     ] = [],  # noqa: B006 - FastAPI copies query defaults
     max_quantity: Annotated[
@@ -66,7 +61,7 @@ async def list_stock_levels(
     "/{product_id}",
     summary="Get a stock level",
     response_model=StockLevelOut,
-    responses=problems(404, 422),
+    responses=problems(*INVENTORY, "not-found"),
 )
 async def get_stock_level(product_id: ProductIdPath, ctx: Ctx) -> Response:
     """One stock level, with what the products service says of the product."""
@@ -79,7 +74,13 @@ async def get_stock_level(product_id: ProductIdPath, ctx: Ctx) -> Response:
     response_model=StockLevelOut,
     responses={
         201: {"description": "Created", "model": StockLevelOut},
-        **problems(400, 412, 422, 503),
+        **problems(
+            *INVENTORY,
+            *WITH_BODY,
+            "version-mismatch",
+            "unknown-product",
+            "products-unavailable",
+        ),
     },
 )
 async def set_stock_level(
@@ -114,7 +115,7 @@ async def set_stock_level(
     "/{product_id}",
     summary="Forget a stock level",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(404, 412, 422),
+    responses=problems(*INVENTORY, "not-found", "version-mismatch"),
 )
 async def delete_stock_level(product_id: ProductIdPath, ctx: Ctx, if_match: IfMatch) -> Response:
     """Forget the stock level. Its ledger stays readable."""
@@ -126,7 +127,15 @@ async def delete_stock_level(product_id: ProductIdPath, ctx: Ctx, if_match: IfMa
     "/{product_id}/adjustments",
     summary="Adjust a stock level",
     response_model=StockLevelOut,
-    responses=problems(400, 404, 409, 412, 422),
+    responses=problems(
+        *INVENTORY,
+        *WITH_BODY,
+        "not-found",
+        "insufficient-stock",
+        "idempotency-key-in-use",
+        "version-mismatch",
+        "idempotency-key-reuse",
+    ),
 )
 async def adjust_stock_level(
     product_id: ProductIdPath,
@@ -155,7 +164,11 @@ async def adjust_stock_level(
     return answer_response(answer)
 
 
-@router.get("/{product_id}/movements", summary="A product's ledger", responses=problems(404, 422))
+@router.get(
+    "/{product_id}/movements",
+    summary="A product's ledger",
+    responses=problems(*INVENTORY, "not-found"),
+)
 async def list_movements(
     product_id: ProductIdPath, ctx: Ctx, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[MovementOut]:

@@ -312,7 +312,7 @@ class HttpProductsCatalog:
         if task is None:
             if not self._breaker.try_acquire():
                 metrics.count_product_lookup("unavailable")
-                raise self._refused()
+                raise self._refused(product_id)
             # The task copies the current context: the first caller's request id is the
             # one forwarded for everybody who joins this look-up.
             task = asyncio.create_task(self._fetch(product_id))
@@ -348,15 +348,18 @@ class HttpProductsCatalog:
             return "unavailable"
         return "ok"
 
-    def _refused(self) -> ProductsUnavailable:
+    def _refused(self, product_id: str) -> ProductsUnavailable:
         wait = self._breaker.seconds_until_half_open()
         if wait > 0:
             return ProductsUnavailable(
-                "the products service failed repeatedly; not asking it for now", retry_after=wait
+                "the products service failed repeatedly; not asking it for now",
+                retry_after=wait,
+                product_ids=[product_id],
             )
         return ProductsUnavailable(
             "the products service failed repeatedly; a probe is checking whether it is back",
             retry_after=self._backoff_max,
+            product_ids=[product_id],
         )
 
     def _forget(self, product_id: str, task: asyncio.Task[ProductLookup]) -> None:
@@ -379,6 +382,7 @@ class HttpProductsCatalog:
                 f"the products service cannot answer for product {product_id!r}: {failure}",
                 # While the circuit is open nobody will be asked before it half-opens.
                 retry_after=self._breaker.seconds_until_half_open() or self._backoff_max,
+                product_ids=[product_id],
             ) from failure
         except BaseException:
             self._breaker.release_probe()
@@ -614,10 +618,12 @@ async def lookup_all(
             lookups[product_id] = outcome
     if failures:
         named = ", ".join(repr(product_id) for product_id in failures)
+        some = len(failures) < len(unique_ids)
+        share = f" ({len(failures)} of {len(unique_ids)})" if some else ""
         raise ProductsUnavailable(
-            f"the products service cannot answer for {len(failures)} of {len(unique_ids)} "
-            f"products: {named}",
+            f"The products service cannot answer for {named}{share}; nothing was changed.",
             retry_after=max(failure.retry_after for failure in failures.values()),
+            product_ids=list(failures),
         )
     return lookups
 

@@ -156,8 +156,8 @@ def load_settings() -> Settings:
         return get_settings()
     except ValidationError as error:
         first = error.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
         if not first["loc"]:  # a check across settings, whose message names the setting
-            message = first["msg"].removeprefix("Value error, ")
             raise SystemExit(f"invalid setting {message}") from None
         name = str(first["loc"][0]).upper()
-        raise SystemExit(f"invalid setting {name}: {first['msg']}") from None
+        raise SystemExit(f"invalid setting {name}: {message}") from None

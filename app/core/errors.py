@@ -43,6 +43,16 @@ class MalformedJson(ProblemError):
         super().__init__(detail, errors=[{"field": "body", "message": reason}])
 
 
+class UnsupportedMediaType(ProblemError):
+    """A body sent as anything but JSON (or JSON:API), or without a `Content-Type`."""
+
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class NotAcceptable(ProblemError):
+    status, slug, title = 406, "not-acceptable", "Not acceptable"
+
+
 class Unauthorized(ProblemError):
     status, slug, title = 401, "unauthorized", "Unauthorized"
 
@@ -61,6 +71,12 @@ class InsufficientStock(ProblemError):
 
 class IdempotencyKeyInUse(ProblemError):
     status, slug, title = 409, "idempotency-key-in-use", "Idempotency key in use"
+
+
+class TypeMismatch(ProblemError):
+    """A JSON:API body whose resource `type` or `id` is not the one the route takes."""
+
+    status, slug, title = 409, "type-mismatch", "Resource type mismatch"
 
 
 class VersionMismatch(ProblemError):
@@ -82,9 +98,9 @@ class IdempotencyKeyReuse(ProblemError):
 class ProductsUnavailable(ProblemError):
     status, slug, title = 503, "products-unavailable", "Products service unavailable"
 
-    def __init__(self, detail: str, *, retry_after: float) -> None:
+    def __init__(self, detail: str, *, retry_after: float, product_ids: list[str]) -> None:
         seconds = max(1, round(retry_after))
-        super().__init__(detail, headers={"Retry-After": str(seconds)})
+        super().__init__(detail, headers={"Retry-After": str(seconds)}, product_ids=product_ids)
         self.retry_after = seconds
 
 

@@ -149,8 +149,11 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
         silenced = logging.getLogger(name)
         silenced.handlers.clear()
         silenced.propagate = False
-    # aiosqlite logs every statement at DEBUG, which buries everything else.
+    # aiosqlite logs every statement at DEBUG, which buries everything else; alembic a line
+    # per plugin it loads, on its first import, which may come after this (commands import
+    # it only when they use it).
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
 
     structlog.configure(
         processors=[

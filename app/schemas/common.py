@@ -2,27 +2,91 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# They name the purchase routes under /inventory: `PUT /inventory/purchase` must not create
+# a stock level, and `/inventory/purchases/...` must mean one thing only.
+RESERVED_PRODUCT_IDS = ("purchase", "purchases")
+PRODUCT_ID_RULE = (
+    "1–64 characters of [A-Za-z0-9._-], the first a letter or digit; not "
+    + " or ".join(f"`{reserved}`" for reserved in RESERVED_PRODUCT_IDS)
+)
+
+_ID_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
+
+
+def _product_id(value: str) -> str:
+    """The id rules one by one, so the message names the rule that was broken."""
+    if not 1 <= len(value) <= 64:
+        message = "must be 1–64 characters long"
+    elif not _ID_CHARACTERS.fullmatch(value):
+        message = "may hold only letters, digits, '.', '_' and '-'"
+    elif not value[0].isascii() or not value[0].isalnum():
+        message = "must start with a letter or a digit"
+    elif value in RESERVED_PRODUCT_IDS:
+        message = f"'{value}' names the purchase routes; it cannot be a product id"
+    else:
+        return value
+    raise PydanticCustomError("product_id", message)
+
+
+_PRODUCT_ID_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "pattern": PRODUCT_ID_PATTERN,
+    "not": {"enum": list(RESERVED_PRODUCT_IDS)},
+    "description": PRODUCT_ID_RULE + ".",
+    "examples": ["42"],
+}
+
+# What a stored id looks like (ids stored before the reserved ones were refused included).
+ProductIdStr = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
+# A product id read from a caller: path, query, body or import file.
+ProductId = Annotated[str, AfterValidator(_product_id), WithJsonSchema(_PRODUCT_ID_SCHEMA)]
+
+
+# Integer ids up to 2^53 - 1: beyond it JSON numbers are not exact in many parsers
+# (RFC 8259 §6), so a larger integer would not reliably name the product meant.
+MAX_INTEGER_PRODUCT_ID = 2**53 - 1
 
 
 def _integer_to_id(value: Any) -> Any:
-    # Catalogs with integer ids send `7`; we store and answer "7". A bool is not an integer here.
-    if isinstance(value, int) and not isinstance(value, bool):
+    # Catalogs with integer ids send `7`; we store and answer "7". A bool is not an integer
+    # here, and an integer out of range stays one, to be refused as not a string.
+    is_integer = isinstance(value, int) and not isinstance(value, bool)
+    if is_integer and 0 <= value <= MAX_INTEGER_PRODUCT_ID:
         return str(value)
     return value
 
 
-ProductIdStr = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
 ProductIdIn = Annotated[
-    ProductIdStr,
+    str,
     BeforeValidator(_integer_to_id),
-    Field(
-        description="1–64 characters of [A-Za-z0-9._-]; a JSON integer reads as its decimal string."
+    AfterValidator(_product_id),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                _PRODUCT_ID_SCHEMA,
+                {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_PRODUCT_ID},
+            ],
+            "description": PRODUCT_ID_RULE + "; a JSON integer reads as its decimal string.",
+            "examples": ["42"],
+        }
     ),
 ]
 
@@ -50,18 +114,33 @@ class Page(BaseModel, Generic[Item]):
 
 
 class FieldError(BaseModel):
-    field: str
-    message: str
+    field: str = Field(examples=["items.0.quantity"])
+    message: str = Field(examples=["Input should be greater than or equal to 1"])
+
+
+class ShortLine(BaseModel):
+    """A line of a purchase, a hold or a change that stock cannot cover."""
+
+    product_id: str
+    requested: int
+    available: int
 
 
 class Problem(BaseModel):
-    """An RFC 9457 problem document."""
+    """An RFC 9457 problem document, with the extensions its `type` names."""
 
-    type: str = Field(examples=["/problems/not-found"])
+    type: str = Field(description="`/problems/<slug>`.")
     title: str
-    status: int
+    status: int = Field(ge=400, le=599)
     detail: str
     request_id: str
-    errors: list[FieldError] | None = None
-    product_ids: list[str] | None = None
-    items: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="`validation-error` and `malformed-json`: what is wrong, where."
+    )
+    product_ids: list[str] | None = Field(
+        default=None,
+        description="`unknown-product` and `products-unavailable`: the products concerned.",
+    )
+    items: list[ShortLine] | None = Field(
+        default=None, description="`insufficient-stock`: every line that stock cannot cover."
+    )

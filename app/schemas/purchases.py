@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from app.schemas.common import PrintableText, ProductIdIn, Timestamp
 
@@ -23,13 +23,9 @@ class PurchaseIn(BaseModel):
     model_config = {
         "json_schema_extra": {
             "examples": [
-                {
-                    "items": [
-                        {"product_id": "42", "quantity": 2},
-                        {"product_id": 7, "quantity": 1},
-                    ],
-                    "reference": "order-1001",
-                }
+                # Product 42 is the one the README stocks first.
+                {"items": [{"product_id": "42", "quantity": 2}], "reference": "order-1001"},
+                {"items": [{"product_id": 42, "quantity": 1}]},
             ]
         }
     }
@@ -46,6 +42,30 @@ class PurchaseLineOut(BaseModel):
 
 
 class PurchaseOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2c9a4e-8d1b-4c6a-9e0f-5b7d2a1c4e8f",
+                    "status": "completed",
+                    "reference": "order-1001",
+                    "items": [
+                        {
+                            "product_id": "42",
+                            "quantity": 2,
+                            "unit_price": "9.50",
+                            "subtotal": "19.00",
+                            "remaining": 13,
+                        }
+                    ],
+                    "total": "19.00",
+                    "created_at": "2026-11-28T10:15:00Z",
+                    "cancelled_at": None,
+                }
+            ]
+        }
+    )
+
     id: str
     status: str = Field(examples=["completed"])
     reference: str | None

@@ -9,7 +9,21 @@ from app.schemas.common import Reason, Timestamp
 
 
 class StockLevelOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_id": "42",
+                    "quantity": 17,
+                    "version": 3,
+                    "created_at": "2026-11-28T10:15:00Z",
+                    "updated_at": "2026-11-28T11:02:41Z",
+                    "product": {"id": "42", "name": "Mug", "price": 9.5},
+                }
+            ]
+        },
+    )
 
     product_id: str
     quantity: int
@@ -42,8 +56,17 @@ class Adjustment(BaseModel):
         }
     )
 
-    delta: StrictInt = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, examples=[-2])
-    reason: Reason = Field(examples=["damaged in transit"])
+    delta: StrictInt = Field(
+        ge=-MAX_QUANTITY,
+        le=MAX_QUANTITY,
+        examples=[-2],
+        description="Units to add (positive) or remove (negative); never zero.",
+        json_schema_extra={"not": {"const": 0}},
+    )
+    reason: Reason = Field(
+        examples=["damaged in transit"],
+        description="Why, for the ledger: required, 1–200 characters.",
+    )
 
     @field_validator("delta")
     @classmethod
@@ -54,7 +77,25 @@ class Adjustment(BaseModel):
 
 
 class MovementOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "12",
+                    "product_id": "42",
+                    "kind": "adjust",
+                    "delta": -2,
+                    "quantity_after": 15,
+                    "reason": "damaged in transit",
+                    "purchase_id": None,
+                    "actor": "default",
+                    "request_id": "0b5e8f0c2d1a4c3e9f7a6b5d4c3b2a19",
+                    "created_at": "2026-11-28T10:20:00Z",
+                }
+            ]
+        },
+    )
 
     id: str
     product_id: str

@@ -24,14 +24,14 @@ from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.repositories import stock_levels
 from app.repositories.movements import NewMovement
-from app.schemas.common import ProductIdStr, Reason
+from app.schemas.common import ProductId, Reason
 from app.services.ledger import record_movements
 
 IMPORT_BATCH_SIZE = 1000
 EXPORT_PAGE_SIZE = 1000
 HEADER = ("product_id", "quantity", "reason")
 
-_product_id = TypeAdapter(ProductIdStr)
+_product_id = TypeAdapter(ProductId)
 _reason = TypeAdapter(Reason)
 # ASCII digits only: `\d` and int() would also read Arabic-Indic or full-width digits.
 _QUANTITY = re.compile(r"[0-9]{1,10}")
@@ -125,10 +125,8 @@ def _parse_row(line: int, cells: list[str]) -> ImportRow:
     product_id, quantity = cells[0].strip(), cells[1].strip()
     try:
         _product_id.validate_python(product_id)
-    except ValidationError:
-        raise ValueError(
-            f"product id {product_id!r} is not 1-64 characters of [A-Za-z0-9._-]"
-        ) from None
+    except ValidationError as invalid:
+        raise ValueError(f"product id {product_id!r}: {invalid.errors()[0]['msg']}") from None
     if not _QUANTITY.fullmatch(quantity) or int(quantity) > MAX_QUANTITY:
         raise ValueError(f"quantity {quantity!r} is not an integer from 0 to {MAX_QUANTITY}")
     reason = cells[2].strip() if len(cells) == 3 else ""

@@ -172,7 +172,7 @@ async def test_bodies_that_are_not_objects_are_422(
 
 
 @pytest.mark.parametrize(("method", "path", "body"), WRITES)
-async def test_a_valid_body_under_a_wrong_content_type_is_refused(
+async def test_a_valid_body_under_another_content_type_is_415(
     client: httpx.AsyncClient, stocked: Any, method: str, path: str, body: Any
 ) -> None:
     for content_type in (
@@ -182,11 +182,58 @@ async def test_a_valid_body_under_a_wrong_content_type_is_refused(
         "application/xml",
         "application/octet-stream",
         "application/jsonx",
+        "application/merge-patch+json",
+        "application/json; charset=latin-1",
+        "application/vnd.api+json; ext=https://jsonapi.org/ext/atomic",
+        "application/vnd.api+json; version=1",
     ):
         response = await client.request(
             method, path, content=json.dumps(body).encode(), headers={"content-type": content_type}
         )
-        assert_refused(response, content_type)
+        assert_refused(response, content_type, 415, "unsupported-media-type")
+        assert "Content-Type: application/json" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+async def test_a_body_without_a_content_type_is_415(
+    client: httpx.AsyncClient, stocked: Any, method: str, path: str, body: Any
+) -> None:
+    # httpx adds no Content-Type to raw content.
+    response = await client.request(method, path, content=json.dumps(body).encode())
+    assert_refused(response, "no content type", 415, "unsupported-media-type")
+
+
+async def test_a_form_is_415(client: httpx.AsyncClient, stocked: Any) -> None:
+    response = await client.put("/inventory/7", data={"quantity": "9"})
+    assert_refused(response, "form", 415, "unsupported-media-type")
+
+
+async def test_json_with_a_utf8_charset_is_accepted(client: httpx.AsyncClient) -> None:
+    for quantity, charset in enumerate(("utf-8", "UTF-8", '"utf-8"')):
+        response = await client.put(
+            "/inventory/8",
+            content=json.dumps({"quantity": quantity}).encode(),
+            headers={"content-type": f"application/json; charset={charset}"},
+        )
+        assert response.status_code in (200, 201), (charset, response.text)
+        assert response.json()["quantity"] == quantity
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"{", b'{"quantity": NaN}', b"\xef\xbb\xbf{}", b"quantity=1"]
+)
+async def test_a_json_body_that_is_not_json_is_400(
+    client: httpx.AsyncClient, stocked: Any, body: bytes
+) -> None:
+    assert_refused(await send(client, "PUT", "/inventory/7", body), body, 400, "malformed-json")
+
+
+async def test_authentication_comes_before_the_media_type_and_the_json(
+    anonymous: httpx.AsyncClient, stocked: Any
+) -> None:
+    for headers, content in (({"content-type": "text/plain"}, b"{}"), (JSON, b"{")):
+        response = await anonymous.put("/inventory/7", content=content, headers=headers)
+        assert_refused(response, headers, 401, "unauthorized")
 
 
 # --- text: product ids, reasons, references -------------------------------------------------

@@ -182,7 +182,7 @@ class FlakyCatalog:
     async def lookup(self, product_id: str) -> ProductLookup:
         self.calls += 1
         if self.calls == 1:
-            raise ProductsUnavailable("down", retry_after=3)
+            raise ProductsUnavailable("down", retry_after=3, product_ids=[product_id])
         return ProductLookup(product_id, ProductStatus.FOUND, {"id": product_id, "price": "2.5"})
 
     async def probe(self) -> str:

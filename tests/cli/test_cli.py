@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
@@ -81,7 +82,7 @@ def test_export_writes_a_file(url: str, tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out.csv").read_text().splitlines() == ["product_id,quantity", "x,1"]
-    assert "exported 1 stock levels" in result.stderr
+    assert "exported 1 stock level\n" in result.stderr
 
 
 def test_import_with_bad_rows_names_the_lines_and_changes_nothing(url: str, tmp_path: Path) -> None:
@@ -219,7 +220,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     def fake_run(app: str, **options: Any) -> None:
         calls.append({"app": app, **options, "metrics_dir": os.environ.get(MULTIPROCESS_ENV)})
 
-    monkeypatch.setattr(cli.uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    # Nothing listens, so whether the port is free on this machine is not the question here.
+    monkeypatch.setattr(cli, "_check_port_is_free", lambda host, port: None)
     return calls
 
 
@@ -279,4 +282,23 @@ def test_import_names_an_unreadable_record_instead_of_crashing(url: str, tmp_pat
     assert f"{source}:1: quantity '١٢'" in result.stderr
     assert f"{source}:2: unreadable CSV: field larger than field limit" in result.stderr
     assert "Traceback" not in result.output
+    assert run("export").stdout.splitlines() == ["product_id,quantity"]
+
+
+def test_import_refuses_reserved_ids_and_names_the_rule_each_id_broke(
+    url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "ids.csv"
+    source.write_text("ok,1\npurchase,2\n.hidden,3\npurchases,4\n")
+
+    result = run("import", str(source))
+
+    assert result.exit_code == 1
+    assert (
+        f"{source}:2: product id 'purchase': 'purchase' names the purchase routes; "
+        "it cannot be a product id" in result.stderr
+    )
+    assert f"{source}:3: product id '.hidden': must start with a letter or a digit" in result.stderr
+    assert f"{source}:4: product id 'purchases'" in result.stderr
+    assert "3 bad rows; nothing was imported" in result.stderr
     assert run("export").stdout.splitlines() == ["product_id,quantity"]

@@ -743,16 +743,17 @@ async def test_lookup_all_fails_whole_with_the_longest_retry_after() -> None:
     catalog = ScriptedCatalog(
         {
             "1": found("1"),
-            "2": ProductsUnavailable("down", retry_after=3),
-            "3": ProductsUnavailable("down", retry_after=17),
+            "2": ProductsUnavailable("down", retry_after=3, product_ids=["2"]),
+            "3": ProductsUnavailable("down", retry_after=17, product_ids=["3"]),
             "4": ProductLookup("4", ProductStatus.NOT_FOUND),
         }
     )
 
-    with pytest.raises(ProductsUnavailable, match="2 of 4 products: '2', '3'") as raised:
+    with pytest.raises(ProductsUnavailable, match=r"for '2', '3' \(2 of 4\)") as raised:
         await lookup_all(catalog, ["1", "2", "3", "4"])
 
     assert raised.value.retry_after == 17
+    assert raised.value.extensions["product_ids"] == ["2", "3"]
     assert sorted(catalog.asked) == ["1", "2", "3", "4"]
 
 

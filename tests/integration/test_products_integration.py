@@ -342,6 +342,12 @@ async def test_writes_are_503_and_change_nothing_while_reads_go_on_without_produ
     broken.assert_asked("42", "put-42")
     assert_unavailable(bought)
     broken.assert_asked("1", "buy-1")
+    # The products it could not answer for are named, in the detail and as data.
+    for response, product_id in ((created, "42"), (bought, "1")):
+        problem = response.json()
+        assert problem["product_ids"] == [product_id]
+        assert f"cannot answer for '{product_id}'" in problem["detail"]
+        assert " of 1" not in problem["detail"]
     assert await snapshot(db) == snap
     assert await quantity_of(db, "42") is None
     assert await quantity_of(db, "1") == 10
