@@ -9,7 +9,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -159,12 +159,15 @@ class _Job(Generic[T]):
         self.callbacks.clear()
 
     def settle(self) -> None:
-        """On the caller's loop: hand over the outcome, then report what was committed."""
+        """On the caller's loop: report what was committed, then hand over the outcome."""
+        if self.error is None:
+            _run_after_commit(self.callbacks)
+        if self.future.cancelled():
+            return
         if self.error is not None:
             self.future.set_exception(self.error)
-            return
-        self.future.set_result(cast(T, self.result))
-        _run_after_commit(self.callbacks)
+        else:
+            self.future.set_result(cast(T, self.result))
 
 
 class SqliteWriter:
@@ -242,7 +245,9 @@ class SqliteWriter:
         self.units += len(batch)
         metrics.observe_write_batch(len(batch))
         for job in batch:
-            job.loop.call_soon_threadsafe(job.settle)
+            # A loop that has closed has nobody left waiting; the writer goes on for the rest.
+            with suppress(RuntimeError):
+                job.loop.call_soon_threadsafe(job.settle)
 
 
 class Database:
