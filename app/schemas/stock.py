@@ -12,7 +12,9 @@ class StockLevelOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     product_id: str
-    quantity: int
+    quantity: int = Field(description="Units on hand.")
+    reserved: int = Field(description="Units held by active reservations.")
+    available: int = Field(description="`quantity` − `reserved`: what can be sold now.")
     version: int
     created_at: Timestamp
     updated_at: Timestamp
