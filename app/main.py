@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, metrics, purchases, stock
+from app.api import health, metrics, purchases, reservations, stock
 from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
@@ -27,6 +27,7 @@ from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.migrations import head_revision
+from app.services.expiry import expire_reservations, purge_reservations
 from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
@@ -50,11 +51,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.database = database
             app.state.catalog = build_catalog(settings, http_client)
             _warn_about_open_doors(settings)
-            purger = asyncio.create_task(purge_idempotency_keys(database))
+            background = [
+                asyncio.create_task(purge_idempotency_keys(database)),
+                asyncio.create_task(expire_reservations(database)),
+                asyncio.create_task(purge_reservations(database, settings.reservation_retention)),
+            ]
             yield
-            purger.cancel()
-            with suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            for task in background:
+                with suppress(asyncio.CancelledError):
+                    await task
         finally:
             if http_client is not None:
                 await http_client.aclose()
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(purchases.router)
+    app.include_router(reservations.router)
     app.include_router(stock.router)
     describe_problems_as_problem_json(app)
 

@@ -63,6 +63,12 @@ class IdempotencyKeyInUse(ProblemError):
     status, slug, title = 409, "idempotency-key-in-use", "Idempotency key in use"
 
 
+class ReservationNotActive(ProblemError):
+    """The reservation was released, expired or confirmed: it holds nothing to act on."""
+
+    status, slug, title = 409, "reservation-not-active", "Reservation not active"
+
+
 class VersionMismatch(ProblemError):
     status, slug, title = 412, "version-mismatch", "Version mismatch"
 

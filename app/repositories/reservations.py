@@ -31,28 +31,28 @@ from app.models.reservation import ReservationStatus
 # Built once: building them per call cost more than running them (docs/performance.md).
 _insert_reservation = insert(Reservation)
 _insert_lines = insert(ReservationLine)
-_find = select(*Reservation.__table__.c).where(Reservation.id == bindparam("reservation_id"))
+_find = select(*Reservation.__table__.c).where(Reservation.id == bindparam("rid"))
 _lines = (
     select(*ReservationLine.__table__.c)
-    .where(ReservationLine.reservation_id == bindparam("reservation_id"))
+    .where(ReservationLine.reservation_id == bindparam("rid"))
     .order_by(ReservationLine.position)
 )
 _now = bindparam("now", type_=UTCDateTime())
 _is_active = and_(Reservation.status == "active", Reservation.expires_at > _now)
 _end = (
     update(Reservation)
-    .where(Reservation.id == bindparam("reservation_id"), _is_active)
+    .where(Reservation.id == bindparam("rid"), _is_active)
     .values(status=bindparam("new_status"), ended_at=_now, purchase_id=bindparam("purchase"))
 )
 _extend = (
     update(Reservation)
-    .where(Reservation.id == bindparam("reservation_id"), _is_active)
+    .where(Reservation.id == bindparam("rid"), _is_active)
     .values(expires_at=bindparam("until", type_=UTCDateTime()))
 )
 _extend_lines = (
     update(ReservationLine)
     .where(
-        ReservationLine.reservation_id == bindparam("reservation_id"),
+        ReservationLine.reservation_id == bindparam("rid"),
         ReservationLine.held == true(),
     )
     .values(expires_at=bindparam("until", type_=UTCDateTime()))
@@ -60,7 +60,7 @@ _extend_lines = (
 _let_go = (
     update(ReservationLine)
     .where(
-        ReservationLine.reservation_id == bindparam("reservation_id"),
+        ReservationLine.reservation_id == bindparam("rid"),
         ReservationLine.held == true(),
     )
     .values(held=False)
@@ -135,10 +135,10 @@ def status_at(status: str, expires_at: datetime, now: datetime) -> ReservationSt
 
 
 def find(connection: Connection, reservation_id: str, now: datetime) -> StoredReservation | None:
-    head = connection.execute(_find, {"reservation_id": reservation_id}).one_or_none()
+    head = connection.execute(_find, {"rid": reservation_id}).one_or_none()
     if head is None:
         return None
-    lines = connection.execute(_lines, {"reservation_id": reservation_id})
+    lines = connection.execute(_lines, {"rid": reservation_id})
     return _stored(head, [dict(line._mapping) for line in lines], now)
 
 
@@ -216,7 +216,7 @@ def end(
 ) -> bool:
     """Move an active, unexpired reservation to `status`; False when it is not such a one."""
     values = {
-        "reservation_id": reservation_id,
+        "rid": reservation_id,
         "new_status": status,
         "purchase": purchase_id,
         "now": now,
@@ -227,7 +227,7 @@ def end(
 def extend(connection: Connection, reservation_id: str, until: datetime, now: datetime) -> bool:
     """Move the expiry of an active, unexpired reservation and of its held lines; False when
     it is not active, or when a line was freed already."""
-    values = {"reservation_id": reservation_id, "until": until, "now": now}
+    values = {"rid": reservation_id, "until": until, "now": now}
     if connection.execute(_extend, values).rowcount != 1:
         return False
     held = connection.execute(_extend_lines, values).rowcount
@@ -237,8 +237,8 @@ def extend(connection: Connection, reservation_id: str, until: datetime, now: da
 def let_go(connection: Connection, reservation_id: str) -> list[tuple[str, int]]:
     """Stop holding the lines of a reservation still held: (product id, units) of each, in
     product id order (the order stock rows are locked in)."""
-    rows = connection.execute(_let_go, {"reservation_id": reservation_id}).tuples().all()
-    return sorted(rows)
+    rows = connection.execute(_let_go, {"rid": reservation_id})
+    return sorted((product_id, int(quantity)) for product_id, quantity in rows)
 
 
 def line_count(connection: Connection, reservation_id: str) -> int:

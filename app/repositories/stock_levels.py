@@ -168,7 +168,7 @@ def available(connection: Connection, product_ids: Collection[str]) -> dict[str,
     query = select(StockLevel.product_id, StockLevel.quantity - reserved_now).where(
         StockLevel.product_id.in_(product_ids)
     )
-    return dict(connection.execute(query, {"now": utcnow()}).tuples().all())
+    return {pid: int(left) for pid, left in connection.execute(query, {"now": utcnow()})}
 
 
 def quantity_for_update(connection: Connection, product_id: str) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,10 +18,11 @@ from app.core.database import Database
 from app.core.errors import InsufficientStock, NotFound, ValidationFailed
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
-from app.repositories import purchases, reservations, stock_levels
+from app.repositories import purchases, stock_levels
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
-from app.schemas.purchases import PurchaseIn, PurchaseLineOut, PurchaseOut
+from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
+from app.services import expiry
 from app.services.answers import Answer
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
@@ -47,10 +48,10 @@ class Line:
         return subtotal(self.unit_price, self.quantity)
 
 
-def merge_lines(order: PurchaseIn) -> dict[str, int]:
+def merge_lines(items: Sequence[PurchaseItemIn]) -> dict[str, int]:
     """Quantities by product, in order of first appearance; the same product twice is summed."""
     quantities: dict[str, int] = {}
-    for item in order.items:
+    for item in items:
         quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
     return quantities
 
@@ -66,7 +67,7 @@ async def buy(
 ) -> Answer:
     """Check the products, then take every line from stock, or nothing: 409 naming every
     short line. Nothing changes when the catalog refuses a product or cannot answer."""
-    quantities = merge_lines(order)
+    quantities = merge_lines(order.items)
     lookups = await require_known(catalog, list(quantities))
     lines = [
         Line(pid, quantity, unit_price(lookups[pid].product if pid in lookups else None))
@@ -175,7 +176,7 @@ def _take(
     expired holds are freed first, so their units count as available."""
     remaining: dict[str, int] = {}
     short: list[str] = []
-    freed = reservations.free_expired(connection, quantities, now)
+    freed = expiry.free_expired(connection, quantities, now)
     for product_id in sorted(quantities):
         left = stock_levels.take(
             connection, product_id, quantities[product_id], now, freed=freed[product_id]
@@ -232,7 +233,7 @@ def _require_issuable(purchase_id: str) -> None:
 
 async def get_purchase(db: Database, *, purchase_id: str) -> PurchaseOut:
     _require_issuable(purchase_id)
-    return _receipt(await db.read(partial(purchases.find, purchase_id=purchase_id)), purchase_id)
+    return receipt_of(await db.read(partial(purchases.find, purchase_id=purchase_id)), purchase_id)
 
 
 async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseOut:
@@ -262,7 +263,7 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
             )
         return purchases.find(connection, purchase_id)
 
-    return _receipt(await db.write(unit), purchase_id)
+    return receipt_of(await db.write(unit), purchase_id)
 
 
 def _restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:
@@ -278,7 +279,8 @@ def _restock(connection: Connection, product_id: str, quantity: int, now: dateti
     )
 
 
-def _receipt(stored: StoredPurchase | None, purchase_id: str) -> PurchaseOut:
+def receipt_of(stored: StoredPurchase | None, purchase_id: str) -> PurchaseOut:
+    """The receipt of a stored purchase; 404 when there is none."""
     if stored is None:
         raise _not_found(purchase_id)
     return PurchaseOut(

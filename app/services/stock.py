@@ -25,10 +25,11 @@ from app.core.errors import (
 )
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
-from app.repositories import reservations, stock_levels
+from app.repositories import stock_levels
 from app.repositories.stock_levels import Level
 from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
+from app.services import expiry
 from app.services.answers import Answer
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
 from app.services.idempotency import Claim
@@ -226,7 +227,7 @@ def _adjust(
 
 
 def _free_expired(connection: Connection, product_id: str, now: datetime) -> int:
-    return reservations.free_expired(connection, [product_id], now)[product_id]
+    return expiry.free_expired(connection, [product_id], now)[product_id]
 
 
 def _refusal(
