@@ -34,6 +34,8 @@ class ReservationIn(BaseModel):
 
 
 class ReservationExtension(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{"ttl_seconds": 600}]}}
+
     ttl_seconds: StrictInt = Field(
         ge=1, le=MAX_TTL_SECONDS, description="Expire this many seconds from now.", examples=[600]
     )
