@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, metrics, purchases, stock
+from app.api import health, metrics, purchases, reservations, stock
 from app.api.docs import finish_document
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
@@ -30,6 +30,7 @@ from app.core.logging import configure_logging
 from app.core.migrations import head_revision
 from app.schemas.purchases import PurchaseOut
 from app.schemas.stock import MovementOut, StockLevelOut
+from app.services.expiry import expire_reservations, purge_reservations
 from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
@@ -61,11 +62,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.database = database
             app.state.catalog = build_catalog(settings, http_client)
             _warn_about_open_doors(settings)
-            purger = asyncio.create_task(purge_idempotency_keys(database))
+            background = [
+                asyncio.create_task(purge_idempotency_keys(database)),
+                asyncio.create_task(expire_reservations(database)),
+                asyncio.create_task(purge_reservations(database, settings.reservation_retention)),
+            ]
             yield
-            purger.cancel()
-            with suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            for task in background:
+                with suppress(asyncio.CancelledError):
+                    await task
         finally:
             if http_client is not None:
                 await http_client.aclose()
@@ -88,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # `purchases`, a reserved id (422), rather than as a purchase named "movements".
     app.include_router(stock.router)
     app.include_router(purchases.router)
+    app.include_router(reservations.router)
     finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
 
     # Added innermost first: the request id is set before anything else runs.

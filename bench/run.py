@@ -56,6 +56,15 @@ SCENARIOS = [
     Scenario(
         "purchase-spread", "raw-sql", "purchase-spread", frozenset({201}), frozenset({409}), True
     ),
+    # Each connection alternates: hold one unit of the hot product, then confirm that hold.
+    Scenario(
+        "reserve-confirm-hot",
+        "raw-sql",
+        "reserve-confirm-hot",
+        frozenset({201}),
+        frozenset({409}),
+        True,
+    ),
     # A replay reads the stored answer: its ceiling is the raw one-row read.
     Scenario("purchase-replay", "raw-sql", "get-hot", frozenset({201}), frozenset({409}), True),
 ]
@@ -315,7 +324,7 @@ def _measure(plan: Plan, server: Server, name: str, scenario: Scenario) -> Figur
     args = [name, API_KEY, str(data.PRODUCTS), data.HOT, REPLAY_KEY]
     wrk(server, plan.warmup, args)
     ok = frozenset({200}) if server.name != "inventory" and name.startswith("get") else scenario.ok
-    if server.name != "inventory" and name.startswith("purchase"):
+    if server.name != "inventory" and name.startswith(("purchase", "reserve")):
         ok = frozenset({201})
     return Figures.of(wrk(server, plan.load, args), scenario, ok)
 

@@ -7,14 +7,27 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from app.core.database import Database
-from app.models import Movement, Purchase, PurchaseLine, StockLevel
+from app.models import Movement, Purchase, PurchaseLine, Reservation, ReservationLine, StockLevel
 
 
 async def broken_invariants(db: Database) -> list[str]:
     """Every way the stored state contradicts itself; empty when the books balance."""
     problems: list[str] = []
     levels, sums, lines, sold, returned, cancelled_lines, empty = await db.read(_books)
+    reserved, held, unconfirmed = await db.read(_holds)
     problems += [f"{pid}: quantity {q} below zero" for pid, q in levels.items() if q < 0]
+    problems += [
+        f"{pid}: reserved {r} outside 0 … quantity {levels.get(pid)}"
+        for pid, r in reserved.items()
+        if not 0 <= r <= levels.get(pid, 0)
+    ]
+    for product_id in set(reserved) | set(held):
+        if reserved.get(product_id, 0) != int(held.get(product_id) or 0):
+            problems.append(
+                f"{product_id}: reserved {reserved.get(product_id)}, held lines sum to "
+                f"{held.get(product_id)}"
+            )
+    problems += [f"confirmed reservation without its purchase: {rid}" for rid in unconfirmed]
     for product_id in set(levels) | set(sums):
         if int(sums.get(product_id) or 0) != levels.get(product_id, 0):
             problems.append(
@@ -28,6 +41,24 @@ async def broken_invariants(db: Database) -> list[str]:
     if empty:
         problems.append(f"{empty} purchases without lines")
     return problems
+
+
+def _holds(connection: Connection) -> tuple[Any, ...]:
+    reserved = dict(connection.execute(select(StockLevel.product_id, StockLevel.reserved)).all())
+    held = dict(
+        connection.execute(
+            select(ReservationLine.product_id, func.sum(ReservationLine.quantity))
+            .where(ReservationLine.held.is_(True))
+            .group_by(ReservationLine.product_id)
+        ).all()
+    )
+    unconfirmed = connection.scalars(
+        select(Reservation.id).where(
+            Reservation.status == "confirmed",
+            ~Reservation.purchase_id.in_(select(Purchase.id)),
+        )
+    ).all()
+    return reserved, held, list(unconfirmed)
 
 
 def _books(connection: Connection) -> tuple[Any, ...]:

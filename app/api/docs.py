@@ -23,6 +23,7 @@ from app.core.errors import (
     PayloadTooLarge,
     ProblemError,
     ProductsUnavailable,
+    ReservationNotActive,
     TypeMismatch,
     Unauthorized,
     UnknownProduct,
@@ -130,6 +131,10 @@ _PROBLEMS: dict[str, tuple[ProblemError, str]] = {
             "This Idempotency-Key was used with a different request.", idempotency_key="order-1001"
         ),
         "The `Idempotency-Key` was used before with a different body.",
+    ),
+    "reservation-not-active": (
+        ReservationNotActive("Reservation 'a1b2…' is released; it holds nothing."),
+        "The reservation was released, expired or confirmed: it holds nothing to act on.",
     ),
     "overloaded": (
         Overloaded("More than 1000 requests are in progress; try again shortly.", retry_after=1),

@@ -25,7 +25,7 @@ logger = logging.getLogger("app.requests")
 access_logger = structlog.get_logger("app.access")
 
 MAX_BODY_BYTES = 1024 * 1024
-PROTECTED_PREFIX = "/inventory"
+PROTECTED_PREFIXES = ("/inventory", "/reservations")
 # Probes and scrapes must answer however busy the process is: that is when they matter.
 NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
 SHED_RETRY_AFTER_SECONDS = 1
@@ -183,7 +183,7 @@ class ApiKeyMiddleware:
         if not self.keys:
             return "anonymous"
         path: str = scope["path"]
-        if path != PROTECTED_PREFIX and not path.startswith(PROTECTED_PREFIX + "/"):
+        if not any(path == p or path.startswith(p + "/") for p in PROTECTED_PREFIXES):
             return "anonymous"
         offered = _digest(Headers(scope=scope).get("x-api-key", "").encode("latin-1"))
         matched = None

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     idempotency_ttl_hours: float = Field(default=24.0, ge=24, le=24 * 365)
 
+    # How long a reservation holds stock when its request names no `ttl_seconds`.
+    reservation_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
+    # Reservations that ended (confirmed, released, expired) are forgotten after this long.
+    reservation_retention_days: float = Field(default=30.0, gt=0, le=3650)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -136,6 +141,14 @@ class Settings(BaseSettings):
     @property
     def idempotency_ttl(self) -> timedelta:
         return timedelta(hours=self.idempotency_ttl_hours)
+
+    @property
+    def reservation_ttl(self) -> timedelta:
+        return timedelta(seconds=self.reservation_ttl_seconds)
+
+    @property
+    def reservation_retention(self) -> timedelta:
+        return timedelta(days=self.reservation_retention_days)
 
     def actor_keys(self) -> list[tuple[str, str]]:
         """Every accepted key with the actor it stands for; an actor may have several."""

@@ -79,6 +79,12 @@ class TypeMismatch(ProblemError):
     status, slug, title = 409, "type-mismatch", "Resource type mismatch"
 
 
+class ReservationNotActive(ProblemError):
+    """The reservation was released, expired or confirmed: it holds nothing to act on."""
+
+    status, slug, title = 409, "reservation-not-active", "Reservation not active"
+
+
 class VersionMismatch(ProblemError):
     status, slug, title = 412, "version-mismatch", "Version mismatch"
 

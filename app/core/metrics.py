@@ -36,6 +36,9 @@ UNMATCHED_ROUTE = "(unmatched)"
 PurchaseOutcome = Literal[
     "completed", "insufficient_stock", "unknown_product", "products_unavailable", "replayed"
 ]
+ReservationChange = Literal["created", "confirmed", "released", "expired"]
+# Units enter `reserved` when held and leave it on one of the three other changes.
+ReservedUnitsChange = Literal["held", "confirmed", "released", "expired"]
 ProductLookupOutcome = Literal["found", "not_found", "unavailable", "cache_hit"]
 # The states `app.clients.products.CircuitBreaker` reports; spelled out here because the
 # client counts its look-ups through this module, which so cannot import the client.
@@ -57,6 +60,15 @@ HTTP_DURATION = Histogram(
 )
 PURCHASES = Counter("inventory_purchases", "Purchase requests, by outcome.", ["outcome"])
 MOVEMENTS = Counter("inventory_movements", "Committed ledger movements, by kind.", ["kind"])
+RESERVATIONS = Counter(
+    "inventory_reservations", "Changes of reservations, by what happened.", ["change"]
+)
+RESERVED_UNITS = Counter(
+    "inventory_reserved_units",
+    "Units that entered (held) or left (confirmed, released, expired) reservations; units "
+    "held now = held − confirmed − released − expired.",
+    ["change"],
+)
 PRODUCT_LOOKUPS = Counter(
     "inventory_product_lookups", "Look-ups of products in the products service.", ["outcome"]
 )
@@ -75,12 +87,24 @@ for _outcome in get_args(PurchaseOutcome):
     PURCHASES.labels(outcome=_outcome)
 for _kind in get_args(MovementKind):
     MOVEMENTS.labels(kind=_kind)
+for _change in get_args(ReservationChange):
+    RESERVATIONS.labels(change=_change)
+for _units in get_args(ReservedUnitsChange):
+    RESERVED_UNITS.labels(change=_units)
 for _lookup in get_args(ProductLookupOutcome):
     PRODUCT_LOOKUPS.labels(outcome=_lookup)
 
 
 def count_purchase(outcome: PurchaseOutcome) -> None:
     PURCHASES.labels(outcome=outcome).inc()
+
+
+def count_reservation(change: ReservationChange) -> None:
+    RESERVATIONS.labels(change=change).inc()
+
+
+def count_reserved_units(change: ReservedUnitsChange, units: int) -> None:
+    RESERVED_UNITS.labels(change=change).inc(units)
 
 
 def count_product_lookup(outcome: ProductLookupOutcome) -> None:

@@ -4,6 +4,16 @@ from app.models.base import Base
 from app.models.idempotency_key import IdempotencyKey
 from app.models.movement import Movement
 from app.models.purchase import Purchase, PurchaseLine
+from app.models.reservation import Reservation, ReservationLine
 from app.models.stock_level import StockLevel
 
-__all__ = ["Base", "IdempotencyKey", "Movement", "Purchase", "PurchaseLine", "StockLevel"]
+__all__ = [
+    "Base",
+    "IdempotencyKey",
+    "Movement",
+    "Purchase",
+    "PurchaseLine",
+    "Reservation",
+    "ReservationLine",
+    "StockLevel",
+]

@@ -1,4 +1,13 @@
-"""The `stock_levels` table: one row per product, its quantity on hand and its version."""
+"""The `stock_levels` table: one row per product, its quantity on hand, the units held by
+reservations, and its version.
+
+`reserved` counts the lines still `held`, and some of those may be past their `expires_at`.
+Readers subtract those units as they read (`reserved_now`). Writers that check against
+`reserved` first free the expired lines of the product in the same unit
+(`app.repositories.reservations.free_expired`) and pass the units freed as `freed`: each
+change of the row is one conditional UPDATE, so `reserved <= quantity` holds whatever runs
+concurrently, and the CHECK constraint `reserved_range` would refuse anything else.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +16,60 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Update,
     bindparam,
+    cast,
     delete,
+    func,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.models import StockLevel
-from app.models.base import UTCDateTime
+from app.models import ReservationLine, StockLevel
+from app.models.base import UTCDateTime, utcnow
 from app.models.stock_level import MAX_QUANTITY
 
 
 class Level(NamedTuple):
     product_id: str
     quantity: int
+    reserved: int
     version: int
     created_at: datetime
     updated_at: datetime
 
 
-_columns = [StockLevel.product_id, StockLevel.quantity, StockLevel.version]
+_columns = [StockLevel.product_id, StockLevel.quantity, StockLevel.reserved, StockLevel.version]
 _columns += [StockLevel.created_at, StockLevel.updated_at]
 
+# The units of this product's held lines that expired by `:now`: the index
+# (held, product_id, expires_at) finds them, and there are none most of the time.
+_expired_held = (
+    # PostgreSQL sums BIGINT to NUMERIC: cast back, so Python sees an int.
+    select(cast(func.coalesce(func.sum(ReservationLine.quantity), 0), BigInteger))
+    .where(
+        ReservationLine.held == true(),
+        ReservationLine.product_id == StockLevel.product_id,
+        ReservationLine.expires_at <= bindparam("now", type_=UTCDateTime()),
+    )
+    .scalar_subquery()
+)
+reserved_now = (StockLevel.reserved - _expired_held).label("reserved")
+_read_columns = [StockLevel.product_id, StockLevel.quantity, reserved_now, *_columns[3:]]
+
 # Built once: building a statement per call cost as much as running it (docs/performance.md).
-_find = select(*_columns).where(StockLevel.product_id == bindparam("product_id"))
-_lock_quantity = _find.with_only_columns(StockLevel.quantity).with_for_update()
+_find = select(*_read_columns).where(StockLevel.product_id == bindparam("product_id"))
+_lock_quantity = (
+    select(StockLevel.quantity)
+    .where(StockLevel.product_id == bindparam("product_id"))
+    .with_for_update()
+)
 
 
 def _bump(*conditions: ColumnElement[bool]) -> Update:
@@ -53,13 +86,24 @@ def _bump(*conditions: ColumnElement[bool]) -> Update:
 
 
 _at_version = StockLevel.version == bindparam("if_match")
-_set = _bump().values(quantity=bindparam("new_quantity"))
+# What stays held once the expired lines the unit freed are let go.
+_still_held = StockLevel.reserved - bindparam("freed")
+_new_quantity = bindparam("new_quantity", type_=BigInteger())
+_set = _bump(_new_quantity >= _still_held).values(quantity=_new_quantity, reserved=_still_held)
 _set_at_version = _set.where(_at_version)
 _adjusted = StockLevel.quantity + bindparam("delta")
-_adjust = _bump(_adjusted >= 0, _adjusted <= MAX_QUANTITY).values(quantity=_adjusted)
+_adjust = _bump(_adjusted >= _still_held, _adjusted <= MAX_QUANTITY).values(
+    quantity=_adjusted, reserved=_still_held
+)
 _adjust_at_version = _adjust.where(_at_version)
-_left = StockLevel.quantity - bindparam("wanted")
-_take = _bump(_left >= 0).values(quantity=_left)
+_wanted = bindparam("wanted", type_=BigInteger())
+_left = StockLevel.quantity - _wanted
+_take = _bump(_left >= _still_held).values(quantity=_left, reserved=_still_held)
+_hold = _bump(StockLevel.quantity - _still_held >= _wanted).values(reserved=_still_held + _wanted)
+_take_held = _bump(StockLevel.reserved >= _wanted).values(
+    quantity=_left, reserved=StockLevel.reserved - _wanted
+)
+_unreserve = _bump(StockLevel.reserved >= _wanted).values(reserved=StockLevel.reserved - _wanted)
 _returned = StockLevel.quantity + bindparam("returned")
 _restock = _bump(_returned <= MAX_QUANTITY).values(quantity=_returned)
 _insert_if_absent = {
@@ -81,8 +125,10 @@ def _level(row: Sequence[Any] | None) -> Level | None:
     return None if row is None else Level._make(row)
 
 
-def find(connection: Connection, product_id: str) -> Level | None:
-    return _level(connection.execute(_find, {"product_id": product_id}).one_or_none())
+def find(connection: Connection, product_id: str, now: datetime | None = None) -> Level | None:
+    """The level, its `reserved` counting only holds unexpired at `now` (default: now)."""
+    values = {"product_id": product_id, "now": now or utcnow()}
+    return _level(connection.execute(_find, values).one_or_none())
 
 
 def find_many(
@@ -94,14 +140,14 @@ def find_many(
     limit: int,
 ) -> list[Level]:
     """Levels in product id order, after `after`, at most `limit`."""
-    query = select(*_columns)
+    query = select(*_read_columns)
     if product_ids:
         query = query.where(StockLevel.product_id.in_(product_ids))
     if max_quantity is not None:
         query = query.where(StockLevel.quantity <= max_quantity)
     if after is not None:
         query = query.where(StockLevel.product_id > after)
-    rows = connection.execute(query.order_by(StockLevel.product_id).limit(limit))
+    rows = connection.execute(query.order_by(StockLevel.product_id).limit(limit), {"now": utcnow()})
     return [Level._make(row) for row in rows]
 
 
@@ -115,6 +161,14 @@ def quantities(
     if for_update:
         query = query.with_for_update()
     return {row.product_id: row.quantity for row in connection.execute(query)}
+
+
+def available(connection: Connection, product_ids: Collection[str]) -> dict[str, int]:
+    """What can be sold now of each of these products that has a level."""
+    query = select(StockLevel.product_id, StockLevel.quantity - reserved_now).where(
+        StockLevel.product_id.in_(product_ids)
+    )
+    return {pid: int(left) for pid, left in connection.execute(query, {"now": utcnow()})}
 
 
 def quantity_for_update(connection: Connection, product_id: str) -> int | None:
@@ -133,28 +187,67 @@ def insert_if_absent(
 
 
 def set_quantity(
-    connection: Connection, product_id: str, quantity: int, now: datetime, *, if_match: int | None
+    connection: Connection,
+    product_id: str,
+    quantity: int,
+    now: datetime,
+    *,
+    if_match: int | None,
+    freed: int = 0,
 ) -> Level | None:
-    """Set the quantity (at version `if_match` only, when given); None when nothing matched."""
+    """Set the quantity (at version `if_match` only, when given) if it stays at or above what
+    is held once `freed` expired units are let go; None when nothing matched."""
     statement = _set if if_match is None else _set_at_version
     values = {"level_id": product_id, "new_quantity": quantity, "if_match": if_match, "now": now}
-    return _level(connection.execute(statement, values).one_or_none())
+    return _level(connection.execute(statement, values | {"freed": freed}).one_or_none())
 
 
 def adjust(
-    connection: Connection, product_id: str, delta: int, now: datetime, *, if_match: int | None
+    connection: Connection,
+    product_id: str,
+    delta: int,
+    now: datetime,
+    *,
+    if_match: int | None,
+    freed: int = 0,
 ) -> Level | None:
-    """Add `delta` while the result stays in 0 … MAX_QUANTITY; None when it would not."""
+    """Add `delta` while the result stays between what is held (once `freed` expired units
+    are let go) and MAX_QUANTITY; None when it would not."""
     statement = _adjust if if_match is None else _adjust_at_version
     values = {"level_id": product_id, "delta": delta, "if_match": if_match, "now": now}
-    return _level(connection.execute(statement, values).one_or_none())
+    return _level(connection.execute(statement, values | {"freed": freed}).one_or_none())
 
 
-def take(connection: Connection, product_id: str, quantity: int, now: datetime) -> int | None:
-    """Take `quantity` units if there are that many: the stock left, or None when short."""
-    values = {"level_id": product_id, "wanted": quantity, "now": now}
+def take(
+    connection: Connection, product_id: str, quantity: int, now: datetime, *, freed: int = 0
+) -> int | None:
+    """Take `quantity` units if that many are available (once `freed` expired units are let
+    go): the stock left, or None when short."""
+    values = {"level_id": product_id, "wanted": quantity, "freed": freed, "now": now}
     left = connection.execute(_take, values).one_or_none()
     return None if left is None else int(left.quantity)
+
+
+def hold(
+    connection: Connection, product_id: str, quantity: int, now: datetime, *, freed: int = 0
+) -> bool:
+    """Add `quantity` to `reserved` if that many are available (once `freed` expired units
+    are let go); False when short or absent."""
+    values = {"level_id": product_id, "wanted": quantity, "freed": freed, "now": now}
+    return connection.execute(_hold, values).one_or_none() is not None
+
+
+def take_held(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:
+    """Take units a held line counts in `reserved` out of stock: the stock left."""
+    values = {"level_id": product_id, "wanted": quantity, "now": now}
+    left = connection.execute(_take_held, values).one()
+    return int(left.quantity)
+
+
+def unreserve(connection: Connection, product_id: str, quantity: int, now: datetime) -> None:
+    """Stop counting the units of a held line in `reserved`."""
+    values = {"level_id": product_id, "wanted": quantity, "now": now}
+    connection.execute(_unreserve, values).one()
 
 
 def restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int | None:
@@ -164,9 +257,14 @@ def restock(connection: Connection, product_id: str, quantity: int, now: datetim
     return None if row is None else int(row.quantity)
 
 
-def remove(connection: Connection, product_id: str, *, if_match: int | None) -> int | None:
-    """Delete the level (at version `if_match` only, when given): its last quantity, or None."""
-    statement = delete(StockLevel).where(StockLevel.product_id == product_id)
+def remove(
+    connection: Connection, product_id: str, *, if_match: int | None, freed: int = 0
+) -> int | None:
+    """Delete the level (at version `if_match` only, when given) if nothing stays held once
+    `freed` expired units are let go: its last quantity, or None."""
+    statement = delete(StockLevel).where(
+        StockLevel.product_id == product_id, StockLevel.reserved == freed
+    )
     if if_match is not None:
         statement = statement.where(StockLevel.version == if_match)
     removed: int | None = connection.scalar(statement.returning(StockLevel.quantity))

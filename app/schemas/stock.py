@@ -16,6 +16,8 @@ class StockLevelOut(BaseModel):
                 {
                     "product_id": "42",
                     "quantity": 17,
+                    "reserved": 2,
+                    "available": 15,
                     "version": 3,
                     "created_at": "2026-11-28T10:15:00Z",
                     "updated_at": "2026-11-28T11:02:41Z",
@@ -26,7 +28,9 @@ class StockLevelOut(BaseModel):
     )
 
     product_id: str
-    quantity: int
+    quantity: int = Field(description="Units on hand.")
+    reserved: int = Field(description="Units held by active reservations.")
+    available: int = Field(description="`quantity` − `reserved`: what can be sold now.")
     version: int
     created_at: Timestamp
     updated_at: Timestamp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +21,8 @@ from app.models.stock_level import MAX_QUANTITY
 from app.repositories import purchases, stock_levels
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
-from app.schemas.purchases import PurchaseIn, PurchaseLineOut, PurchaseOut
+from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
+from app.services import expiry
 from app.services.answers import Answer
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
@@ -47,10 +48,10 @@ class Line:
         return subtotal(self.unit_price, self.quantity)
 
 
-def merge_lines(order: PurchaseIn) -> dict[str, int]:
+def merge_lines(items: Sequence[PurchaseItemIn]) -> dict[str, int]:
     """Quantities by product, in order of first appearance; the same product twice is summed."""
     quantities: dict[str, int] = {}
-    for item in order.items:
+    for item in items:
         quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
     return quantities
 
@@ -66,71 +67,24 @@ async def buy(
 ) -> Answer:
     """Check the products, then take every line from stock, or nothing: 409 naming every
     short line. Nothing changes when the catalog refuses a product or cannot answer."""
-    quantities = merge_lines(order)
+    quantities = merge_lines(order.items)
     lookups = await require_known(catalog, list(quantities))
     lines = [
         Line(pid, quantity, unit_price(lookups[pid].product if pid in lookups else None))
         for pid, quantity in quantities.items()
     ]
     purchase_id = str(uuid.uuid4())
-    grand_total = money(total(line.subtotal for line in lines))
 
     def unit(connection: Connection) -> Answer:
         now = utcnow()
         # The purchase row first: it locks nothing that other buyers need, while every
         # statement after the first decrement is time the stock rows stay locked.
-        purchases.insert_purchase(
-            connection,
-            purchase_id=purchase_id,
-            reference=order.reference,
-            total=grand_total,
-            actor=caller.actor,
-            request_id=caller.request_id,
-            now=now,
-        )
+        insert_purchase(connection, caller, purchase_id, order.reference, lines, now)
         remaining = _take(connection, quantities, now, after_line)
-        line_rows = [
-            {
-                "purchase_id": purchase_id,
-                "product_id": line.product_id,
-                "position": position,
-                "quantity": line.quantity,
-                "unit_price": money(line.unit_price),
-                "subtotal": money(line.subtotal),
-                "remaining": remaining[line.product_id],
-            }
-            for position, line in enumerate(lines)
-        ]
-        purchases.insert_lines(connection, line_rows)
-        record_movements(
-            connection,
-            caller,
-            [
-                NewMovement(
-                    product_id=line.product_id,
-                    kind="purchase",
-                    delta=-line.quantity,
-                    quantity_after=remaining[line.product_id],
-                    reason=order.reference,
-                    purchase_id=purchase_id,
-                )
-                for line in lines
-            ],
+        receipt = record_lines(
+            connection, caller, purchase_id, order.reference, lines, remaining, now
         )
-        receipt = PurchaseOut(
-            id=purchase_id,
-            status="completed",
-            reference=order.reference,
-            items=[PurchaseLineOut.model_validate(row) for row in line_rows],
-            total=grand_total,
-            created_at=now,
-            cancelled_at=None,
-        )
-        answer = Answer(
-            201,
-            receipt.model_dump(mode="json"),
-            {"Location": f"/inventory/purchases/{purchase_id}"},
-        )
+        answer = purchase_answer(receipt, created=True)
         if claim is not None:
             claim.store(connection, answer)
         return answer
@@ -138,15 +92,95 @@ async def buy(
     return await db.write(unit)
 
 
+def insert_purchase(
+    connection: Connection,
+    caller: Caller,
+    purchase_id: str,
+    reference: str | None,
+    lines: list[Line],
+    now: datetime,
+) -> None:
+    purchases.insert_purchase(
+        connection,
+        purchase_id=purchase_id,
+        reference=reference,
+        total=money(total(line.subtotal for line in lines)),
+        actor=caller.actor,
+        request_id=caller.request_id,
+        now=now,
+    )
+
+
+def record_lines(
+    connection: Connection,
+    caller: Caller,
+    purchase_id: str,
+    reference: str | None,
+    lines: list[Line],
+    remaining: dict[str, int],
+    now: datetime,
+) -> PurchaseOut:
+    """The lines of a purchase whose stock was taken, and their ledger movements: the receipt."""
+    line_rows = [
+        {
+            "purchase_id": purchase_id,
+            "product_id": line.product_id,
+            "position": position,
+            "quantity": line.quantity,
+            "unit_price": money(line.unit_price),
+            "subtotal": money(line.subtotal),
+            "remaining": remaining[line.product_id],
+        }
+        for position, line in enumerate(lines)
+    ]
+    purchases.insert_lines(connection, line_rows)
+    record_movements(
+        connection,
+        caller,
+        [
+            NewMovement(
+                product_id=line.product_id,
+                kind="purchase",
+                delta=-line.quantity,
+                quantity_after=remaining[line.product_id],
+                reason=reference,
+                purchase_id=purchase_id,
+            )
+            for line in lines
+        ],
+    )
+    return PurchaseOut(
+        id=purchase_id,
+        status="completed",
+        reference=reference,
+        items=[PurchaseLineOut.model_validate(row) for row in line_rows],
+        total=money(total(line.subtotal for line in lines)),
+        created_at=now,
+        cancelled_at=None,
+    )
+
+
+def purchase_answer(receipt: PurchaseOut, *, created: bool) -> Answer:
+    """201 with the purchase's `Location` when this request made it, else 200."""
+    body = receipt.model_dump(mode="json")
+    if not created:
+        return Answer(200, body)
+    return Answer(201, body, {"Location": f"/inventory/purchases/{receipt.id}"})
+
+
 def _take(
     connection: Connection, quantities: dict[str, int], now: datetime, after_line: LineHook | None
 ) -> dict[str, int]:
     """Decrement each line with a conditional UPDATE, in product-id order so that two
-    purchases sharing products lock them in the same order and cannot deadlock."""
+    purchases sharing products lock them in the same order and cannot deadlock. Lines of
+    expired holds are freed first, so their units count as available."""
     remaining: dict[str, int] = {}
     short: list[str] = []
+    freed = expiry.free_expired(connection, quantities, now)
     for product_id in sorted(quantities):
-        left = stock_levels.take(connection, product_id, quantities[product_id], now)
+        left = stock_levels.take(
+            connection, product_id, quantities[product_id], now, freed=freed[product_id]
+        )
         if left is None:
             short.append(product_id)
             continue
@@ -154,19 +188,37 @@ def _take(
         if after_line is not None:
             after_line(product_id)
     if short:
-        available = stock_levels.quantities(connection, short)
-        raise InsufficientStock(
+        raise short_of(
+            connection,
+            quantities,
+            short,
+            freed,
             "Not enough stock for every line; nothing was taken.",
-            items=[
-                {
-                    "product_id": pid,
-                    "requested": quantities[pid],
-                    "available": available.get(pid, 0),
-                }
-                for pid in sorted(short, key=list(quantities).index)
-            ],
         )
     return remaining
+
+
+def short_of(
+    connection: Connection,
+    quantities: dict[str, int],
+    short: list[str],
+    freed: dict[str, int],
+    detail: str,
+) -> InsufficientStock:
+    """409 naming each short line with what is available of it, in the order asked. `freed`:
+    units of expired lines this unit stopped holding, not yet subtracted from `reserved`."""
+    available = stock_levels.available(connection, short)
+    return InsufficientStock(
+        detail,
+        items=[
+            {
+                "product_id": pid,
+                "requested": quantities[pid],
+                "available": available[pid] + freed[pid] if pid in available else 0,
+            }
+            for pid in sorted(short, key=list(quantities).index)
+        ],
+    )
 
 
 def _not_found(purchase_id: str) -> NotFound:
@@ -181,7 +233,7 @@ def _require_issuable(purchase_id: str) -> None:
 
 async def get_purchase(db: Database, *, purchase_id: str) -> PurchaseOut:
     _require_issuable(purchase_id)
-    return _receipt(await db.read(partial(purchases.find, purchase_id=purchase_id)), purchase_id)
+    return receipt_of(await db.read(partial(purchases.find, purchase_id=purchase_id)), purchase_id)
 
 
 async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseOut:
@@ -211,7 +263,7 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
             )
         return purchases.find(connection, purchase_id)
 
-    return _receipt(await db.write(unit), purchase_id)
+    return receipt_of(await db.write(unit), purchase_id)
 
 
 def _restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:
@@ -227,7 +279,8 @@ def _restock(connection: Connection, product_id: str, quantity: int, now: dateti
     )
 
 
-def _receipt(stored: StoredPurchase | None, purchase_id: str) -> PurchaseOut:
+def receipt_of(stored: StoredPurchase | None, purchase_id: str) -> PurchaseOut:
+    """The receipt of a stored purchase; 404 when there is none."""
     if stored is None:
         raise _not_found(purchase_id)
     return PurchaseOut(

@@ -3,8 +3,9 @@ conditional statement plus its ledger movement, in one unit of work."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.core.database import Database
 from app.core.errors import (
     InsufficientStock,
     NotFound,
+    ProblemError,
     ProductsUnavailable,
     ValidationFailed,
     VersionMismatch,
@@ -27,6 +29,7 @@ from app.repositories import stock_levels
 from app.repositories.stock_levels import Level
 from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
+from app.services import expiry
 from app.services.answers import Answer
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
 from app.services.idempotency import Claim
@@ -46,7 +49,9 @@ class SetResult:
 
 
 def _out(level: Level, product: dict[str, Any] | None = None) -> StockLevelOut:
-    return StockLevelOut(**level._asdict(), product=product)
+    return StockLevelOut(
+        **level._asdict(), available=level.quantity - level.reserved, product=product
+    )
 
 
 def _version_mismatch(product_id: str) -> VersionMismatch:
@@ -126,6 +131,8 @@ async def set_quantity(
 
     def unit(connection: Connection) -> SetResult:
         now = utcnow()
+        # Lines before the stock row: every unit locks them in that order.
+        freed = _free_expired(connection, product_id, now)
         previous: int | None = None
         for _ in range(_LAST_WRITER_ATTEMPTS):
             if if_match is None:
@@ -146,9 +153,13 @@ async def set_quantity(
             previous = stock_levels.quantity_for_update(connection, product_id)
             if previous is not None or if_match is not None:
                 break
-        level = stock_levels.set_quantity(connection, product_id, quantity, now, if_match=if_match)
+        level = stock_levels.set_quantity(
+            connection, product_id, quantity, now, if_match=if_match, freed=freed
+        )
         if level is None or previous is None:
-            raise _version_mismatch(product_id)
+            raise _refusal(
+                connection, product_id, if_match, freed, lambda _: quantity
+            ) or _version_mismatch(product_id)
         record_movement(
             connection,
             caller,
@@ -193,9 +204,16 @@ def _adjust(
     reason: str,
     if_match: int | None,
 ) -> StockLevelOut:
-    level = stock_levels.adjust(connection, product_id, delta, utcnow(), if_match=if_match)
+    now = utcnow()
+    freed = _free_expired(connection, product_id, now)
+    level = stock_levels.adjust(connection, product_id, delta, now, if_match=if_match, freed=freed)
     if level is None:
-        raise _why_not_adjusted(connection, product_id, delta, if_match)
+        raise _refusal(
+            connection, product_id, if_match, freed, lambda current: current.quantity + delta
+        ) or ValidationFailed(
+            f"The stock level would exceed {MAX_QUANTITY:,}.",
+            errors=[{"field": "delta", "message": f"Stock levels lie in 0 … {MAX_QUANTITY}"}],
+        )
     record_movement(
         connection,
         caller,
@@ -208,22 +226,41 @@ def _adjust(
     return _out(level)
 
 
-def _why_not_adjusted(
-    connection: Connection, product_id: str, delta: int, if_match: int | None
-) -> Exception:
+def _free_expired(connection: Connection, product_id: str, now: datetime) -> int:
+    return expiry.free_expired(connection, [product_id], now)[product_id]
+
+
+def _refusal(
+    connection: Connection,
+    product_id: str,
+    if_match: int | None,
+    freed: int,
+    new_quantity: Callable[[Level], int],
+) -> ProblemError | None:
+    """Why a conditional change of a level matched nothing, when the level explains it: a
+    version other than `if_match`, no level, or `new_quantity` below what stays held once the
+    `freed` units of expired holds are let go (409, in a purchase's shape)."""
     current = stock_levels.find(connection, product_id)
     if if_match is not None and (current is None or current.version != if_match):
         return _version_mismatch(product_id)
     if current is None:
         return _not_found(product_id)
-    if current.quantity + delta < 0:
-        return InsufficientStock(
-            f"Only {current.quantity} of {product_id!r} in stock.",
-            items=[{"product_id": product_id, "requested": -delta, "available": current.quantity}],
-        )
-    return ValidationFailed(
-        f"The stock level would exceed {MAX_QUANTITY:,}.",
-        errors=[{"field": "delta", "message": f"Stock levels lie in 0 … {MAX_QUANTITY}"}],
+    held = current.reserved - freed
+    wanted = new_quantity(current)
+    if wanted >= held:
+        return None
+    available = current.quantity - held
+    return InsufficientStock(
+        f"Only {available} of {product_id!r} available: {held} are held by reservations."
+        if held
+        else f"Only {current.quantity} of {product_id!r} in stock.",
+        items=[
+            {
+                "product_id": product_id,
+                "requested": current.quantity - wanted,
+                "available": available,
+            }
+        ],
     )
 
 
@@ -233,17 +270,19 @@ async def delete_stock(
     """Forget a stock level; its ledger stays, closed by a movement back to zero."""
 
     def unit(connection: Connection) -> None:
+        freed = _free_expired(connection, product_id, utcnow())
         removed: int | None = None
         for _ in range(_LAST_WRITER_ATTEMPTS):
-            removed = stock_levels.remove(connection, product_id, if_match=if_match)
+            removed = stock_levels.remove(connection, product_id, if_match=if_match, freed=freed)
             if removed is not None or if_match is not None:
                 break
-            # Gone, or replaced by a concurrent delete-and-create that our statement waited
-            # out: without a precondition, delete what is there now (if anything).
-            if stock_levels.find(connection, product_id) is None:
-                raise _not_found(product_id)
+            # Gone, held, or replaced by a concurrent delete-and-create that our statement
+            # waited out: without a precondition, delete what is there now (if anything).
+            refused = _refusal(connection, product_id, None, freed, lambda _: 0)
+            if refused is not None:
+                raise refused
         if removed is None:
-            raise (
+            raise _refusal(connection, product_id, if_match, freed, lambda _: 0) or (
                 _version_mismatch(product_id) if if_match is not None else _not_found(product_id)
             )
         record_movement(

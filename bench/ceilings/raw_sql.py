@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,33 @@ _SET = (
 )
 
 
+# A hold and its confirmation, each one transaction, as lean as SQL allows.
+_HOLD = (
+    "UPDATE stock_levels SET reserved = reserved + {p1}, version = version + 1, "
+    "updated_at = {p2} WHERE product_id = {p3} AND quantity - reserved >= {p1} RETURNING reserved"
+)
+_INSERT_RESERVATION = (
+    "INSERT INTO reservations (id, status, actor, request_id, created_at, expires_at) "
+    "VALUES ({p1}, 'active', 'bench', 'bench', {p2}, {p2})"
+)
+_INSERT_LINE = (
+    "INSERT INTO reservation_lines (reservation_id, product_id, position, quantity, expires_at, "
+    "held) VALUES ({p1}, {p2}, 0, {p3}, {p4}, TRUE)"
+)
+_CONFIRM = (
+    "UPDATE reservations SET status = 'confirmed', ended_at = {p2} "
+    "WHERE id = {p1} AND status = 'active' RETURNING id"
+)
+_LET_GO = (
+    "UPDATE reservation_lines SET held = FALSE WHERE reservation_id = {p1} AND held "
+    "RETURNING product_id, quantity"
+)
+_TAKE_HELD = (
+    "UPDATE stock_levels SET quantity = quantity - {p1}, reserved = reserved - {p1}, "
+    "version = version + 1, updated_at = {p2} WHERE product_id = {p3} RETURNING quantity"
+)
+
+
 class Store:
     async def get(self, product_id: str) -> tuple[Any, ...] | None:
         raise NotImplementedError
@@ -40,6 +68,12 @@ class Store:
         raise NotImplementedError
 
     async def take(self, lines: list[tuple[str, int]]) -> list[int] | None:
+        raise NotImplementedError
+
+    async def hold(self, product_id: str, quantity: int) -> str | None:
+        raise NotImplementedError
+
+    async def confirm(self, reservation_id: str) -> int | None:
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -76,6 +110,31 @@ class PostgresStore(Store):
                     raise _Short
                 remaining.append(left)
             return remaining
+
+    async def hold(self, product_id: str, quantity: int) -> str | None:
+        now, reservation_id = datetime.now(UTC), str(uuid.uuid4())
+        async with self.pool.acquire() as connection, connection.transaction():
+            if (
+                await connection.fetchval(_HOLD.format(**_NUMBERED), quantity, now, product_id)
+                is None
+            ):
+                return None
+            await connection.execute(_INSERT_RESERVATION.format(**_NUMBERED), reservation_id, now)
+            await connection.execute(
+                _INSERT_LINE.format(**_NUMBERED), reservation_id, product_id, quantity, now
+            )
+        return reservation_id
+
+    async def confirm(self, reservation_id: str) -> int | None:
+        now = datetime.now(UTC)
+        async with self.pool.acquire() as connection, connection.transaction():
+            if await connection.fetchval(_CONFIRM.format(**_NUMBERED), reservation_id, now) is None:
+                return None
+            line = await connection.fetchrow(_LET_GO.format(**_NUMBERED), reservation_id)
+            left: int = await connection.fetchval(
+                _TAKE_HELD.format(**_NUMBERED), line["quantity"], now, line["product_id"]
+            )
+        return left
 
     async def close(self) -> None:
         await self.pool.close()
@@ -124,8 +183,49 @@ class SqliteStore(Store):
         self.db.execute("COMMIT")
         return remaining
 
+    async def hold(self, product_id: str, quantity: int) -> str | None:
+        now, reservation_id = _now_text(), str(uuid.uuid4())
+        with self._transaction():
+            if (
+                self.db.execute(_HOLD.format(**_NAMED), (quantity, now, product_id)).fetchone()
+                is None
+            ):
+                return None
+            self.db.execute(_INSERT_RESERVATION.format(**_NAMED), (reservation_id, now))
+            self.db.execute(
+                _INSERT_LINE.format(**_NAMED), (reservation_id, product_id, quantity, now)
+            )
+        return reservation_id
+
+    async def confirm(self, reservation_id: str) -> int | None:
+        now = _now_text()
+        with self._transaction():
+            if self.db.execute(_CONFIRM.format(**_NAMED), (reservation_id, now)).fetchone() is None:
+                return None
+            product_id, quantity = self.db.execute(
+                _LET_GO.format(**_NAMED), (reservation_id,)
+            ).fetchone()
+            row = self.db.execute(
+                _TAKE_HELD.format(**_NAMED), (quantity, now, product_id)
+            ).fetchone()
+        return int(row[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     async def close(self) -> None:
         self.db.close()
+
+
+_NUMBERED = {"p1": "$1", "p2": "$2", "p3": "$3", "p4": "$4"}
+_NAMED = {"p1": "?1", "p2": "?2", "p3": "?3", "p4": "?4"}
 
 
 class _Short(Exception):
@@ -190,3 +290,23 @@ async def purchase(request: Request) -> Response:
         for (pid, qty), left in zip(sorted(lines), remaining, strict=True)
     ]
     return _json(201, {"status": "completed", "items": items})
+
+
+@app.post("/reservations")
+async def reserve(request: Request) -> Response:
+    body = await request.json()
+    item = body["items"][0]
+    reservation_id = await request.app.state.store.hold(
+        str(item["product_id"]), int(item["quantity"])
+    )
+    if reservation_id is None:
+        return _json(409, {"detail": "insufficient stock"})
+    return _json(201, {"id": reservation_id, "status": "active"})
+
+
+@app.post("/reservations/{reservation_id}/confirm")
+async def confirm(reservation_id: str, request: Request) -> Response:
+    left = await request.app.state.store.confirm(reservation_id)
+    if left is None:
+        return _json(409, {"detail": "reservation not active"})
+    return _json(201, {"status": "completed", "remaining": left})

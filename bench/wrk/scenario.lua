@@ -2,7 +2,8 @@
 --   scenario api_key products hot_id idempotency_key
 -- Prints one line "BENCH {json}" with throughput, latency percentiles and status counts.
 
-local scenario, products, hot, fixed
+local scenario, products, hot, fixed, hold
+local held = {}  -- per thread: ids of holds made and not yet confirmed
 statuses = {}  -- global: done() reads it from each thread
 local threads = {}
 
@@ -33,6 +34,8 @@ function init(args)
     fixed = wrk.format("GET", "/inventory/" .. hot)
   elseif scenario == "purchase-hot" then
     fixed = wrk.format("POST", "/inventory/purchase", nil, purchase_body({hot}))
+  elseif scenario == "reserve-confirm-hot" then
+    hold = wrk.format("POST", "/reservations", nil, purchase_body({hot}))
   elseif scenario == "purchase-replay" then
     wrk.headers["Idempotency-Key"] = args[5]
     fixed = wrk.format("POST", "/inventory/purchase", nil, purchase_body({product(1)}))
@@ -42,6 +45,13 @@ end
 function request()
   if fixed then
     return fixed
+  end
+  if hold then
+    local id = table.remove(held)
+    if id then
+      return wrk.format("POST", "/reservations/" .. id .. "/confirm")
+    end
+    return hold
   end
   local n = math.random(products)
   if scenario == "get-spread" then
@@ -68,6 +78,12 @@ function response(status, headers, body)
   if status == 503 and body and string.find(body, "/problems/overloaded", 1, true) then
     status = "shed"
     backing_off = backing_off + 1
+  end
+  if hold and status == 201 and body then
+    local id = string.match(body, '"id": ?"([^"]+)", ?"status": ?"active"')
+    if id then
+      table.insert(held, id)
+    end
   end
   statuses[status] = (statuses[status] or 0) + 1
 end

@@ -7,7 +7,6 @@ driven over ASGI; the products service is tests/fake_products.py, a real HTTP se
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 from collections.abc import AsyncIterator, Callable
@@ -83,14 +82,6 @@ async def inventory(
     fake_products.require_api_key(PRODUCTS_KEY)
     async with running(settings_for(database_url, fake_products.url)) as service:
         yield service
-
-
-async def eventually(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
-    """Wait until `condition` holds, failing after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.01)
 
 
 def asked(fake: FakeProductsServer, product_id: str) -> list[RecordedRequest]:
@@ -426,16 +417,15 @@ async def test_an_open_circuit_fails_fast_and_ready_stays_ready(
         for _ in range(settings.products_circuit_failures):
             started = time.monotonic()
             assert_unavailable(await service.http.post("/inventory/purchase", json=order(("1", 1))))
-        # A request we gave up on may reach the fake's handler a moment later, on a busy machine.
-        await eventually(
-            lambda: len(asked(fake_products, "1")) >= settings.products_circuit_failures
-        )
-        assert len(asked(fake_products, "1")) == settings.products_circuit_failures
 
-        refused = await service.http.post("/inventory/purchase", json=order(("1", 1)))
+        refused = await service.http.post(
+            "/inventory/purchase", json=order(("1", 1)), headers={"X-Request-ID": "while-open-1"}
+        )
         waited = time.monotonic() - started
-        created = await service.http.put("/inventory/42", json={"quantity": 1})
-        got = await service.http.get("/inventory/1")
+        created = await service.http.put(
+            "/inventory/42", json={"quantity": 1}, headers={"X-Request-ID": "while-open-2"}
+        )
+        got = await service.http.get("/inventory/1", headers={"X-Request-ID": "while-open-3"})
         ready = await service.http.get("/ready")
 
         assert await snapshot(service.db) == snap
@@ -446,8 +436,12 @@ async def test_an_open_circuit_fails_fast_and_ready_stays_ready(
     assert_unavailable(created)
     assert got.status_code == 200
     assert got.json()["product"] is None
-    # Nothing more went to the products service while the circuit was open.
-    assert len(product_lookups(fake_products)) == settings.products_circuit_failures
+    # Nothing went to the products service while the circuit was open (a look-up that timed
+    # out earlier may still reach it late, on a busy machine: those carry other request ids).
+    asked_while_open = [
+        r for r in product_lookups(fake_products) if r.headers["x-request-id"].startswith("while")
+    ]
+    assert asked_while_open == []
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",

@@ -86,4 +86,4 @@ def test_duplicate_lines_are_summed_in_order_of_first_appearance() -> None:
             ]
         }
     )
-    assert purchases.merge_lines(order) == {"b": 4, "7": 2}
+    assert purchases.merge_lines(order.items) == {"b": 4, "7": 2}

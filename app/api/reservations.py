@@ -1,0 +1,147 @@
+"""Reservations over HTTP: hold stock, read holds, extend, confirm into a purchase, release."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import JSONResponse
+
+from app.api.answers import IdempotencyKeyHeader, answer_response
+from app.api.deps import Ctx
+from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.strict_json import StrictJsonRoute
+from app.models.reservation import ReservationStatus
+from app.schemas.common import PRODUCT_ID_PATTERN, Page
+from app.schemas.purchases import PurchaseOut
+from app.schemas.reservations import ReservationExtension, ReservationIn, ReservationOut
+from app.services import idempotency, reservations
+
+router = APIRouter(
+    prefix="/reservations",
+    tags=["reservations"],
+    route_class=StrictJsonRoute,
+)
+
+ReservationId = Annotated[str, Path(max_length=36, description="The reservation's id.")]
+
+
+@router.post(
+    "",
+    summary="Hold stock for a checkout",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReservationOut,
+    responses=problems(
+        *INVENTORY,
+        *WITH_BODY,
+        "insufficient-stock",
+        "idempotency-key-in-use",
+        "unknown-product",
+        "idempotency-key-reuse",
+        "products-unavailable",
+    ),
+)
+async def create_reservation(
+    order: ReservationIn, ctx: Ctx, idempotency_key: IdempotencyKeyHeader = None
+) -> JSONResponse:
+    """Check every product with the products service and capture its price, then hold every
+    line in one transaction, or none: 409 names every line short of `available`."""
+    ttl = (
+        ctx.settings.reservation_ttl
+        if order.ttl_seconds is None
+        else timedelta(seconds=order.ttl_seconds)
+    )
+    answer = await ctx.once(
+        idempotency_key,
+        idempotency.fingerprint("POST", "/reservations", order.model_dump(mode="json")),
+        lambda claim: reservations.hold(
+            ctx.database, ctx.catalog, ctx.caller, order=order, ttl=ttl, claim=claim
+        ),
+    )
+    return answer_response(answer)
+
+
+@router.get("", summary="List reservations", responses=problems(*INVENTORY))
+async def list_reservations(
+    ctx: Ctx,
+    status: Annotated[ReservationStatus | None, Query(description="Only this status.")] = None,
+    product_id: Annotated[
+        str | None, Query(pattern=PRODUCT_ID_PATTERN, description="Only those holding it.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> Page[ReservationOut]:
+    """Reservations, newest first."""
+    return await reservations.list_reservations(
+        ctx.database, status=status, product_id=product_id, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/{reservation_id}", summary="A reservation", responses=problems(*INVENTORY, "not-found")
+)
+async def get_reservation(reservation_id: ReservationId, ctx: Ctx) -> ReservationOut:
+    """The reservation as it stands: `active`, `confirmed`, `released` or `expired`."""
+    return await reservations.get_reservation(ctx.database, reservation_id=reservation_id)
+
+
+@router.patch(
+    "/{reservation_id}",
+    summary="Extend a reservation",
+    responses=problems(*INVENTORY, *WITH_BODY, "not-found", "reservation-not-active"),
+)
+async def extend_reservation(
+    reservation_id: ReservationId, body: ReservationExtension, ctx: Ctx
+) -> ReservationOut:
+    """Make an active reservation expire `ttl_seconds` from now."""
+    return await reservations.extend(
+        ctx.database,
+        ctx.caller,
+        reservation_id=reservation_id,
+        ttl=timedelta(seconds=body.ttl_seconds),
+    )
+
+
+@router.post(
+    "/{reservation_id}/confirm",
+    summary="Confirm a reservation into a purchase",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PurchaseOut,
+    responses={
+        200: {"description": "Confirmed before: the same receipt", "model": PurchaseOut},
+        **problems(
+            *INVENTORY,
+            "not-found",
+            "reservation-not-active",
+            "idempotency-key-in-use",
+            "idempotency-key-reuse",
+        ),
+    },
+)
+async def confirm_reservation(
+    reservation_id: ReservationId, ctx: Ctx, idempotency_key: IdempotencyKeyHeader = None
+) -> JSONResponse:
+    """Take the held units out of stock as one purchase, at the prices captured when they
+    were held, without asking the products service. Again: 200 with the same receipt."""
+    path = f"/reservations/{reservation_id}/confirm"
+    answer = await ctx.once(
+        idempotency_key,
+        idempotency.fingerprint("POST", path, None),
+        lambda claim: reservations.confirm(
+            ctx.database, ctx.caller, reservation_id=reservation_id, claim=claim
+        ),
+    )
+    return answer_response(answer)
+
+
+@router.post(
+    "/{reservation_id}/release",
+    summary="Release a reservation",
+    responses=problems(*INVENTORY, "not-found", "reservation-not-active"),
+)
+async def release_reservation(reservation_id: ReservationId, ctx: Ctx) -> ReservationOut:
+    """Give the held units back to `available`. Again, or once expired: nothing changes."""
+    return await reservations.release(ctx.database, ctx.caller, reservation_id=reservation_id)

@@ -1,0 +1,213 @@
+"""Random holds, confirmations, releases, expiries, purchases and adjustments: after every
+step `reserved ≤ quantity`, `available = quantity − reserved`, and the books balance."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from sqlalchemy import update
+
+from app.clients.products import StandaloneCatalog
+from app.core.database import Database
+from app.core.errors import InsufficientStock, NotFound, ReservationNotActive
+from app.models import Reservation, ReservationLine
+from app.models.base import utcnow
+from app.repositories import stock_levels
+from app.schemas.purchases import PurchaseIn, PurchaseItemIn
+from app.schemas.reservations import ReservationIn
+from app.services import expiry, purchases, reservations, stock
+from tests.factories import TEST_CALLER, ledger_sum
+from tests.invariants import broken_invariants
+
+pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
+NAMES = ["p0", "p1", "p2"]
+names = st.sampled_from(NAMES)
+TTL = timedelta(hours=1)
+
+
+@dataclass
+class Hold:
+    id: str
+    lines: dict[str, int]
+    state: str = "active"
+
+
+def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
+    class ReservationMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loop = asyncio.new_event_loop()
+            self.db = Database(database_url)
+            self.prefix = uuid.uuid4().hex[:8]
+            self.quantity: dict[str, int] = {}
+            self.holds: list[Hold] = []
+
+        def run(self, step: Coroutine[Any, Any, T]) -> T:
+            return self.loop.run_until_complete(step)
+
+        def pid(self, name: str) -> str:
+            return f"{self.prefix}-{name}"
+
+        def reserved(self, name: str) -> int:
+            return sum(h.lines.get(name, 0) for h in self.holds if h.state == "active")
+
+        def available(self, name: str) -> int:
+            return self.quantity.get(name, 0) - self.reserved(name)
+
+        @rule(name=names, quantity=st.integers(0, 12))
+        def set_quantity(self, name: str, quantity: int) -> None:
+            step = stock.set_quantity(
+                self.db,
+                StandaloneCatalog(),
+                TEST_CALLER,
+                product_id=self.pid(name),
+                quantity=quantity,
+                reason="property",
+            )
+            if quantity < self.reserved(name):
+                with pytest.raises(InsufficientStock):
+                    self.run(step)
+                return
+            self.run(step)
+            self.quantity[name] = quantity
+
+        @rule(name=names, delta=st.integers(-6, 6).filter(bool))
+        def adjust(self, name: str, delta: int) -> None:
+            step = stock.adjust(
+                self.db, TEST_CALLER, product_id=self.pid(name), delta=delta, reason="p"
+            )
+            if name not in self.quantity:
+                with pytest.raises(NotFound):
+                    self.run(step)
+            elif self.quantity[name] + delta < self.reserved(name):
+                with pytest.raises(InsufficientStock):
+                    self.run(step)
+            else:
+                self.run(step)
+                self.quantity[name] += delta
+
+        @rule(name=names, quantity=st.integers(1, 4))
+        def buy(self, name: str, quantity: int) -> None:
+            order = PurchaseIn(items=[PurchaseItemIn(product_id=self.pid(name), quantity=quantity)])
+            step = purchases.buy(self.db, StandaloneCatalog(), TEST_CALLER, order=order)
+            if quantity > self.available(name) or name not in self.quantity:
+                with pytest.raises(InsufficientStock):
+                    self.run(step)
+                return
+            self.run(step)
+            self.quantity[name] -= quantity
+
+        @rule(lines=st.dictionaries(names, st.integers(1, 4), min_size=1, max_size=2))
+        def hold(self, lines: dict[str, int]) -> None:
+            items = [PurchaseItemIn(product_id=self.pid(n), quantity=q) for n, q in lines.items()]
+            step = reservations.hold(
+                self.db, StandaloneCatalog(), TEST_CALLER, order=ReservationIn(items=items), ttl=TTL
+            )
+            if any(q > self.available(n) or n not in self.quantity for n, q in lines.items()):
+                with pytest.raises(InsufficientStock):
+                    self.run(step)
+                return
+            answer = self.run(step)
+            self.holds.append(Hold(answer.body["id"], dict(lines)))
+
+        @rule(data=st.data())
+        def confirm(self, data: st.DataObject) -> None:
+            if not self.holds:
+                return
+            held = data.draw(st.sampled_from(self.holds))
+            step = reservations.confirm(self.db, TEST_CALLER, reservation_id=held.id)
+            if held.state in ("released", "expired"):
+                with pytest.raises(ReservationNotActive):
+                    self.run(step)
+                return
+            answer = self.run(step)
+            assert answer.status == (200 if held.state == "confirmed" else 201)
+            if held.state == "active":
+                for name, quantity in held.lines.items():
+                    self.quantity[name] -= quantity
+                held.state = "confirmed"
+
+        @rule(data=st.data())
+        def release(self, data: st.DataObject) -> None:
+            if not self.holds:
+                return
+            held = data.draw(st.sampled_from(self.holds))
+            step = reservations.release(self.db, TEST_CALLER, reservation_id=held.id)
+            if held.state == "confirmed":
+                with pytest.raises(ReservationNotActive):
+                    self.run(step)
+                return
+            assert self.run(step).status == ("released" if held.state == "active" else held.state)
+            if held.state == "active":
+                held.state = "released"
+
+        @rule(data=st.data())
+        def let_expire(self, data: st.DataObject) -> None:
+            """Time passes for one hold: its expiry moves into the past."""
+            active = [h for h in self.holds if h.state == "active"]
+            if not active:
+                return
+            held = data.draw(st.sampled_from(active))
+            past = utcnow() - timedelta(seconds=1)
+
+            def unit(connection: Any) -> None:
+                connection.execute(
+                    update(Reservation).where(Reservation.id == held.id).values(expires_at=past)
+                )
+                connection.execute(
+                    update(ReservationLine)
+                    .where(ReservationLine.reservation_id == held.id)
+                    .values(expires_at=past)
+                )
+
+            self.run(self.db.write(unit))
+            held.state = "expired"
+
+        @rule()
+        def sweep(self) -> None:
+            self.run(expiry.sweep(self.db))
+
+        @invariant()
+        def books_balance(self) -> None:
+            for name in NAMES:
+                level = self.run(
+                    self.db.read_one(lambda c, n=name: stock_levels.find(c, self.pid(n)))
+                )
+                if name not in self.quantity:
+                    assert level is None
+                    continue
+                assert level is not None
+                assert level.quantity == self.quantity[name]
+                assert level.reserved == self.reserved(name)
+                assert 0 <= level.reserved <= level.quantity
+                assert self.run(ledger_sum(self.db, self.pid(name))) == level.quantity
+            assert self.run(broken_invariants(self.db)) == []
+
+        def teardown(self) -> None:
+            self.run(self.db.dispose())
+            self.loop.close()
+
+    return ReservationMachine
+
+
+def test_random_reservation_operations_keep_reserved_within_quantity(database_url: str) -> None:
+    run_state_machine_as_test(
+        machine_for(database_url),
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=20,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
