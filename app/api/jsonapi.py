@@ -40,12 +40,18 @@ RESPONSE_TYPES: Mapping[str, str] = {
     "/inventory/purchase": "purchases",
     "/inventory/purchases/{purchase_id}": "purchases",
     "/inventory/purchases/{purchase_id}/cancel": "purchases",
+    "/reservations": "reservations",
+    "/reservations/{reservation_id}": "reservations",
+    "/reservations/{reservation_id}/confirm": "purchases",
+    "/reservations/{reservation_id}/release": "reservations",
 }
 # The type of the resource each route takes as its body (an adjustment is not a stock level).
 REQUEST_TYPES: Mapping[str, str] = {
     "PUT /inventory/{product_id}": "stock-levels",
     "POST /inventory/{product_id}/adjustments": "adjustments",
     "POST /inventory/purchase": "purchases",
+    "POST /reservations": "reservations",
+    "PATCH /reservations/{reservation_id}": "reservations",
 }
 # The member that is a resource's id; it leaves `attributes`, where JSON:API forbids `id`.
 _ID_MEMBERS: Mapping[str, str] = {"stock-levels": "product_id"}

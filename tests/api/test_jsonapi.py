@@ -151,6 +151,27 @@ async def test_a_purchase_is_made_read_and_cancelled_in_jsonapi(
     assert one(cancelled, 200, "purchases")[1]["status"] == "cancelled"
 
 
+async def test_a_reservation_is_held_and_confirmed_in_jsonapi(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "7", 3)
+    body = {
+        "data": {
+            "type": "reservations",
+            "attributes": {"items": [{"product_id": "7", "quantity": 2}], "ttl_seconds": 60},
+        }
+    }
+
+    held = await client.post("/reservations", json=body, headers=SEND)
+    reservation_id, attributes = one(held, 201, "reservations")
+    listed = jsonapi(await client.get("/reservations", headers=ACCEPT), 200)
+    confirmed = await client.post(f"/reservations/{reservation_id}/confirm", headers=ACCEPT)
+
+    assert attributes["status"] == "active"
+    assert [item["id"] for item in listed["data"]] == [reservation_id]
+    assert one(confirmed, 201, "purchases")[1]["status"] == "completed"
+
+
 async def test_a_jsonapi_write_sets_and_adjusts_stock(client: httpx.AsyncClient) -> None:
     put = {"data": {"type": "stock-levels", "id": "7", "attributes": {"quantity": 5}}}
     adjust = {"data": {"type": "adjustments", "attributes": {"delta": -2, "reason": "broken"}}}
@@ -268,8 +289,12 @@ async def test_a_head_in_jsonapi_has_the_headers_of_its_get(
     assert head.headers["content-length"] == str(len(get.content))
 
 
-def test_every_inventory_route_has_its_resource_type(app: FastAPI) -> None:
-    routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path.startswith("/inventory")]
+def test_every_resource_route_has_its_resource_type(app: FastAPI) -> None:
+    routes = [
+        r
+        for r in app.routes
+        if isinstance(r, APIRoute) and r.path.startswith(("/inventory", "/reservations"))
+    ]
     for route in routes:
         assert route.path in RESPONSE_TYPES, route.path
         if route.body_field is not None:
