@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 
@@ -365,6 +365,7 @@ def import_command(
     summary line.
     """
     from app.core.context import Caller
+    from app.services import bulk
 
     settings = _settings()
     rows = _read_rows(file)
@@ -373,9 +374,16 @@ def import_command(
     with _one_line_failures():
         _require_sqlite_file(settings)
         with _progress(len(rows), label) as advance, _quiet_movements():
-            summary = asyncio.run(
-                _import(settings, caller, rows, dry_run=dry_run, batch_size=batch_size, on=advance)
-            )
+            try:
+                summary = asyncio.run(
+                    _import(
+                        settings, caller, rows, dry_run=dry_run, batch_size=batch_size, on=advance
+                    )
+                )
+            except bulk.InvalidImport as invalid:
+                # Found while writing (below what reservations hold): earlier batches stand,
+                # and a run of the mended file skips them.
+                _refuse(file, invalid, "the batches before it were imported; mend and run again")
     verb = "would be " if dry_run else ""
     typer.echo(
         f"{summary.created} {verb}created, {summary.updated} {verb}updated, "
@@ -437,13 +445,18 @@ def _read_rows(file: Path) -> list[bulk.ImportRow]:
         typer.echo(f"{file}: not UTF-8 text; nothing was imported", err=True)
         raise typer.Exit(1) from None
     except bulk.InvalidImport as invalid:
-        for error in invalid.errors[:MAX_ERRORS_SHOWN]:
-            typer.echo(f"{file}:{error.line}: {error.message}", err=True)
-        if len(invalid.errors) > MAX_ERRORS_SHOWN:
-            hidden = len(invalid.errors) - MAX_ERRORS_SHOWN
-            typer.echo(f"… and {_plural(hidden, 'more bad row')}", err=True)
-        typer.echo(f"{_plural(len(invalid.errors), 'bad row')}; nothing was imported", err=True)
-        raise typer.Exit(1) from None
+        _refuse(file, invalid, "nothing was imported")
+
+
+def _refuse(file: Path, invalid: bulk.InvalidImport, outcome: str) -> NoReturn:
+    """Every bad row as `FILE:LINE: problem` (the first ones), then what happened, exit 1."""
+    for error in invalid.errors[:MAX_ERRORS_SHOWN]:
+        typer.echo(f"{file}:{error.line}: {error.message}", err=True)
+    if len(invalid.errors) > MAX_ERRORS_SHOWN:
+        hidden = len(invalid.errors) - MAX_ERRORS_SHOWN
+        typer.echo(f"… and {_plural(hidden, 'more bad row')}", err=True)
+    typer.echo(f"{_plural(len(invalid.errors), 'bad row')}; {outcome}", err=True)
+    raise typer.Exit(1)
 
 
 async def _import(

@@ -197,6 +197,17 @@ def _import_batch(
     summary.unchanged += len(batch) - len(created) - len(updated)
     if not write:
         return
+    if updated:
+        # Like a PUT, an import never takes a quantity below what reservations hold.
+        available = stock_levels.available(connection, [row.product_id for row in updated])
+        held = {pid: stored[pid] - units for pid, units in available.items()}
+        below = [
+            RowError(row.line, f"quantity below the {held[row.product_id]} units held")
+            for row in updated
+            if row.quantity < held.get(row.product_id, 0)
+        ]
+        if below:
+            raise InvalidImport(below)
     now = utcnow()
     if created:
         stock_levels.insert_many(connection, [(r.product_id, r.quantity) for r in created], now)

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
+from app.clients.products import StandaloneCatalog
 from app.core.database import Database
 from app.models import Movement, StockLevel
+from app.schemas.reservations import ReservationIn
 from app.services import bulk
-from tests.factories import TEST_CALLER, ledger_sum, make_stock, quantity_of
+from app.services import reservations as reservations_service
+from tests.factories import TEST_CALLER, ledger_sum, make_stock, quantity_of, snapshot
 
 
 def _parse(text: str) -> list[bulk.ImportRow]:
@@ -152,3 +156,23 @@ def test_quantities_are_ascii_digits_only(quantity: str) -> None:
 def test_a_field_the_csv_module_cannot_read_is_a_line_not_a_traceback() -> None:
     errors = _errors("ok,1\n" + "big,1," + "x" * (128 * 1024 + 1) + "\nlater,2\n")
     assert errors == [(2, "unreadable CSV: field larger than field limit (131072)")]
+
+
+async def test_import_never_takes_a_quantity_below_what_reservations_hold(db: Database) -> None:
+    await make_stock(db, "held", 5)
+    await reservations_service.hold(
+        db,
+        StandaloneCatalog(),
+        TEST_CALLER,
+        order=ReservationIn.model_validate({"items": [{"product_id": "held", "quantity": 3}]}),
+        ttl=timedelta(minutes=5),
+    )
+    before = await snapshot(db)
+
+    with pytest.raises(bulk.InvalidImport) as refused:
+        await bulk.import_stock(db, TEST_CALLER, _parse("held,2\n"))
+
+    assert [(e.line, e.message) for e in refused.value.errors] == [
+        (1, "quantity below the 3 units held")
+    ]
+    assert await snapshot(db) == before
