@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, metrics, purchases, stock
+from app.api import events, health, metrics, purchases, stock, webhooks
 from app.api.docs import describe_problems_as_problem_json
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
@@ -22,15 +23,18 @@ from app.api.middleware import (
     LoadSheddingMiddleware,
     RequestContextMiddleware,
 )
+from app.clients import webhooks as webhook_client
 from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.migrations import head_revision
+from app.services.deliveries import Dispatcher, purge_outbox
 from app.services.idempotency import purge_idempotency_keys
 
 logger = logging.getLogger("app")
 
+PURGE_EVERY = timedelta(hours=1)
 EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Retry-After"]
 
 
@@ -44,18 +48,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, schema_revision=head_revision(settings.database_url)
         )
         http_client = build_http_client(settings) if settings.products_service_url else None
+        webhook_http = webhook_client.build_http_client(settings)
         try:
             await _report_database(database)
             app.state.settings = settings
             app.state.database = database
             app.state.catalog = build_catalog(settings, http_client)
+            app.state.webhook_sender = webhook_client.WebhookSender(
+                webhook_http,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                allowed_hosts=settings.webhook_allowed_hosts,
+            )
+            dispatcher = Dispatcher(
+                database,
+                app.state.webhook_sender,
+                retry_base_seconds=settings.webhook_retry_base_seconds,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                # Retries are never due sooner than the base delay: no need to look sooner.
+                poll_seconds=min(1.0, settings.webhook_retry_base_seconds),
+            )
             _warn_about_open_doors(settings)
-            purger = asyncio.create_task(purge_idempotency_keys(database))
+            background = [
+                asyncio.create_task(purge_idempotency_keys(database)),
+                asyncio.create_task(dispatcher.run()),
+                asyncio.create_task(
+                    purge_outbox(database, retention=settings.events_retention, every=PURGE_EVERY)
+                ),
+            ]
             yield
-            purger.cancel()
-            with suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            for task in background:
+                with suppress(asyncio.CancelledError):
+                    await task
         finally:
+            await webhook_http.aclose()
             if http_client is not None:
                 await http_client.aclose()
             await database.dispose()
@@ -74,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(purchases.router)
     app.include_router(stock.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
     describe_problems_as_problem_json(app)
 
     # Added innermost first: the request id is set before anything else runs.
@@ -110,7 +139,7 @@ async def _report_database(database: Database) -> None:
 def _warn_about_open_doors(settings: Settings) -> None:
     if not settings.actor_keys():
         logger.warning(
-            "no API_KEY or API_KEYS set: /inventory is open to anyone (actor 'anonymous')"
+            "no API_KEY or API_KEYS set: the service is open to anyone (actor 'anonymous')"
         )
     if settings.products_service_url is None:
         logger.warning("PRODUCTS_SERVICE_URL is not set: standalone mode, products are not checked")

@@ -23,5 +23,7 @@ class StockLevel(Base):
     product_id: Mapped[str] = mapped_column(ProductId, primary_key=True)
     quantity: Mapped[int] = mapped_column(BigInteger)
     version: Mapped[int] = mapped_column(Integer)
+    # At or below it the product is low on stock (the `stock.low` event); None: no threshold.
+    low_stock_threshold: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    or_,
     select,
     update,
 )
@@ -23,16 +25,26 @@ from app.models.base import UTCDateTime
 from app.models.stock_level import MAX_QUANTITY
 
 
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+# A threshold to set (None: no threshold), or KEEP: leave it as it is.
+KEEP = _Keep.KEEP
+Threshold = int | None | Literal[_Keep.KEEP]
+
+
 class Level(NamedTuple):
     product_id: str
     quantity: int
     version: int
     created_at: datetime
     updated_at: datetime
+    low_stock_threshold: int | None
 
 
 _columns = [StockLevel.product_id, StockLevel.quantity, StockLevel.version]
-_columns += [StockLevel.created_at, StockLevel.updated_at]
+_columns += [StockLevel.created_at, StockLevel.updated_at, StockLevel.low_stock_threshold]
 
 # Built once: building a statement per call cost as much as running it (docs/performance.md).
 _find = select(*_columns).where(StockLevel.product_id == bindparam("product_id"))
@@ -54,7 +66,13 @@ def _bump(*conditions: ColumnElement[bool]) -> Update:
 
 _at_version = StockLevel.version == bindparam("if_match")
 _set = _bump().values(quantity=bindparam("new_quantity"))
-_set_at_version = _set.where(_at_version)
+# Keyed by (a precondition given, a threshold given): an omitted threshold is left as it was.
+_sets = {
+    (False, False): _set,
+    (True, False): _set.where(_at_version),
+    (False, True): _set.values(low_stock_threshold=bindparam("threshold")),
+    (True, True): _set.values(low_stock_threshold=bindparam("threshold")).where(_at_version),
+}
 _adjusted = StockLevel.quantity + bindparam("delta")
 _adjust = _bump(_adjusted >= 0, _adjusted <= MAX_QUANTITY).values(quantity=_adjusted)
 _adjust_at_version = _adjust.where(_at_version)
@@ -67,6 +85,7 @@ _insert_if_absent = {
     .values(
         product_id=bindparam("level_id"),
         quantity=bindparam("new_quantity"),
+        low_stock_threshold=bindparam("threshold"),
         version=1,
         created_at=bindparam("now"),
         updated_at=bindparam("now"),
@@ -90,15 +109,22 @@ def find_many(
     *,
     product_ids: Collection[str],
     max_quantity: int | None,
+    low_stock: bool | None = None,
     after: str | None,
     limit: int,
 ) -> list[Level]:
-    """Levels in product id order, after `after`, at most `limit`."""
+    """Levels in product id order, after `after`, at most `limit`; `low_stock`: only those at
+    or below their threshold (True), or only those that are not (False)."""
     query = select(*_columns)
     if product_ids:
         query = query.where(StockLevel.product_id.in_(product_ids))
     if max_quantity is not None:
         query = query.where(StockLevel.quantity <= max_quantity)
+    if low_stock is not None:
+        low = StockLevel.quantity <= StockLevel.low_stock_threshold
+        query = query.where(
+            low if low_stock else or_(StockLevel.low_stock_threshold.is_(None), ~low)
+        )
     if after is not None:
         query = query.where(StockLevel.product_id > after)
     rows = connection.execute(query.order_by(StockLevel.product_id).limit(limit))
@@ -117,6 +143,16 @@ def quantities(
     return {row.product_id: row.quantity for row in connection.execute(query)}
 
 
+def thresholds(connection: Connection, product_ids: Collection[str]) -> dict[str, int]:
+    """The low-stock threshold of each of these products that has one."""
+    rows = connection.execute(
+        select(StockLevel.product_id, StockLevel.low_stock_threshold).where(
+            StockLevel.product_id.in_(product_ids), StockLevel.low_stock_threshold.is_not(None)
+        )
+    )
+    return {row.product_id: row.low_stock_threshold for row in rows}
+
+
 def quantity_for_update(connection: Connection, product_id: str) -> int | None:
     """The quantity, its row locked until the transaction ends (PostgreSQL); None if absent."""
     quantity: int | None = connection.scalar(_lock_quantity, {"product_id": product_id})
@@ -124,20 +160,38 @@ def quantity_for_update(connection: Connection, product_id: str) -> int | None:
 
 
 def insert_if_absent(
-    connection: Connection, product_id: str, quantity: int, now: datetime
+    connection: Connection,
+    product_id: str,
+    quantity: int,
+    now: datetime,
+    *,
+    threshold: int | None = None,
 ) -> Level | None:
     """Create a level at version 1 unless one exists; None when it already did."""
     statement = _insert_if_absent[connection.dialect.name]
-    values = {"level_id": product_id, "new_quantity": quantity, "now": now}
+    values = {"level_id": product_id, "new_quantity": quantity, "now": now, "threshold": threshold}
     return _level(connection.execute(statement, values).one_or_none())
 
 
 def set_quantity(
-    connection: Connection, product_id: str, quantity: int, now: datetime, *, if_match: int | None
+    connection: Connection,
+    product_id: str,
+    quantity: int,
+    now: datetime,
+    *,
+    if_match: int | None,
+    threshold: Threshold = KEEP,
 ) -> Level | None:
-    """Set the quantity (at version `if_match` only, when given); None when nothing matched."""
-    statement = _set if if_match is None else _set_at_version
-    values = {"level_id": product_id, "new_quantity": quantity, "if_match": if_match, "now": now}
+    """Set the quantity (at version `if_match` only, when given), and the low-stock threshold
+    unless it is `KEEP`; None when nothing matched."""
+    statement = _sets[(if_match is not None, threshold is not KEEP)]
+    values = {
+        "level_id": product_id,
+        "new_quantity": quantity,
+        "if_match": if_match,
+        "now": now,
+        "threshold": None if threshold is KEEP else threshold,
+    }
     return _level(connection.execute(statement, values).one_or_none())
 
 

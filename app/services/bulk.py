@@ -218,6 +218,7 @@ def _import_batch(
             )
             for row in changed
         ],
+        bulk=True,
     )
 
 

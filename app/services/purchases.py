@@ -22,6 +22,7 @@ from app.repositories import purchases, stock_levels
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
 from app.schemas.purchases import PurchaseIn, PurchaseLineOut, PurchaseOut
+from app.services import events
 from app.services.answers import Answer
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
@@ -126,9 +127,11 @@ async def buy(
             created_at=now,
             cancelled_at=None,
         )
+        body = receipt.model_dump(mode="json")
+        events.emit(connection, "purchase.completed", body)
         answer = Answer(
             201,
-            receipt.model_dump(mode="json"),
+            body,
             {"Location": f"/inventory/purchases/{purchase_id}"},
         )
         if claim is not None:
@@ -188,30 +191,33 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
     """Return every line to stock, once; a cancelled purchase is answered as it is."""
     _require_issuable(purchase_id)
 
-    def unit(connection: Connection) -> StoredPurchase | None:
+    def unit(connection: Connection) -> PurchaseOut:
         now = utcnow()
-        if purchases.mark_cancelled(connection, purchase_id, now):
-            stored = purchases.find(connection, purchase_id)
-            assert stored is not None
-            returned = sorted((line["product_id"], line["quantity"]) for line in stored.lines)
-            record_movements(
-                connection,
-                caller,
-                [
-                    NewMovement(
-                        product_id=product_id,
-                        kind="cancel",
-                        delta=quantity,
-                        quantity_after=_restock(connection, product_id, quantity, now),
-                        reason=f"cancel purchase {purchase_id}",
-                        purchase_id=purchase_id,
-                    )
-                    for product_id, quantity in returned
-                ],
-            )
-        return purchases.find(connection, purchase_id)
+        if not purchases.mark_cancelled(connection, purchase_id, now):
+            return _receipt(purchases.find(connection, purchase_id), purchase_id)
+        stored = purchases.find(connection, purchase_id)
+        assert stored is not None
+        returned = sorted((line["product_id"], line["quantity"]) for line in stored.lines)
+        record_movements(
+            connection,
+            caller,
+            [
+                NewMovement(
+                    product_id=product_id,
+                    kind="cancel",
+                    delta=quantity,
+                    quantity_after=_restock(connection, product_id, quantity, now),
+                    reason=f"cancel purchase {purchase_id}",
+                    purchase_id=purchase_id,
+                )
+                for product_id, quantity in returned
+            ],
+        )
+        receipt = _receipt(purchases.find(connection, purchase_id), purchase_id)
+        events.emit(connection, "purchase.cancelled", receipt.model_dump(mode="json"))
+        return receipt
 
-    return _receipt(await db.write(unit), purchase_id)
+    return await db.write(unit)
 
 
 def _restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:

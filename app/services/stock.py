@@ -24,7 +24,8 @@ from app.core.errors import (
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.repositories import stock_levels
-from app.repositories.stock_levels import Level
+from app.repositories.stock_levels import KEEP as KEEP
+from app.repositories.stock_levels import Level, Threshold
 from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
 from app.services.answers import Answer
@@ -81,16 +82,23 @@ async def list_stock(
     *,
     product_ids: Sequence[str],
     max_quantity: int | None,
+    low_stock: bool | None = None,
     limit: int,
     cursor: str | None,
 ) -> Page[StockLevelOut]:
-    scope = list_scope("stock", product_ids=sorted(set(product_ids)), max_quantity=max_quantity)
+    scope = list_scope(
+        "stock",
+        product_ids=sorted(set(product_ids)),
+        max_quantity=max_quantity,
+        low_stock=low_stock,
+    )
     after = None if cursor is None else decode_cursor(scope, cursor, _stock_position)
     levels = await db.read_one(
         partial(
             stock_levels.find_many,
             product_ids=set(product_ids),
             max_quantity=max_quantity,
+            low_stock=low_stock,
             after=after,
             limit=limit + 1,
         )
@@ -108,10 +116,12 @@ async def set_quantity(
     product_id: str,
     quantity: int,
     reason: str | None,
+    threshold: Threshold = KEEP,
     if_match: int | None = None,
     create_only: bool = False,
 ) -> SetResult:
-    """Set the quantity on hand; the first set registers the product (checked in the catalog).
+    """Set the quantity on hand, and the low-stock threshold unless it is `KEEP`; the first
+    set registers the product (checked in the catalog).
 
     Only creating asks the catalog, so only then does the answer carry the product.
     """
@@ -129,7 +139,13 @@ async def set_quantity(
         previous: int | None = None
         for _ in range(_LAST_WRITER_ATTEMPTS):
             if if_match is None:
-                created = stock_levels.insert_if_absent(connection, product_id, quantity, now)
+                created = stock_levels.insert_if_absent(
+                    connection,
+                    product_id,
+                    quantity,
+                    now,
+                    threshold=None if threshold is KEEP else threshold,
+                )
                 if created is not None:
                     record_movement(
                         connection,
@@ -146,7 +162,9 @@ async def set_quantity(
             previous = stock_levels.quantity_for_update(connection, product_id)
             if previous is not None or if_match is not None:
                 break
-        level = stock_levels.set_quantity(connection, product_id, quantity, now, if_match=if_match)
+        level = stock_levels.set_quantity(
+            connection, product_id, quantity, now, if_match=if_match, threshold=threshold
+        )
         if level is None or previous is None:
             raise _version_mismatch(product_id)
         record_movement(

@@ -1,0 +1,97 @@
+"""The `events` table: the outbox, and the feed read from it.
+
+Feed positions are (txid, id). On SQLite one writer commits in id order and txid is 0. On
+PostgreSQL ids are handed out at insert, not at commit, so a reader of `id > n` could see 11
+before 10 commits and never see 10. Each event therefore carries its transaction's id, and
+the feed serves only events of transactions below `pg_snapshot_xmin(pg_current_snapshot())`:
+every transaction below it has ended, so no event can later appear before one already served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    tuple_,
+)
+
+from app.models import Event
+
+# Built once, like the other hot-path statements (docs/performance.md).
+_insert = insert(Event)
+_columns = [Event.txid, Event.id, Event.type, Event.occurred_at, Event.data]
+_settled_xmin: ColumnElement[int] = literal_column(
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
+)
+
+
+class NewEvent(NamedTuple):
+    type: str
+    data: str  # JSON
+
+
+class StoredEvent(NamedTuple):
+    txid: int
+    id: int
+    type: str
+    occurred_at: datetime
+    data: str
+
+
+def insert_many(connection: Connection, events: Sequence[NewEvent], now: datetime) -> None:
+    connection.execute(
+        _insert, [{"type": e.type, "data": e.data, "occurred_at": now} for e in events]
+    )
+
+
+def _settled(connection: Connection) -> ColumnElement[bool]:
+    """Events no transaction still in flight can precede."""
+    if connection.dialect.name == "postgresql":
+        return Event.txid < _settled_xmin
+    return true()
+
+
+def after(
+    connection: Connection,
+    position: tuple[int, int],
+    *,
+    types: Collection[str] | None = None,
+    limit: int,
+) -> list[StoredEvent]:
+    """Settled events after `position`, in feed order; only of `types` when given."""
+    query = select(*_columns).where(
+        tuple_(Event.txid, Event.id) > tuple_(*position), _settled(connection)
+    )
+    if types is not None:
+        query = query.where(Event.type.in_(types))
+    rows = connection.execute(query.order_by(Event.txid, Event.id).limit(limit))
+    return [StoredEvent._make(row) for row in rows]
+
+
+def head(connection: Connection) -> tuple[int, int]:
+    """A position at or before every event that has not settled yet, and after every one that
+    has: what a new subscriber starts from."""
+    if connection.dialect.name == "postgresql":
+        return int(connection.execute(select(_settled_xmin)).scalar_one()), 0
+    last: int | None = connection.scalar(select(func.max(Event.id)))
+    return 0, last or 0
+
+
+def purge_before(connection: Connection, cutoff: datetime, *, batch: int) -> int:
+    """Delete up to `batch` of the oldest events that occurred before `cutoff`."""
+    oldest = (
+        select(Event.id).where(Event.occurred_at < cutoff).order_by(Event.id).limit(batch)
+    ).scalar_subquery()
+    result = connection.execute(delete(Event).where(Event.id.in_(oldest)))
+    return int(result.rowcount)

@@ -1,0 +1,173 @@
+"""The delivery loop of one process: events become deliveries, deliveries become requests.
+
+Each cycle, in one unit of work, hands the feed's new events to every endpoint that no other
+process is serving (its row locked with SKIP LOCKED on PostgreSQL, the writer's lock on
+SQLite), then claims the due deliveries of each endpoint, up to that endpoint's free slots in
+this process. Every claimed delivery is sent in a task of its own, so a slow or dead endpoint
+only ever fills its own slots. A claim pushes the delivery's due time past the attempt's
+deadline: if the process dies while sending, another process sends it again then (at least
+once; the receiver dedupes on `webhook-id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.clients.webhooks import WebhookSender
+from app.core import metrics
+from app.core.database import Database
+from app.core.errors import DatabaseUnavailable
+from app.models.base import utcnow
+from app.repositories import webhooks
+from app.repositories.webhooks import Claimed
+from app.services import events
+from app.services.webhooks import fan_out, record_outcome
+
+logger = logging.getLogger("app.webhooks")
+
+# Requests one process has under way to one endpoint at most.
+SLOTS_PER_ENDPOINT = 8
+# Events handed to one endpoint per cycle at most.
+FAN_OUT_BATCH = 1000
+
+
+@dataclass(slots=True)
+class Dispatcher:
+    db: Database
+    sender: WebhookSender
+    retry_base_seconds: float
+    timeout_seconds: float
+    # Other processes' commits are not announced here: they are found by polling.
+    poll_seconds: float = 1.0
+    rng: random.Random = field(default_factory=random.Random)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _has_endpoints: bool = True
+    _in_flight: dict[str, int] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _secrets: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def notify(self, endpoints_changed: bool) -> None:
+        if endpoints_changed:
+            self._has_endpoints = True
+        if self._has_endpoints:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """For the life of the process."""
+        stop_listening = events.listen(self.notify)
+        last_poll = 0.0
+        try:
+            while True:
+                polling = time.monotonic() - last_poll >= self.poll_seconds
+                if polling:
+                    last_poll = time.monotonic()
+                try:
+                    await self.cycle(poll=polling)
+                except (DatabaseUnavailable, SQLAlchemyError, OSError):
+                    logger.warning("webhook delivery cycle failed; trying again", exc_info=True)
+                    await asyncio.sleep(self.poll_seconds)
+                if not self._wake.is_set():
+                    wait = max(0.0, last_poll + self.poll_seconds - time.monotonic())
+                    try:
+                        async with asyncio.timeout(wait):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+                self._wake.clear()
+        finally:
+            stop_listening()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def cycle(self, *, poll: bool = True) -> int:
+        """Hand out new events and send what is due; how many requests were started."""
+        if poll:
+            self._has_endpoints = await self.db.read_one(webhooks.any_enabled)
+            await self._report_lag()
+        if not self._has_endpoints:
+            return 0
+        claimed = await self.db.write(self._claim)
+        for delivery in claimed:
+            self._in_flight[delivery.endpoint_id] = self._in_flight.get(delivery.endpoint_id, 0) + 1
+            task = asyncio.create_task(self._deliver(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    def _claim(self, connection: Connection) -> list[Claimed]:
+        fan_out(connection, batch=FAN_OUT_BATCH)
+        now = utcnow()
+        until = now + timedelta(seconds=2 * self.timeout_seconds + 1)
+        claimed: list[Claimed] = []
+        for endpoint in webhooks.enabled_endpoints(connection):
+            free = SLOTS_PER_ENDPOINT - self._in_flight.get(endpoint.id, 0)
+            if free > 0:
+                claimed += webhooks.claim_due(
+                    connection, endpoint.id, now=now, until=until, limit=free
+                )
+            self._secrets[endpoint.id] = (endpoint.url, endpoint.secret)
+        return claimed
+
+    async def _deliver(self, delivery: Claimed) -> None:
+        url, secret = self._secrets[delivery.endpoint_id]
+        try:
+            outcome = await self.sender.send(
+                url=url, secret=secret, event_id=delivery.event_id, payload=delivery.payload
+            )
+            result = await self.db.write(
+                partial(
+                    record_outcome,
+                    claimed=delivery,
+                    outcome=outcome,
+                    now=utcnow(),
+                    retry_base_seconds=self.retry_base_seconds,
+                    rng=self.rng,
+                )
+            )
+            if result is not None:
+                metrics.count_delivery(result)
+        except (DatabaseUnavailable, SQLAlchemyError):
+            # The claim runs out and the delivery is sent again, by this process or another.
+            logger.warning("could not record a webhook delivery", exc_info=True)
+        finally:
+            self._in_flight[delivery.endpoint_id] -= 1
+            self._wake.set()
+
+    async def _report_lag(self) -> None:
+        def query(connection: Connection) -> tuple[list[str], dict[str, datetime]]:
+            return webhooks.enabled_ids(connection), webhooks.oldest_pending(connection)
+
+        enabled, oldest = await self.db.read(query)
+        now = utcnow()
+        metrics.set_outbox_lag(
+            {
+                endpoint: (now - oldest[endpoint]).total_seconds() if endpoint in oldest else 0.0
+                for endpoint in enabled
+            }
+        )
+
+
+async def purge_outbox(db: Database, *, retention: timedelta, every: timedelta) -> None:
+    """Runs for the life of the process: events and settled deliveries past their retention
+    go. Every worker may run it; deleting twice is harmless."""
+    while True:
+        await asyncio.sleep(every.total_seconds())
+        try:
+            purged = await events.purge_events(db, retention=retention)
+            cutoff = utcnow() - retention
+            settled = await db.write(partial(webhooks.purge_settled, cutoff=cutoff, batch=10_000))
+        except (DatabaseUnavailable, SQLAlchemyError):
+            logger.warning("could not purge old events", exc_info=True)
+        else:
+            if purged or settled:
+                logger.info("purged %d old events and %d settled deliveries", purged, settled)
