@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("cursor_txid", sa.BigInteger(), nullable=False),
         sa.Column("cursor_id", sa.BigInteger(), nullable=False),
+        sa.Column("cursor_snapshot", sa.Text(), nullable=True),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("disabled_reason", sa.String(200), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

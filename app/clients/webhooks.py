@@ -49,8 +49,9 @@ async def checked_address(
     url: httpx.URL, allowed_hosts: Collection[str], resolver: Resolver = resolve
 ) -> str:
     """The address to connect to for `url`: every address its host resolves to must be
-    public, or the host (or that address) listed in `allowed_hosts`; else `AddressRefused`.
-    Checking every address keeps a name from offering a good one and a bad one."""
+    public, or the host itself (as written in the URL) listed in `allowed_hosts`; else
+    `AddressRefused`. Checking every address keeps a name from offering a good one and a bad
+    one; a name that resolves to a listed address is not listed itself."""
     host = url.host.lower()
     try:
         addresses = await resolver(host, default_port(url))
@@ -59,7 +60,7 @@ async def checked_address(
     if not addresses:
         raise AddressRefused(f"{host} resolves to no address")
     for address in addresses:
-        if not _is_public(address) and host not in allowed_hosts and address not in allowed_hosts:
+        if not _is_public(address) and host not in allowed_hosts:
             raise AddressRefused(
                 f"{host} resolves to {address}, a loopback, private, link-local or metadata "
                 "address (see WEBHOOK_ALLOWED_HOSTS)"

@@ -23,6 +23,9 @@ class WebhookEndpoint(Base):
     # The feed position (txid, id) up to which events have become deliveries.
     cursor_txid: Mapped[int] = mapped_column(BigInteger)
     cursor_id: Mapped[int] = mapped_column(BigInteger)
+    # PostgreSQL: the snapshot (`xmin:xmax:xip,…`) taken when the endpoint started receiving.
+    # Transactions at or past the cursor's txid that it saw as committed came before.
+    cursor_snapshot: Mapped[str | None] = mapped_column(Text)
     # The first failure since the last success: five days of that disables the endpoint.
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
+    Text,
     ColumnElement,
     Connection,
     delete,
@@ -31,6 +32,7 @@ from app.models import Event
 # Built once, like the other hot-path statements (docs/performance.md).
 _insert = insert(Event)
 _columns = [Event.txid, Event.id, Event.type, Event.occurred_at, Event.data]
+_snapshot: ColumnElement[str] = literal_column("pg_current_snapshot()::text", Text())
 _settled_xmin: ColumnElement[int] = literal_column(
     "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
 )
@@ -79,13 +81,29 @@ def after(
     return [StoredEvent._make(row) for row in rows]
 
 
-def head(connection: Connection) -> tuple[int, int]:
-    """A position at or before every event that has not settled yet, and after every one that
-    has: what a new subscriber starts from."""
+class Head(NamedTuple):
+    """Where a new subscriber starts: after `position`, skipping the transactions `snapshot`
+    (PostgreSQL's `xmin:xmax:xip,…`) saw as committed."""
+
+    position: tuple[int, int]
+    snapshot: str | None
+
+
+def head(connection: Connection) -> Head:
+    """The feed as of now: every event committed so far lies before it, none committed later."""
     if connection.dialect.name == "postgresql":
-        return int(connection.execute(select(_settled_xmin)).scalar_one()), 0
+        snapshot = str(connection.execute(select(_snapshot)).scalar_one())
+        return Head((int(snapshot.split(":", 1)[0]), 0), snapshot)
     last: int | None = connection.scalar(select(func.max(Event.id)))
-    return 0, last or 0
+    return Head((0, last or 0), None)
+
+
+def committed_in(snapshot: str, txid: int) -> bool:
+    """Whether transaction `txid` had committed (or aborted) when `snapshot` was taken."""
+    xmin, xmax, in_progress = snapshot.split(":")
+    if txid < int(xmin):
+        return True
+    return txid < int(xmax) and str(txid) not in in_progress.split(",")
 
 
 def purge_before(connection: Connection, cutoff: datetime, *, batch: int) -> int:

@@ -11,7 +11,9 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 _endpoint_columns = [
-    c for c in WebhookEndpoint.__table__.c if c.name not in ("secret", "cursor_txid", "cursor_id")
+    c
+    for c in WebhookEndpoint.__table__.c
+    if c.name not in ("secret", "cursor_txid", "cursor_id", "cursor_snapshot")
 ]
 _attempt_columns = list(WebhookAttempt.__table__.c)
 
@@ -25,6 +27,7 @@ class Endpoint(NamedTuple):
     secret: str
     cursor_txid: int
     cursor_id: int
+    cursor_snapshot: str | None
 
 
 class Claimed(NamedTuple):
@@ -82,6 +85,7 @@ _enabled = (
         WebhookEndpoint.secret,
         WebhookEndpoint.cursor_txid,
         WebhookEndpoint.cursor_id,
+        WebhookEndpoint.cursor_snapshot,
     )
     .where(WebhookEndpoint.enabled)
     .order_by(WebhookEndpoint.id)
@@ -99,11 +103,13 @@ def lock_enabled(connection: Connection) -> list[Endpoint]:
     return [Endpoint._make(row) for row in connection.execute(query)]
 
 
-def move_cursor(connection: Connection, endpoint_id: str, position: tuple[int, int]) -> None:
+def move_cursor(
+    connection: Connection, endpoint_id: str, position: tuple[int, int], snapshot: str | None
+) -> None:
     connection.execute(
         update(WebhookEndpoint)
         .where(WebhookEndpoint.id == endpoint_id)
-        .values(cursor_txid=position[0], cursor_id=position[1])
+        .values(cursor_txid=position[0], cursor_id=position[1], cursor_snapshot=snapshot)
     )
 
 

@@ -85,7 +85,7 @@ async def create_endpoint(
 
     def unit(connection: Connection) -> dict[str, Any]:
         now = utcnow()
-        txid, row_id = event_rows.head(connection)
+        start = event_rows.head(connection)
         webhooks.insert_endpoint(
             connection,
             {
@@ -95,8 +95,9 @@ async def create_endpoint(
                 "events": json.dumps(body.events),
                 "secret": secret,
                 "enabled": True,
-                "cursor_txid": txid,
-                "cursor_id": row_id,
+                "cursor_txid": start.position[0],
+                "cursor_id": start.position[1],
+                "cursor_snapshot": start.snapshot,
                 "created_at": now,
                 "updated_at": now,
             },
@@ -143,10 +144,11 @@ async def update_endpoint(db: Database, *, endpoint_id: str, patch: WebhookPatch
         if patch.enabled is not None and patch.enabled != current["enabled"]:
             values["enabled"] = patch.enabled
             if patch.enabled:
-                txid, row_id = event_rows.head(connection)
+                start = event_rows.head(connection)
                 values |= {
-                    "cursor_txid": txid,
-                    "cursor_id": row_id,
+                    "cursor_txid": start.position[0],
+                    "cursor_id": start.position[1],
+                    "cursor_snapshot": start.snapshot,
                     "failing_since": None,
                     "disabled_reason": None,
                 }
@@ -229,14 +231,20 @@ def fan_out(connection: Connection, *, batch: int) -> int:
         if not new:
             continue
         wanted = json.loads(endpoint.events)
+        snapshot = endpoint.cursor_snapshot
         rows = [
             _delivery(endpoint.id, events.envelope(event), event.occurred_at)
             for event in new
-            if "*" in wanted or event.type in wanted
+            if ("*" in wanted or event.type in wanted)
+            and not (snapshot and event_rows.committed_in(snapshot, event.txid))
         ]
         if rows:
             webhooks.insert_deliveries(connection, rows)
-        webhooks.move_cursor(connection, endpoint.id, (new[-1].txid, new[-1].id))
+        last = new[-1]
+        # Past the snapshot's xmax, every transaction began after the endpoint subscribed.
+        if snapshot and last.txid >= int(snapshot.split(":")[1]):
+            snapshot = None
+        webhooks.move_cursor(connection, endpoint.id, (last.txid, last.id), snapshot)
         made += len(rows)
     return made
 

@@ -50,7 +50,8 @@ async def test_a_purchase_writes_its_events_in_the_order_they_happened(
         "purchase.completed",
     ]
     ids = [event["id"] for event in events]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
     [movement] = (await client.get("/inventory/42/movements", params={"limit": 1})).json()["items"]
     assert events[2]["data"] == movement
     assert events[3]["data"] == {"product_id": "42", "quantity": 4, "low_stock_threshold": 5}
