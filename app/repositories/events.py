@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
-    Text,
     ColumnElement,
     Connection,
+    Text,
     delete,
     func,
     insert,
