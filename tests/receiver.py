@@ -75,10 +75,13 @@ def _valid(secret: str, body: bytes, headers: dict[str, str]) -> bool:
 
 
 @asynccontextmanager
-async def receiving(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
-    """`receiver` served on a free loopback port, in this event loop."""
+async def receiving(
+    receiver: Receiver | None = None, *, port: int | None = None
+) -> AsyncIterator[Receiver]:
+    """`receiver` served on a loopback port (a free one unless given), in this event loop."""
     receiver = receiver or Receiver()
     app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
-    async with serving(app, timeout_graceful_shutdown=1) as (host, port):  # type: ignore[arg-type]
-        receiver.url = f"http://{host}:{port}/hook"
+    config: dict[str, Any] = {"timeout_graceful_shutdown": 1} | ({"port": port} if port else {})
+    async with serving(app, **config) as (host, free):  # type: ignore[arg-type]
+        receiver.url = f"http://{host}:{port or free}/hook"
         yield receiver
