@@ -23,7 +23,6 @@ EventTypes = Annotated[list[str], Field(min_length=1, max_length=20, examples=[[
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -46,7 +45,7 @@ class WebhookIn(BaseModel):
 
 
 class WebhookPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"enabled": False}]})
 
     enabled: bool | None = None
     events: EventTypes | None = None

@@ -2,11 +2,12 @@
 
 Each cycle, in one unit of work, hands the feed's new events to every endpoint that no other
 process is serving (its row locked with SKIP LOCKED on PostgreSQL, the writer's lock on
-SQLite), then claims the due deliveries of each endpoint, up to that endpoint's free slots in
-this process. Every claimed delivery is sent in a task of its own, so a slow or dead endpoint
-only ever fills its own slots. A claim pushes the delivery's due time past the attempt's
-deadline: if the process dies while sending, another process sends it again then (at least
-once; the receiver dedupes on `webhook-id`).
+SQLite), then claims a batch of due deliveries for each endpoint this process is not already
+sending to. Each endpoint's batch is sent concurrently in a task of its own and its outcomes
+recorded together in one unit of work, so a slow or dead endpoint only ever holds up its own
+batch. A claim pushes the delivery's due time past the attempt's deadline: if the process
+dies while sending, another process sends it again then (at least once; the receiver
+dedupes on `webhook-id`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from app.services.webhooks import fan_out, record_outcome
 
 logger = logging.getLogger("app.webhooks")
 
-# Requests one process has under way to one endpoint at most.
-SLOTS_PER_ENDPOINT = 8
+# Requests one process has under way to one endpoint at most: one batch.
+BATCH_PER_ENDPOINT = 32
 # Events handed to one endpoint per cycle at most.
 FAN_OUT_BATCH = 1000
 
@@ -51,7 +52,7 @@ class Dispatcher:
     rng: random.Random = field(default_factory=random.Random)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _has_endpoints: bool = True
-    _in_flight: dict[str, int] = field(default_factory=dict)
+    _sending: set[str] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _secrets: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -96,51 +97,62 @@ class Dispatcher:
             await self._report_lag()
         if not self._has_endpoints:
             return 0
-        claimed = await self.db.write(self._claim)
-        for delivery in claimed:
-            self._in_flight[delivery.endpoint_id] = self._in_flight.get(delivery.endpoint_id, 0) + 1
-            task = asyncio.create_task(self._deliver(delivery))
+        batches = await self.db.write(self._claim)
+        for endpoint_id, batch in batches.items():
+            self._sending.add(endpoint_id)
+            task = asyncio.create_task(self._deliver(endpoint_id, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(claimed)
+        return sum(len(batch) for batch in batches.values())
 
-    def _claim(self, connection: Connection) -> list[Claimed]:
+    def _claim(self, connection: Connection) -> dict[str, list[Claimed]]:
         fan_out(connection, batch=FAN_OUT_BATCH)
         now = utcnow()
         until = now + timedelta(seconds=2 * self.timeout_seconds + 1)
-        claimed: list[Claimed] = []
+        batches: dict[str, list[Claimed]] = {}
         for endpoint in webhooks.enabled_endpoints(connection):
-            free = SLOTS_PER_ENDPOINT - self._in_flight.get(endpoint.id, 0)
-            if free > 0:
-                claimed += webhooks.claim_due(
-                    connection, endpoint.id, now=now, until=until, limit=free
-                )
             self._secrets[endpoint.id] = (endpoint.url, endpoint.secret)
-        return claimed
-
-    async def _deliver(self, delivery: Claimed) -> None:
-        url, secret = self._secrets[delivery.endpoint_id]
-        try:
-            outcome = await self.sender.send(
-                url=url, secret=secret, event_id=delivery.event_id, payload=delivery.payload
+            if endpoint.id in self._sending:
+                continue
+            batch = webhooks.claim_due(
+                connection, endpoint.id, now=now, until=until, limit=BATCH_PER_ENDPOINT
             )
-            result = await self.db.write(
-                partial(
-                    record_outcome,
-                    claimed=delivery,
-                    outcome=outcome,
-                    now=utcnow(),
-                    retry_base_seconds=self.retry_base_seconds,
-                    rng=self.rng,
+            if batch:
+                batches[endpoint.id] = batch
+        return batches
+
+    async def _deliver(self, endpoint_id: str, batch: list[Claimed]) -> None:
+        url, secret = self._secrets[endpoint_id]
+        try:
+            outcomes = await asyncio.gather(
+                *(
+                    self.sender.send(url=url, secret=secret, event_id=d.event_id, payload=d.payload)
+                    for d in batch
                 )
             )
-            if result is not None:
-                metrics.count_delivery(result)
+
+            def record(connection: Connection) -> list[metrics.DeliveryOutcome | None]:
+                now = utcnow()
+                return [
+                    record_outcome(
+                        connection,
+                        delivery,
+                        outcome,
+                        now=now,
+                        retry_base_seconds=self.retry_base_seconds,
+                        rng=self.rng,
+                    )
+                    for delivery, outcome in zip(batch, outcomes, strict=True)
+                ]
+
+            for result in await self.db.write(record):
+                if result is not None:
+                    metrics.count_delivery(result)
         except (DatabaseUnavailable, SQLAlchemyError):
-            # The claim runs out and the delivery is sent again, by this process or another.
-            logger.warning("could not record a webhook delivery", exc_info=True)
+            # The claims run out and the deliveries are sent again, by this process or another.
+            logger.warning("could not record webhook deliveries", exc_info=True)
         finally:
-            self._in_flight[delivery.endpoint_id] -= 1
+            self._sending.discard(endpoint_id)
             self._wake.set()
 
     async def _report_lag(self) -> None:
