@@ -21,7 +21,14 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 
-EndpointId = Annotated[str, Path(max_length=36, description="The endpoint's id.")]
+# Endpoint ids are lowercase UUIDs: nothing else (no NUL byte, say) reaches a query.
+EndpointId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="The endpoint's id.",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Cursor = Annotated[
     str | None, Query(max_length=512, description="`next_cursor` of the previous page.")

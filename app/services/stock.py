@@ -86,11 +86,11 @@ async def list_stock(
     limit: int,
     cursor: str | None,
 ) -> Page[StockLevelOut]:
+    # `low_stock` joins the scope only when given, so cursors issued before it existed still
+    # serve the lists they came from.
+    filters = {} if low_stock is None else {"low_stock": low_stock}
     scope = list_scope(
-        "stock",
-        product_ids=sorted(set(product_ids)),
-        max_quantity=max_quantity,
-        low_stock=low_stock,
+        "stock", product_ids=sorted(set(product_ids)), max_quantity=max_quantity, **filters
     )
     after = None if cursor is None else decode_cursor(scope, cursor, _stock_position)
     levels = await db.read_one(

@@ -246,7 +246,11 @@ async def test_head_answers_like_get_without_a_body_on_every_get_resource(
     receipt = await client.post(
         "/inventory/purchase", json={"items": [{"product_id": "7", "quantity": 1}]}
     )
-    values = {"product_id": "7", "purchase_id": receipt.json()["id"]}
+    values = {
+        "product_id": "7",
+        "purchase_id": receipt.json()["id"],
+        "endpoint_id": "00000000-0000-0000-0000-000000000000",
+    }
     document = (await client.get("/openapi.json")).json()
     paths = [
         path.format(**values)
