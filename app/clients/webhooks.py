@@ -87,7 +87,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         timeout=httpx.Timeout(settings.webhook_timeout_seconds),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
     )
 
 

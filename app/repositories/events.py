@@ -23,9 +23,9 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
-    true,
     tuple_,
 )
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.models import Event
 
@@ -57,13 +57,6 @@ def insert_many(connection: Connection, events: Sequence[NewEvent], now: datetim
     )
 
 
-def _settled(connection: Connection) -> ColumnElement[bool]:
-    """Events no transaction still in flight can precede."""
-    if connection.dialect.name == "postgresql":
-        return Event.txid < _settled_xmin
-    return true()
-
-
 def after(
     connection: Connection,
     position: tuple[int, int],
@@ -72,12 +65,19 @@ def after(
     limit: int,
 ) -> list[StoredEvent]:
     """Settled events after `position`, in feed order; only of `types` when given."""
-    query = select(*_columns).where(
-        tuple_(Event.txid, Event.id) > tuple_(*position), _settled(connection)
-    )
+    if connection.dialect.name == "postgresql":
+        query = select(*_columns).where(
+            tuple_(Event.txid, Event.id) > tuple_(*position), Event.txid < _settled_xmin
+        )
+        order: tuple[InstrumentedAttribute[int], ...] = (Event.txid, Event.id)
+    else:
+        # txid is always 0 here: comparing ids alone lets SQLite walk its primary key
+        # instead of scanning and sorting the table.
+        query = select(*_columns).where(Event.id > position[1])
+        order = (Event.id,)
     if types is not None:
         query = query.where(Event.type.in_(types))
-    rows = connection.execute(query.order_by(Event.txid, Event.id).limit(limit))
+    rows = connection.execute(query.order_by(*order).limit(limit))
     return [StoredEvent._make(row) for row in rows]
 
 

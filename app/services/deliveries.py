@@ -35,8 +35,14 @@ from app.services.webhooks import fan_out, record_outcome
 
 logger = logging.getLogger("app.webhooks")
 
-# Requests one process has under way to one endpoint at most: one batch.
-BATCH_PER_ENDPOINT = 32
+# Deliveries one process claims for one endpoint at a time, and how many of them it sends at
+# once: few connections per endpoint, since httpx's pool costs more the more it holds
+# (docs/performance.md).
+BATCH_PER_ENDPOINT = 64
+SENDS_PER_ENDPOINT = 8
+# Cycles start at most this often, however many commits wake the loop: under load each cycle
+# takes many events at once instead of running once per commit (docs/performance.md).
+MIN_CYCLE_SECONDS = 0.05
 # Events handed to one endpoint per cycle at most.
 FAN_OUT_BATCH = 1000
 
@@ -68,7 +74,8 @@ class Dispatcher:
         last_poll = 0.0
         try:
             while True:
-                polling = time.monotonic() - last_poll >= self.poll_seconds
+                started = time.monotonic()
+                polling = started - last_poll >= self.poll_seconds
                 if polling:
                     last_poll = time.monotonic()
                 try:
@@ -76,6 +83,7 @@ class Dispatcher:
                 except (DatabaseUnavailable, SQLAlchemyError, OSError):
                     logger.warning("webhook delivery cycle failed; trying again", exc_info=True)
                     await asyncio.sleep(self.poll_seconds)
+                await asyncio.sleep(max(0.0, started + MIN_CYCLE_SECONDS - time.monotonic()))
                 if not self._wake.is_set():
                     wait = max(0.0, last_poll + self.poll_seconds - time.monotonic())
                     try:
