@@ -48,17 +48,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, schema_revision=head_revision(settings.database_url)
         )
         http_client = build_http_client(settings) if settings.products_service_url else None
-        webhook_http = webhook_client.build_http_client(settings)
+        webhook_sender = webhook_client.WebhookSender.from_settings(settings)
         try:
             await _report_database(database)
             app.state.settings = settings
             app.state.database = database
             app.state.catalog = build_catalog(settings, http_client)
-            app.state.webhook_sender = webhook_client.WebhookSender(
-                webhook_http,
-                timeout_seconds=settings.webhook_timeout_seconds,
-                allowed_hosts=settings.webhook_allowed_hosts,
-            )
+            app.state.webhook_sender = webhook_sender
             dispatcher = Dispatcher(
                 database,
                 app.state.webhook_sender,
@@ -82,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with suppress(asyncio.CancelledError):
                     await task
         finally:
-            await webhook_http.aclose()
+            webhook_sender.close()
             if http_client is not None:
                 await http_client.aclose()
             await database.dispose()

@@ -83,11 +83,10 @@ def fuzz_client(database_url: str) -> Iterator[InProcessClient]:
         start_blocking_portal() as portal,
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
         portal.wrap_async_context_manager(client_for(app)) as client,
-        portal.wrap_async_context_manager(httpx.AsyncClient()) as webhook_http,
     ):
         # Generated webhook URLs name hosts anywhere: nothing is resolved, so every one is
         # refused (422) without a DNS query leaving the machine.
-        offline = WebhookSender(webhook_http, timeout_seconds=1, allowed_hosts=(), resolver=_no_dns)
+        offline = WebhookSender(timeout_seconds=1, allowed_hosts=(), resolver=_no_dns)
         app.dependency_overrides[get_webhook_sender] = lambda: offline
         yield InProcessClient(portal, client)
     httpx_logger.setLevel(level)

@@ -44,9 +44,7 @@ def test_retry_delays_double_with_jitter_up_to_an_hour() -> None:
 
 
 async def _endpoint_with_delivery(db: Database, url: str = "https://hooks.example/x") -> int:
-    sender = WebhookSender(
-        httpx.AsyncClient(), timeout_seconds=1, allowed_hosts=(), resolver=_public
-    )
+    sender = WebhookSender(timeout_seconds=1, allowed_hosts=(), resolver=_public)
     created = await webhooks.create_endpoint(db, sender, body=WebhookIn(url=url, events=["*"]))
     await webhooks.send_test_event(db, endpoint_id=created.id)
     return int(await db.read(lambda c: c.scalar(select(WebhookDelivery.id))))
@@ -140,9 +138,9 @@ async def test_a_name_that_turns_internal_after_subscribing_is_refused_at_send()
     async def rebinding(_host: str, _port: int) -> list[str]:
         return next(answers)
 
-    async with receiving() as receiver, httpx.AsyncClient() as client:
+    async with receiving() as receiver:
         port = httpx.URL(receiver.url).port
-        sender = WebhookSender(client, timeout_seconds=1, allowed_hosts=(), resolver=rebinding)
+        sender = WebhookSender(timeout_seconds=1, allowed_hosts=(), resolver=rebinding)
         url = f"http://hooks.example:{port}/hook"
         assert await sender.check(httpx.URL(url)) == "93.184.215.14"
         outcome = await sender.send(url=url, secret="whsec_AAAA", event_id="evt_x", payload="{}")
