@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import logging
 import os
 import shutil
 import socket
@@ -361,7 +360,7 @@ def import_command(
     not checked with the products service: bulk loads are trusted staff input.
 
     Progress is a bar on a terminal, else a line at every tenth of the rows. The ledger
-    movements are not logged one by one (LOG_LEVEL=DEBUG shows them): the import logs one
+    movements are not logged one by one (they are events in the feed): the import logs one
     summary line.
     """
     from app.core.context import Caller
@@ -373,7 +372,7 @@ def import_command(
     label = "checking" if dry_run else "importing"
     with _one_line_failures():
         _require_sqlite_file(settings)
-        with _progress(len(rows), label) as advance, _quiet_movements():
+        with _progress(len(rows), label) as advance:
             try:
                 summary = asyncio.run(
                     _import(
@@ -410,29 +409,6 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
             typer.echo(f"{label}: {done}/{total} rows ({done * 100 // max(total, 1)}%)", err=True)
 
     yield advance
-
-
-class _DropMovementLines(logging.Filter):
-    """Drops the per-movement `inventory.changed` lines (structlog hands its event dict to
-    the standard library as the record's message)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, dict) and record.msg.get("event") == "inventory.changed")
-
-
-@contextmanager
-def _quiet_movements() -> Iterator[None]:
-    """One line per imported row buried the progress of a large import; below DEBUG they go."""
-    movements = logging.getLogger("app.inventory")
-    if logging.getLogger().isEnabledFor(logging.DEBUG):
-        yield
-        return
-    quiet = _DropMovementLines()
-    movements.addFilter(quiet)
-    try:
-        yield
-    finally:
-        movements.removeFilter(quiet)
 
 
 def _read_rows(file: Path) -> list[bulk.ImportRow]:

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, metrics, purchases, reservations, stock
+from app.api import events, health, metrics, purchases, reservations, stock, webhooks
 from app.api.docs import finish_document
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
@@ -23,6 +24,7 @@ from app.api.middleware import (
     LoadSheddingMiddleware,
     RequestContextMiddleware,
 )
+from app.clients import webhooks as webhook_client
 from app.clients.products import build_catalog, build_http_client
 from app.core.config import Settings, load_settings
 from app.core.database import Database
@@ -30,6 +32,7 @@ from app.core.logging import configure_logging
 from app.core.migrations import head_revision
 from app.schemas.purchases import PurchaseOut
 from app.schemas.stock import MovementOut, StockLevelOut
+from app.services.deliveries import Dispatcher, purge_outbox
 from app.services.expiry import expire_reservations, purge_reservations
 from app.services.idempotency import purge_idempotency_keys
 
@@ -43,6 +46,7 @@ every resource, list and error is answered as a JSON:API 1.1 document instead, a
 as `Content-Type: application/vnd.api+json` (`{"data": {"type", "attributes"}}`) are accepted.
 """
 
+PURGE_EVERY = timedelta(hours=1)
 EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Retry-After"]
 
 
@@ -56,16 +60,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, schema_revision=head_revision(settings.database_url)
         )
         http_client = build_http_client(settings) if settings.products_service_url else None
+        webhook_sender = webhook_client.WebhookSender.from_settings(settings)
         try:
             await _report_database(database)
             app.state.settings = settings
             app.state.database = database
             app.state.catalog = build_catalog(settings, http_client)
+            app.state.webhook_sender = webhook_sender
+            dispatcher = Dispatcher(
+                database,
+                app.state.webhook_sender,
+                retry_base_seconds=settings.webhook_retry_base_seconds,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                # Retries are never due sooner than the base delay: no need to look sooner.
+                poll_seconds=min(1.0, settings.webhook_retry_base_seconds),
+            )
             _warn_about_open_doors(settings)
             background = [
                 asyncio.create_task(purge_idempotency_keys(database)),
                 asyncio.create_task(expire_reservations(database)),
                 asyncio.create_task(purge_reservations(database, settings.reservation_retention)),
+                asyncio.create_task(dispatcher.run()),
+                asyncio.create_task(
+                    purge_outbox(database, retention=settings.events_retention, every=PURGE_EVERY)
+                ),
             ]
             yield
             for task in background:
@@ -74,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with suppress(asyncio.CancelledError):
                     await task
         finally:
+            webhook_sender.close()
             if http_client is not None:
                 await http_client.aclose()
             await database.dispose()
@@ -96,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stock.router)
     app.include_router(purchases.router)
     app.include_router(reservations.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
     finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
 
     # Added innermost first: the request id is set before anything else runs.
@@ -135,7 +156,7 @@ async def _report_database(database: Database) -> None:
 def _warn_about_open_doors(settings: Settings) -> None:
     if not settings.actor_keys():
         logger.warning(
-            "no API_KEY or API_KEYS set: /inventory is open to anyone (actor 'anonymous')"
+            "no API_KEY or API_KEYS set: the service is open to anyone (actor 'anonymous')"
         )
     if settings.products_service_url is None:
         logger.warning("PRODUCTS_SERVICE_URL is not set: standalone mode, products are not checked")

@@ -177,3 +177,13 @@ def invariant(before: State, after: State) -> Invariant:
         negative=after.negative,
         detail="; ".join(problems),
     )
+
+
+async def event_count(database_url: str) -> int:
+    """How many events the outbox holds."""
+    db = Database(database_url)
+    try:
+        count = await db.read(lambda c: c.execute(text("SELECT COUNT(*) FROM events")).scalar_one())
+    finally:
+        await db.dispose()
+    return int(count)

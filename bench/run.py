@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from bench import data
-from bench.servers import ROOT, Load, Server, post_json, uvicorn, wrk
+from bench.servers import HOST, ROOT, Load, Server, post_json, received, receiver, uvicorn, wrk
 
 API_KEY = "bench-key-0123456789"
 REPLAY_KEY = "bench-replay"
@@ -140,10 +140,14 @@ class Plan:
     app_env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     shed_limit: int = 0  # also run SHED_SCENARIOS with MAX_REQUESTS_IN_PROGRESS at this (0: no)
+    webhook: bool = True  # also run WEBHOOK_SCENARIOS with one endpoint subscribed to "*"
 
 
 # Run again with load shedding at `--shed-limit`: how tails and throughput change.
 SHED_SCENARIOS = ("get-hot", "purchase-hot")
+# Run again with one webhook endpoint subscribed to every event, at a loopback receiver.
+WEBHOOK_SCENARIOS = ("purchase-hot",)
+WEBHOOK_SUFFIX = " webhook"
 
 
 def main() -> None:
@@ -165,6 +169,11 @@ def main() -> None:
         default=16,
         help=f"rerun {', '.join(SHED_SCENARIOS)} with MAX_REQUESTS_IN_PROGRESS=N (0: skip)",
     )
+    parser.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help=f"skip rerunning {', '.join(WEBHOOK_SCENARIOS)} with a webhook endpoint subscribed",
+    )
     args = parser.parse_args()
 
     seconds = args.seconds or (10.0 if args.full else 3.0)
@@ -178,6 +187,7 @@ def main() -> None:
         postgres_url=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
         app_env=dict(pair.split("=", 1) for pair in args.app_env),
         shed_limit=args.shed_limit,
+        webhook=not args.no_webhook,
     )
     if plan.app_env:
         plan.notes.append(f"Service settings changed for this run: {plan.app_env}.")
@@ -266,6 +276,10 @@ def _engine_rows(
         shed_env = app_env | {"MAX_REQUESTS_IN_PROGRESS": str(plan.shed_limit)}
         shed_scenarios = [s for s in plan.scenarios if s.name in SHED_SCENARIOS]
         variants.append((f" shed@{plan.shed_limit}", shed_env, shed_scenarios))
+    webhook_scenarios = [s for s in plan.scenarios if s.name in WEBHOOK_SCENARIOS]
+    if plan.webhook and webhook_scenarios:
+        webhook_env = app_env | {"WEBHOOK_ALLOWED_HOSTS": HOST}
+        variants.append((WEBHOOK_SUFFIX, webhook_env, webhook_scenarios))
     rows = []
     with uvicorn(
         "raw-SQL ceiling",
@@ -276,16 +290,49 @@ def _engine_rows(
     ) as raw:
         ceilings = {"bare": bare, "raw-sql": raw}
         for suffix, env, scenarios in variants:
-            with uvicorn(
-                "inventory", "app.main:app", workers=workers, env=env, health="/health"
-            ) as app:
+            hooked = suffix == WEBHOOK_SUFFIX
+            with (
+                uvicorn(
+                    "inventory", "app.main:app", workers=workers, env=env, health="/health"
+                ) as app,
+                receiver() if hooked else nullcontext("") as hook_url,
+            ):
+                if hooked:
+                    events_before = asyncio.run(data.event_count(app_url))
+                    _subscribe(app.url, hook_url)
                 for scenario in scenarios:
                     rows.append(
                         _scenario_row(
                             plan, scenario, suffix, engine, workers, app, app_url, ceilings
                         )
                     )
+                if hooked:
+                    written = asyncio.run(data.event_count(app_url)) - events_before
+                    plan.notes.append(_backlog(engine, workers, written, hook_url))
     return rows
+
+
+def _subscribe(app_url: str, hook_url: str) -> None:
+    body = {"url": hook_url, "events": ["*"], "description": "bench"}
+    status, answer = post_json(f"{app_url}/webhooks", body, {"X-API-KEY": API_KEY})
+    if status != 201:
+        raise RuntimeError(f"subscribing the bench receiver answered {status}: {answer}")
+
+
+def _backlog(engine: str, workers: int, written: int, hook_url: str) -> str:
+    """How far deliveries lagged at the end of the webhook run, and how long they took to
+    catch up: the requests are what the ratio measures, the deliveries run behind them."""
+    began = time.monotonic()
+    delivered = received(hook_url)
+    at_end = delivered
+    while delivered < written and time.monotonic() - began < 120:
+        time.sleep(0.5)
+        delivered = received(hook_url)
+    return (
+        f"Webhook run ({engine}, {workers} worker(s)): {written:,} events written; "
+        f"{at_end:,} delivered when the last run ended, {delivered:,} after "
+        f"{time.monotonic() - began:.0f} s more."
+    )
 
 
 def _scenario_row(
@@ -395,6 +442,16 @@ def targets(rows: list[Row]) -> list[str]:
         return "**met**" if ok else "**missed**"
 
     out = []
+    for engine in ("sqlite", "postgresql"):
+        plain = find("purchase-hot", engine, 1)
+        hooked = find("purchase-hot" + WEBHOOK_SUFFIX, engine, 1)
+        if plain is not None and hooked is not None:
+            share = hooked.ratio / plain.ratio if plain.ratio else 0.0
+            out.append(
+                f"- purchase-hot with one webhook endpoint ≥ 0.8 × without, {engine}, 1 worker: "
+                f"{share:.2f} ({hooked.ratio:.2f} / {plain.ratio:.2f} of the ceiling; "
+                f"{hooked.app.rps:,.0f} / {plain.app.rps:,.0f} req/s) — {verdict(share >= 0.8)}"
+            )
     for scenario, floor in (("get-hot", 0.6), ("purchase-hot", 0.5)):
         for engine in ("sqlite", "postgresql"):
             row = find(scenario, engine, 1)

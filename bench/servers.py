@@ -55,6 +55,35 @@ def uvicorn(
         stop(process)
 
 
+@contextmanager
+def receiver() -> Iterator[str]:
+    """`bench.receiver` on a free loopback port; yields its webhook URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.receiver", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                received(url)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield f"{url}/hook"
+    finally:
+        stop(process)
+
+
+def received(url: str) -> int:
+    """How many webhooks the receiver at `url` (its base or hook URL) has answered."""
+    base = url.removesuffix("/hook")
+    with urllib.request.urlopen(f"{base}/count", timeout=5) as response:
+        return int(response.read())
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
 from app.clients.products import ProductsCatalog
+from app.clients.webhooks import WebhookSender
 from app.core.config import Settings
 from app.core.context import Caller, request_id_var
 from app.core.database import Database
@@ -117,5 +118,13 @@ async def parse_if_match(
 Db = Annotated[Database, Depends(get_database)]
 Catalog = Annotated[ProductsCatalog, Depends(get_catalog)]
 Ctx = Annotated[Context, Depends(get_context)]
+
+
+async def get_webhook_sender(request: Request) -> WebhookSender:
+    sender: WebhookSender = request.app.state.webhook_sender
+    return sender
+
+
+Webhooks = Annotated[WebhookSender, Depends(get_webhook_sender)]
 IfMatch = Annotated[int | None, Depends(parse_if_match)]
 ProductIdPath = Annotated[ProductId, Path(description=PRODUCT_ID_RULE + ".")]

@@ -25,7 +25,8 @@ logger = logging.getLogger("app.requests")
 access_logger = structlog.get_logger("app.access")
 
 MAX_BODY_BYTES = 1024 * 1024
-PROTECTED_PREFIXES = ("/inventory", "/reservations")
+# Every resource of the service; the probes, metrics and docs stay public.
+PROTECTED_PREFIXES = ("/inventory", "/reservations", "/events", "/webhooks")
 # Probes and scrapes must answer however busy the process is: that is when they matter.
 NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
 SHED_RETRY_AFTER_SECONDS = 1
@@ -159,7 +160,7 @@ class HeadMiddleware:
 
 
 class ApiKeyMiddleware:
-    """Lets a request under /inventory through only with a known `X-API-KEY`."""
+    """Lets a request under a protected prefix through only with a known `X-API-KEY`."""
 
     def __init__(self, app: ASGIApp, *, keys: Sequence[tuple[str, str]]) -> None:
         self.app = app

@@ -48,12 +48,24 @@ async def list_stock_levels(
     max_quantity: Annotated[
         int | None, Query(ge=0, le=MAX_QUANTITY, description="Low-stock view: at most this many.")
     ] = None,
+    low_stock: Annotated[
+        bool | None,
+        Query(
+            description="true: only levels at or below their `low_stock_threshold`; "
+            "false: only the others."
+        ),
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[StockLevelOut]:
     """Stock levels ordered by product id, without product details."""
     return await stock.list_stock(
-        ctx.database, product_ids=product_id, max_quantity=max_quantity, limit=limit, cursor=cursor
+        ctx.database,
+        product_ids=product_id,
+        max_quantity=max_quantity,
+        low_stock=low_stock,
+        limit=limit,
+        cursor=cursor,
     )
 
 
@@ -101,6 +113,11 @@ async def set_stock_level(
         product_id=product_id,
         quantity=body.quantity,
         reason=body.reason,
+        threshold=(
+            body.low_stock_threshold
+            if "low_stock_threshold" in body.model_fields_set
+            else stock.KEEP
+        ),
         if_match=if_match,
         create_only=if_none_match == "*",
     )

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
     # Reservations that ended (confirmed, released, expired) are forgotten after this long.
     reservation_retention_days: float = Field(default=30.0, gt=0, le=3650)
+    # Events stay in the feed at least this long; deliveries are retried for at least 24 hours.
+    events_retention_days: float = Field(default=7.0, ge=1, le=3650)
+    # One delivery attempt, from connecting to the last byte of the answer.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The first retry of a failed delivery; each next one about twice as late, up to an hour.
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Hosts (names or addresses) that webhooks may reach although they are loopback,
+    # private, link-local or metadata addresses.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
@@ -101,6 +110,13 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
 
     @field_validator("products_service_url")
@@ -149,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def reservation_retention(self) -> timedelta:
         return timedelta(days=self.reservation_retention_days)
+
+    @property
+    def events_retention(self) -> timedelta:
+        return timedelta(days=self.events_retention_days)
 
     def actor_keys(self) -> list[tuple[str, str]]:
         """Every accepted key with the actor it stands for; an actor may have several."""

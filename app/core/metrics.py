@@ -17,6 +17,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -82,6 +83,21 @@ REQUESTS_SHED = Counter(
     "Requests answered 503 overloaded at once because too many were already in progress.",
 )
 
+EVENTS = Counter("inventory_events", "Events committed to the outbox, by type.", ["type"])
+DeliveryOutcome = Literal["delivered", "retried", "failed", "refused"]
+DELIVERIES = Counter(
+    "inventory_webhook_deliveries",
+    "Webhook delivery attempts, by outcome: delivered (2xx), retried (failed, tried again "
+    "later), failed (given up), refused (the address is not allowed).",
+    ["outcome"],
+)
+OUTBOX_LAG = Gauge(
+    "inventory_webhook_outbox_lag_seconds",
+    "Age of the oldest event not yet delivered to each enabled endpoint (0: none waiting).",
+    ["endpoint"],
+    multiprocess_mode="max",
+)
+
 # Every known label value is shown from the start (as 0), so rates work from the first scrape.
 for _outcome in get_args(PurchaseOutcome):
     PURCHASES.labels(outcome=_outcome)
@@ -93,6 +109,8 @@ for _units in get_args(ReservedUnitsChange):
     RESERVED_UNITS.labels(change=_units)
 for _lookup in get_args(ProductLookupOutcome):
     PRODUCT_LOOKUPS.labels(outcome=_lookup)
+for _delivery in get_args(DeliveryOutcome):
+    DELIVERIES.labels(outcome=_delivery)
 
 
 def count_purchase(outcome: PurchaseOutcome) -> None:
@@ -113,6 +131,23 @@ def count_product_lookup(outcome: ProductLookupOutcome) -> None:
 
 def count_movement(kind: MovementKind) -> None:
     MOVEMENTS.labels(kind=kind).inc()
+
+
+def count_event(type_: str) -> None:
+    EVENTS.labels(type=type_).inc()
+
+
+def count_delivery(outcome: DeliveryOutcome) -> None:
+    DELIVERIES.labels(outcome=outcome).inc()
+
+
+def set_outbox_lag(lags: dict[str, float]) -> None:
+    """The lag of every enabled endpoint; endpoints no longer listed are dropped."""
+    for labels in list(OUTBOX_LAG._metrics):
+        if labels[0] not in lags:
+            OUTBOX_LAG.remove(*labels)
+    for endpoint, seconds in lags.items():
+        OUTBOX_LAG.labels(endpoint=endpoint).set(seconds)
 
 
 def observe_write_batch(units: int) -> None:

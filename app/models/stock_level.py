@@ -27,5 +27,7 @@ class StockLevel(Base):
     # already: readers and writers discount those (see app/repositories/stock_levels.py).
     reserved: Mapped[int] = mapped_column(BigInteger, server_default="0")
     version: Mapped[int] = mapped_column(Integer)
+    # At or below it the product is low on stock (the `stock.low` event); None: no threshold.
+    low_stock_threshold: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -13,7 +13,7 @@ from app.models import Movement
 from app.models.movement import MovementKind
 
 # Built once: building the INSERT per call cost more than running it (docs/performance.md).
-_insert = insert(Movement)
+_insert = insert(Movement).returning(Movement.id, sort_by_parameter_order=True)
 _columns = list(Movement.__table__.c)
 
 
@@ -34,9 +34,9 @@ def insert_many(
     actor: str,
     request_id: str,
     now: datetime,
-) -> None:
-    """Write movements, in one executemany."""
-    connection.execute(
+) -> list[int]:
+    """Write movements, in one statement; their ids, in the order given."""
+    rows = connection.execute(
         _insert,
         [
             {
@@ -53,6 +53,7 @@ def insert_many(
             for m in movements
         ],
     )
+    return [row.id for row in rows]
 
 
 def of_product(

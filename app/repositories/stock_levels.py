@@ -11,9 +11,10 @@ concurrently, and the CHECK constraint `reserved_range` would refuse anything el
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     true,
     update,
@@ -36,6 +38,15 @@ from app.models.base import UTCDateTime, utcnow
 from app.models.stock_level import MAX_QUANTITY
 
 
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+# A threshold to set (None: no threshold), or KEEP: leave it as it is.
+KEEP = _Keep.KEEP
+Threshold = int | None | Literal[_Keep.KEEP]
+
+
 class Level(NamedTuple):
     product_id: str
     quantity: int
@@ -43,10 +54,11 @@ class Level(NamedTuple):
     version: int
     created_at: datetime
     updated_at: datetime
+    low_stock_threshold: int | None
 
 
 _columns = [StockLevel.product_id, StockLevel.quantity, StockLevel.reserved, StockLevel.version]
-_columns += [StockLevel.created_at, StockLevel.updated_at]
+_columns += [StockLevel.created_at, StockLevel.updated_at, StockLevel.low_stock_threshold]
 
 # The units of this product's held lines that expired by `:now`: the index
 # (held, product_id, expires_at) finds them, and there are none most of the time.
@@ -90,7 +102,13 @@ _at_version = StockLevel.version == bindparam("if_match")
 _still_held = StockLevel.reserved - bindparam("freed")
 _new_quantity = bindparam("new_quantity", type_=BigInteger())
 _set = _bump(_new_quantity >= _still_held).values(quantity=_new_quantity, reserved=_still_held)
-_set_at_version = _set.where(_at_version)
+# Keyed by (a precondition given, a threshold given): an omitted threshold is left as it was.
+_sets = {
+    (False, False): _set,
+    (True, False): _set.where(_at_version),
+    (False, True): _set.values(low_stock_threshold=bindparam("threshold")),
+    (True, True): _set.values(low_stock_threshold=bindparam("threshold")).where(_at_version),
+}
 _adjusted = StockLevel.quantity + bindparam("delta")
 _adjust = _bump(_adjusted >= _still_held, _adjusted <= MAX_QUANTITY).values(
     quantity=_adjusted, reserved=_still_held
@@ -111,6 +129,7 @@ _insert_if_absent = {
     .values(
         product_id=bindparam("level_id"),
         quantity=bindparam("new_quantity"),
+        low_stock_threshold=bindparam("threshold"),
         version=1,
         created_at=bindparam("now"),
         updated_at=bindparam("now"),
@@ -136,15 +155,22 @@ def find_many(
     *,
     product_ids: Collection[str],
     max_quantity: int | None,
+    low_stock: bool | None = None,
     after: str | None,
     limit: int,
 ) -> list[Level]:
-    """Levels in product id order, after `after`, at most `limit`."""
+    """Levels in product id order, after `after`, at most `limit`; `low_stock`: only those at
+    or below their threshold (True), or only those that are not (False)."""
     query = select(*_read_columns)
     if product_ids:
         query = query.where(StockLevel.product_id.in_(product_ids))
     if max_quantity is not None:
         query = query.where(StockLevel.quantity <= max_quantity)
+    if low_stock is not None:
+        low = StockLevel.quantity <= StockLevel.low_stock_threshold
+        query = query.where(
+            low if low_stock else or_(StockLevel.low_stock_threshold.is_(None), ~low)
+        )
     if after is not None:
         query = query.where(StockLevel.product_id > after)
     rows = connection.execute(query.order_by(StockLevel.product_id).limit(limit), {"now": utcnow()})
@@ -171,6 +197,16 @@ def available(connection: Connection, product_ids: Collection[str]) -> dict[str,
     return {pid: int(left) for pid, left in connection.execute(query, {"now": utcnow()})}
 
 
+def thresholds(connection: Connection, product_ids: Collection[str]) -> dict[str, int]:
+    """The low-stock threshold of each of these products that has one."""
+    rows = connection.execute(
+        select(StockLevel.product_id, StockLevel.low_stock_threshold).where(
+            StockLevel.product_id.in_(product_ids), StockLevel.low_stock_threshold.is_not(None)
+        )
+    )
+    return {row.product_id: row.low_stock_threshold for row in rows}
+
+
 def quantity_for_update(connection: Connection, product_id: str) -> int | None:
     """The quantity, its row locked until the transaction ends (PostgreSQL); None if absent."""
     quantity: int | None = connection.scalar(_lock_quantity, {"product_id": product_id})
@@ -178,11 +214,16 @@ def quantity_for_update(connection: Connection, product_id: str) -> int | None:
 
 
 def insert_if_absent(
-    connection: Connection, product_id: str, quantity: int, now: datetime
+    connection: Connection,
+    product_id: str,
+    quantity: int,
+    now: datetime,
+    *,
+    threshold: int | None = None,
 ) -> Level | None:
     """Create a level at version 1 unless one exists; None when it already did."""
     statement = _insert_if_absent[connection.dialect.name]
-    values = {"level_id": product_id, "new_quantity": quantity, "now": now}
+    values = {"level_id": product_id, "new_quantity": quantity, "now": now, "threshold": threshold}
     return _level(connection.execute(statement, values).one_or_none())
 
 
@@ -194,12 +235,21 @@ def set_quantity(
     *,
     if_match: int | None,
     freed: int = 0,
+    threshold: Threshold = KEEP,
 ) -> Level | None:
     """Set the quantity (at version `if_match` only, when given) if it stays at or above what
-    is held once `freed` expired units are let go; None when nothing matched."""
-    statement = _set if if_match is None else _set_at_version
-    values = {"level_id": product_id, "new_quantity": quantity, "if_match": if_match, "now": now}
-    return _level(connection.execute(statement, values | {"freed": freed}).one_or_none())
+    is held once `freed` expired units are let go, and the low-stock threshold unless it is
+    `KEEP`; None when nothing matched."""
+    statement = _sets[(if_match is not None, threshold is not KEEP)]
+    values = {
+        "level_id": product_id,
+        "new_quantity": quantity,
+        "if_match": if_match,
+        "now": now,
+        "freed": freed,
+        "threshold": None if threshold is KEEP else threshold,
+    }
+    return _level(connection.execute(statement, values).one_or_none())
 
 
 def adjust(
@@ -230,11 +280,11 @@ def take(
 
 def hold(
     connection: Connection, product_id: str, quantity: int, now: datetime, *, freed: int = 0
-) -> bool:
+) -> Level | None:
     """Add `quantity` to `reserved` if that many are available (once `freed` expired units
-    are let go); False when short or absent."""
+    are let go): the level now, or None when short or absent."""
     values = {"level_id": product_id, "wanted": quantity, "freed": freed, "now": now}
-    return connection.execute(_hold, values).one_or_none() is not None
+    return _level(connection.execute(_hold, values).one_or_none())
 
 
 def take_held(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:
@@ -244,10 +294,10 @@ def take_held(connection: Connection, product_id: str, quantity: int, now: datet
     return int(left.quantity)
 
 
-def unreserve(connection: Connection, product_id: str, quantity: int, now: datetime) -> None:
-    """Stop counting the units of a held line in `reserved`."""
+def unreserve(connection: Connection, product_id: str, quantity: int, now: datetime) -> Level:
+    """Stop counting the units of a held line in `reserved`: the level now."""
     values = {"level_id": product_id, "wanted": quantity, "now": now}
-    connection.execute(_unreserve, values).one()
+    return Level._make(connection.execute(_unreserve, values).one())
 
 
 def restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int | None:

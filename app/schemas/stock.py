@@ -31,6 +31,9 @@ class StockLevelOut(BaseModel):
     quantity: int = Field(description="Units on hand.")
     reserved: int = Field(description="Units held by active reservations.")
     available: int = Field(description="`quantity` − `reserved`: what can be sold now.")
+    low_stock_threshold: int | None = Field(
+        default=None, description="At or below it the product is low on stock; null: none."
+    )
     version: int
     created_at: Timestamp
     updated_at: Timestamp
@@ -43,11 +46,25 @@ class StockLevelOut(BaseModel):
 
 class SetQuantity(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"quantity": 17, "reason": "stocktake"}, {"quantity": 0}]}
+        json_schema_extra={
+            "examples": [
+                {"quantity": 17, "reason": "stocktake"},
+                {"quantity": 0},
+                {"quantity": 40, "low_stock_threshold": 5},
+            ]
+        }
     )
 
     quantity: StrictInt = Field(ge=0, le=MAX_QUANTITY, examples=[17])
     reason: Reason | None = Field(default=None, examples=["stocktake"])
+    low_stock_threshold: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_QUANTITY,
+        examples=[5],
+        description="`stock.low` is sent when the quantity falls to it or below; null: no "
+        "threshold. Left as it was when omitted.",
+    )
 
 
 class Adjustment(BaseModel):

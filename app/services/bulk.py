@@ -227,6 +227,7 @@ def _import_batch(
             )
             for row in changed
         ],
+        bulk=True,
     )
 
 

@@ -23,6 +23,7 @@ from app.core.database import Database, after_commit
 from app.core.errors import DatabaseUnavailable
 from app.models.base import utcnow
 from app.repositories import reservations, stock_levels
+from app.services.reservation_events import emit_availability, emit_reservation
 
 # Readers stop counting an expired hold at once; this bounds how long its reservation still
 # reads `active` in the database (its API status reads `expired` already).
@@ -50,7 +51,12 @@ def expire_due(connection: Connection, now: datetime) -> int:
     """Mark due reservations `expired` and give their held units back: how many expired."""
     expired, freed = reservations.expire_due(connection, now, SWEEP_BATCH)
     for product_id in sorted(freed):
-        stock_levels.unreserve(connection, product_id, freed[product_id], now)
+        level = stock_levels.unreserve(connection, product_id, freed[product_id], now)
+        emit_availability(connection, level, freed[product_id])
+    for reservation_id in expired:
+        stored = reservations.find(connection, reservation_id, now)
+        if stored is not None:
+            emit_reservation(connection, "reservation.expired", stored)
     if expired:
         after_commit(connection, lambda: _announce_expired(expired, sum(freed.values())))
     return len(expired)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -16,10 +18,12 @@ from app.core.database import Database, after_commit
 from app.core.errors import NotFound
 from app.models.base import utcnow
 from app.models.movement import MAX_MOVEMENT_ID, MovementKind
-from app.repositories import movements
+from app.repositories import movements, stock_levels
+from app.repositories.events import NewEvent
 from app.repositories.movements import NewMovement
-from app.schemas.common import Page
+from app.schemas.common import Page, rfc3339
 from app.schemas.stock import MovementOut
+from app.services import events
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
 
 logger = structlog.get_logger("app.inventory")
@@ -43,20 +47,66 @@ def record_movement(
 
 
 def record_movements(
-    connection: Connection, caller: Caller, changes: Sequence[NewMovement]
+    connection: Connection, caller: Caller, changes: Sequence[NewMovement], *, bulk: bool = False
 ) -> None:
-    """Write movements in the unit's transaction, and announce each one with an
-    `inventory.changed` log line once that transaction has committed."""
+    """Write movements and their events in the unit's transaction, and announce each one with
+    an `inventory.changed` log line once that transaction has committed (`bulk`: none, the
+    import writes one summary line of its own)."""
     if not changes:
         return
-    movements.insert_many(
-        connection, changes, actor=caller.actor, request_id=caller.request_id, now=utcnow()
+    now = utcnow()
+    ids = movements.insert_many(
+        connection, changes, actor=caller.actor, request_id=caller.request_id, now=now
     )
-    after_commit(connection, lambda: _announce(caller, changes))
+    events.emit_many(connection, _events(connection, caller, changes, ids, now))
+    after_commit(connection, lambda: _announce(caller, changes, log=not bulk))
 
 
-def _announce(caller: Caller, changes: Sequence[NewMovement]) -> None:
+def _events(
+    connection: Connection,
+    caller: Caller,
+    changes: Sequence[NewMovement],
+    ids: Sequence[int],
+    now: datetime,
+) -> list[NewEvent]:
+    """`stock.changed` for each movement, each followed by the low, depleted or restocked
+    event it causes. Only a decrease can cross a low-stock threshold, so only then is it read."""
+    decreased = {m.product_id for m in changes if m.delta < 0}
+    thresholds = stock_levels.thresholds(connection, decreased) if decreased else {}
+    created_at = rfc3339(now)
+    new: list[NewEvent] = []
+    for movement_id, m in zip(ids, changes, strict=True):
+        data = {
+            "id": str(movement_id),
+            "product_id": m.product_id,
+            "kind": m.kind,
+            "delta": m.delta,
+            "quantity_after": m.quantity_after,
+            "reason": m.reason,
+            "purchase_id": m.purchase_id,
+            "actor": caller.actor,
+            "request_id": caller.request_id,
+            "created_at": created_at,
+        }
+        new.append(NewEvent("stock.changed", json.dumps(data, separators=(",", ":"))))
+        before = m.quantity_after - m.delta
+        # Without reservations on hand, what is available is the quantity.
+        new += events.stock_events(
+            m.product_id,
+            quantity_before=before,
+            quantity_after=m.quantity_after,
+            available_before=before,
+            available_after=m.quantity_after,
+            threshold=thresholds.get(m.product_id),
+        )
+    return new
+
+
+def _announce(caller: Caller, changes: Sequence[NewMovement], *, log: bool) -> None:
     for movement in changes:
+        metrics.count_movement(movement.kind)
+        if not log:
+            continue
         logger.info(
             "inventory.changed",
             product_id=movement.product_id,
@@ -67,7 +117,6 @@ def _announce(caller: Caller, changes: Sequence[NewMovement]) -> None:
             actor=caller.actor,
             request_id=caller.request_id,
         )
-        metrics.count_movement(movement.kind)
 
 
 async def list_movements(

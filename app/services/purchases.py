@@ -22,7 +22,7 @@ from app.repositories import purchases, stock_levels
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
-from app.services import expiry
+from app.services import events, expiry
 from app.services.answers import Answer
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
@@ -149,7 +149,7 @@ def record_lines(
             for line in lines
         ],
     )
-    return PurchaseOut(
+    receipt = PurchaseOut(
         id=purchase_id,
         status="completed",
         reference=reference,
@@ -158,6 +158,8 @@ def record_lines(
         created_at=now,
         cancelled_at=None,
     )
+    events.emit(connection, "purchase.completed", receipt.model_dump(mode="json"))
+    return receipt
 
 
 def purchase_answer(receipt: PurchaseOut, *, created: bool) -> Answer:
@@ -240,30 +242,33 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
     """Return every line to stock, once; a cancelled purchase is answered as it is."""
     _require_issuable(purchase_id)
 
-    def unit(connection: Connection) -> StoredPurchase | None:
+    def unit(connection: Connection) -> PurchaseOut:
         now = utcnow()
-        if purchases.mark_cancelled(connection, purchase_id, now):
-            stored = purchases.find(connection, purchase_id)
-            assert stored is not None
-            returned = sorted((line["product_id"], line["quantity"]) for line in stored.lines)
-            record_movements(
-                connection,
-                caller,
-                [
-                    NewMovement(
-                        product_id=product_id,
-                        kind="cancel",
-                        delta=quantity,
-                        quantity_after=_restock(connection, product_id, quantity, now),
-                        reason=f"cancel purchase {purchase_id}",
-                        purchase_id=purchase_id,
-                    )
-                    for product_id, quantity in returned
-                ],
-            )
-        return purchases.find(connection, purchase_id)
+        if not purchases.mark_cancelled(connection, purchase_id, now):
+            return receipt_of(purchases.find(connection, purchase_id), purchase_id)
+        stored = purchases.find(connection, purchase_id)
+        assert stored is not None
+        returned = sorted((line["product_id"], line["quantity"]) for line in stored.lines)
+        record_movements(
+            connection,
+            caller,
+            [
+                NewMovement(
+                    product_id=product_id,
+                    kind="cancel",
+                    delta=quantity,
+                    quantity_after=_restock(connection, product_id, quantity, now),
+                    reason=f"cancel purchase {purchase_id}",
+                    purchase_id=purchase_id,
+                )
+                for product_id, quantity in returned
+            ],
+        )
+        receipt = receipt_of(purchases.find(connection, purchase_id), purchase_id)
+        events.emit(connection, "purchase.cancelled", receipt.model_dump(mode="json"))
+        return receipt
 
-    return receipt_of(await db.write(unit), purchase_id)
+    return await db.write(unit)
 
 
 def _restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:

@@ -30,7 +30,7 @@ from app.repositories import reservations, stock_levels
 from app.repositories.reservations import NewLine, StoredReservation
 from app.schemas.common import Page
 from app.schemas.purchases import PurchaseOut
-from app.schemas.reservations import ReservationIn, ReservationLineOut, ReservationOut
+from app.schemas.reservations import ReservationIn, ReservationOut
 from app.services import expiry
 from app.services.answers import Answer
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
@@ -45,6 +45,11 @@ from app.services.purchases import (
     receipt_of,
     record_lines,
     short_of,
+)
+from app.services.reservation_events import (
+    emit_availability,
+    emit_reservation,
+    reservation_out,
 )
 
 logger = structlog.get_logger("app.reservations")
@@ -87,11 +92,13 @@ async def hold(
         )
         freed = expiry.free_expired(connection, quantities, now)
         # Product-id order, as for purchases: units sharing products lock them alike.
-        short = [
-            pid
-            for pid in sorted(quantities)
-            if not stock_levels.hold(connection, pid, quantities[pid], now, freed=freed[pid])
-        ]
+        short = []
+        for pid in sorted(quantities):
+            level = stock_levels.hold(connection, pid, quantities[pid], now, freed=freed[pid])
+            if level is None:
+                short.append(pid)
+            else:
+                emit_availability(connection, level, -quantities[pid])
         if short:
             raise short_of(
                 connection,
@@ -103,7 +110,9 @@ async def hold(
         stored = _find(connection, reservation_id, now)
         _created(connection, caller, stored)
         answer = Answer(
-            201, _out(stored).model_dump(mode="json"), {"Location": f"/reservations/{stored.id}"}
+            201,
+            reservation_out(stored).model_dump(mode="json"),
+            {"Location": f"/reservations/{stored.id}"},
         )
         if claim is not None:
             claim.store(connection, answer)
@@ -117,7 +126,7 @@ async def get_reservation(db: Database, *, reservation_id: str) -> ReservationOu
     stored = await db.read(partial(reservations.find, reservation_id=reservation_id, now=utcnow()))
     if stored is None:
         raise _not_found(reservation_id)
-    return _out(stored)
+    return reservation_out(stored)
 
 
 async def list_reservations(
@@ -146,7 +155,9 @@ async def list_reservations(
     if len(found) > limit:
         last = page[-1]
         next_cursor = encode_cursor(scope, [last.created_at.isoformat(), last.id])
-    return Page[ReservationOut](items=[_out(stored) for stored in page], next_cursor=next_cursor)
+    return Page[ReservationOut](
+        items=[reservation_out(stored) for stored in page], next_cursor=next_cursor
+    )
 
 
 async def extend(
@@ -162,7 +173,7 @@ async def extend(
         if not extended:
             raise _not_active(stored, "extended")
         _extended(connection, caller, stored)
-        return _out(stored)
+        return reservation_out(stored)
 
     return await db.write(unit)
 
@@ -204,11 +215,11 @@ async def release(db: Database, caller: Caller, *, reservation_id: str) -> Reser
         if reservations.end(connection, reservation_id, "released", now):
             stored = _find(connection, reservation_id, now)
             _released(connection, caller, stored, now)
-            return _out(stored)
+            return reservation_out(stored)
         stored = _find(connection, reservation_id, now)
         if stored.status == "confirmed":
             raise _not_active(stored, "released")
-        return _out(stored)
+        return reservation_out(stored)
 
     return await db.write(unit)
 
@@ -242,6 +253,7 @@ def _take_held(
 
 
 def _created(connection: Connection, caller: Caller, stored: StoredReservation) -> None:
+    emit_reservation(connection, "reservation.created", stored)
     units = sum(line["quantity"] for line in stored.lines)
 
     def announce() -> None:
@@ -262,6 +274,8 @@ def _extended(connection: Connection, caller: Caller, stored: StoredReservation)
 def _confirmed(
     connection: Connection, caller: Caller, stored: StoredReservation, purchase_id: str
 ) -> None:
+    confirmed = stored._replace(status="confirmed", purchase_id=purchase_id)
+    emit_reservation(connection, "reservation.confirmed", confirmed)
     units = sum(line["quantity"] for line in stored.lines)
 
     def announce() -> None:
@@ -276,9 +290,11 @@ def _released(
     connection: Connection, caller: Caller, stored: StoredReservation, now: datetime
 ) -> None:
     """Give back the units still held (a line a writer freed as expired has none left)."""
+    emit_reservation(connection, "reservation.released", stored)
     let_go = reservations.let_go(connection, stored.id)
     for product_id, quantity in let_go:
-        stock_levels.unreserve(connection, product_id, quantity, now)
+        level = stock_levels.unreserve(connection, product_id, quantity, now)
+        emit_availability(connection, level, quantity)
     units = sum(quantity for _, quantity in let_go)
 
     def announce() -> None:
@@ -322,15 +338,3 @@ def _require_issuable(reservation_id: str) -> None:
     """Only ids the service could have issued reach a query."""
     if not _RESERVATION_ID.fullmatch(reservation_id):
         raise _not_found(reservation_id)
-
-
-def _out(stored: StoredReservation) -> ReservationOut:
-    return ReservationOut(
-        id=stored.id,
-        status=stored.status,
-        reference=stored.reference,
-        items=[ReservationLineOut.model_validate(line) for line in stored.lines],
-        expires_at=stored.expires_at,
-        created_at=stored.created_at,
-        purchase_id=stored.purchase_id,
-    )

@@ -26,7 +26,8 @@ from app.core.errors import (
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.repositories import stock_levels
-from app.repositories.stock_levels import Level
+from app.repositories.stock_levels import KEEP as KEEP
+from app.repositories.stock_levels import Level, Threshold
 from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
 from app.services import expiry
@@ -86,16 +87,23 @@ async def list_stock(
     *,
     product_ids: Sequence[str],
     max_quantity: int | None,
+    low_stock: bool | None = None,
     limit: int,
     cursor: str | None,
 ) -> Page[StockLevelOut]:
-    scope = list_scope("stock", product_ids=sorted(set(product_ids)), max_quantity=max_quantity)
+    # `low_stock` joins the scope only when given, so cursors issued before it existed still
+    # serve the lists they came from.
+    filters = {} if low_stock is None else {"low_stock": low_stock}
+    scope = list_scope(
+        "stock", product_ids=sorted(set(product_ids)), max_quantity=max_quantity, **filters
+    )
     after = None if cursor is None else decode_cursor(scope, cursor, _stock_position)
     levels = await db.read_one(
         partial(
             stock_levels.find_many,
             product_ids=set(product_ids),
             max_quantity=max_quantity,
+            low_stock=low_stock,
             after=after,
             limit=limit + 1,
         )
@@ -113,10 +121,12 @@ async def set_quantity(
     product_id: str,
     quantity: int,
     reason: str | None,
+    threshold: Threshold = KEEP,
     if_match: int | None = None,
     create_only: bool = False,
 ) -> SetResult:
-    """Set the quantity on hand; the first set registers the product (checked in the catalog).
+    """Set the quantity on hand, and the low-stock threshold unless it is `KEEP`; the first
+    set registers the product (checked in the catalog).
 
     Only creating asks the catalog, so only then does the answer carry the product.
     """
@@ -136,7 +146,13 @@ async def set_quantity(
         previous: int | None = None
         for _ in range(_LAST_WRITER_ATTEMPTS):
             if if_match is None:
-                created = stock_levels.insert_if_absent(connection, product_id, quantity, now)
+                created = stock_levels.insert_if_absent(
+                    connection,
+                    product_id,
+                    quantity,
+                    now,
+                    threshold=None if threshold is KEEP else threshold,
+                )
                 if created is not None:
                     record_movement(
                         connection,
@@ -154,7 +170,13 @@ async def set_quantity(
             if previous is not None or if_match is not None:
                 break
         level = stock_levels.set_quantity(
-            connection, product_id, quantity, now, if_match=if_match, freed=freed
+            connection,
+            product_id,
+            quantity,
+            now,
+            if_match=if_match,
+            freed=freed,
+            threshold=threshold,
         )
         if level is None or previous is None:
             raise _refusal(

@@ -251,6 +251,7 @@ async def test_head_answers_like_get_without_a_body_on_every_get_resource(
         "product_id": "7",
         "purchase_id": receipt.json()["id"],
         "reservation_id": held.json()["id"],
+        "endpoint_id": "00000000-0000-0000-0000-000000000000",
     }
     document = (await client.get("/openapi.json")).json()
     paths = [

@@ -131,14 +131,6 @@ def test_import_without_a_terminal_prints_progress_lines_and_one_summary(project
     assert "50 created, 0 updated, 0 unchanged" in result.stdout
 
 
-def test_import_at_debug_still_logs_each_movement(project: Path) -> None:
-    url = databases.sqlite_url(project / "inventory.db")
-    source = _import_rows(project, url, 3)
-    result = inventory("import", str(source), cwd=project, DATABASE_URL=url, LOG_LEVEL="DEBUG")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.count('"inventory.changed"') == 3
-
-
 def test_import_on_a_terminal_shows_a_bar(project: Path) -> None:
     url = databases.sqlite_url(project / "inventory.db")
     source = _import_rows(project, url, 20)

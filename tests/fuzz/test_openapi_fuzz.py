@@ -31,6 +31,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from app.api.deps import get_webhook_sender
+from app.clients.webhooks import WebhookSender
 from app.main import create_app
 from tests.conftest import API_KEY, client_for, make_settings
 
@@ -82,8 +84,16 @@ def fuzz_client(database_url: str) -> Iterator[InProcessClient]:
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
         portal.wrap_async_context_manager(client_for(app)) as client,
     ):
+        # Generated webhook URLs name hosts anywhere: nothing is resolved, so every one is
+        # refused (422) without a DNS query leaving the machine.
+        offline = WebhookSender(timeout_seconds=1, allowed_hosts=(), resolver=_no_dns)
+        app.dependency_overrides[get_webhook_sender] = lambda: offline
         yield InProcessClient(portal, client)
     httpx_logger.setLevel(level)
+
+
+async def _no_dns(host: str, _port: int) -> list[str]:
+    raise OSError(f"{host} is not resolved in the fuzz run")
 
 
 def _header_bytes(value: str | bytes) -> bytes:

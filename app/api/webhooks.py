@@ -1,0 +1,118 @@
+"""Webhook endpoints over HTTP: subscribe, read, change, unsubscribe, the log, a test event."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from app.api.deps import Ctx, Webhooks
+from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.strict_json import StrictJsonRoute
+from app.schemas.common import Page
+from app.schemas.events import EventOut
+from app.schemas.webhooks import AttemptOut, WebhookCreated, WebhookIn, WebhookOut, WebhookPatch
+from app.services import webhooks
+
+router = APIRouter(
+    prefix="/webhooks",
+    tags=["webhooks"],
+    route_class=StrictJsonRoute,
+)
+
+# Endpoint ids are lowercase UUIDs: nothing else (no NUL byte, say) reaches a query.
+EndpointId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="The endpoint's id.",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+]
+
+
+@router.post(
+    "",
+    summary="Subscribe an endpoint",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(*INVENTORY, *WITH_BODY),
+)
+async def create_webhook(
+    body: WebhookIn, ctx: Ctx, sender: Webhooks, response: Response
+) -> WebhookCreated:
+    """Register a URL for these event types (`["*"]`: all). The answer carries the signing
+    `secret`, shown only here. The endpoint receives the events committed from now on.
+    Loopback, private, link-local and metadata addresses are refused (422) unless allowed by
+    `WEBHOOK_ALLOWED_HOSTS`."""
+    created = await webhooks.create_endpoint(ctx.database, sender, body=body)
+    response.headers["Location"] = f"/webhooks/{created.id}"
+    return created
+
+
+@router.get("", summary="List webhook endpoints", responses=problems(*INVENTORY))
+async def list_webhooks(ctx: Ctx, limit: Limit = 50, cursor: Cursor = None) -> Page[WebhookOut]:
+    """Every endpoint, without its secret."""
+    return await webhooks.list_endpoints(ctx.database, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/{endpoint_id}",
+    summary="Get a webhook endpoint",
+    responses=problems(*INVENTORY, "not-found"),
+)
+async def get_webhook(endpoint_id: EndpointId, ctx: Ctx) -> WebhookOut:
+    """One endpoint, without its secret."""
+    return await webhooks.get_endpoint(ctx.database, endpoint_id=endpoint_id)
+
+
+@router.patch(
+    "/{endpoint_id}",
+    summary="Change a webhook endpoint",
+    responses=problems(*INVENTORY, *WITH_BODY, "not-found"),
+)
+async def update_webhook(endpoint_id: EndpointId, body: WebhookPatch, ctx: Ctx) -> WebhookOut:
+    """Turn it off or on (`enabled`), or change its `events` or `description`. Turned back
+    on, it receives the events committed from then on."""
+    return await webhooks.update_endpoint(ctx.database, endpoint_id=endpoint_id, patch=body)
+
+
+@router.delete(
+    "/{endpoint_id}",
+    summary="Unsubscribe an endpoint",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(*INVENTORY, "not-found"),
+)
+async def delete_webhook(endpoint_id: EndpointId, ctx: Ctx) -> Response:
+    """Forget the endpoint, its pending deliveries and its log."""
+    await webhooks.delete_endpoint(ctx.database, endpoint_id=endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{endpoint_id}/deliveries",
+    summary="An endpoint's deliveries log",
+    responses=problems(*INVENTORY, "not-found"),
+)
+async def list_deliveries(
+    endpoint_id: EndpointId, ctx: Ctx, limit: Limit = 50, cursor: Cursor = None
+) -> Page[AttemptOut]:
+    """Every delivery attempt, newest first: the event, the status code or error, how long
+    it took, when, and when the next attempt is due."""
+    return await webhooks.list_attempts(
+        ctx.database, endpoint_id=endpoint_id, limit=limit, cursor=cursor
+    )
+
+
+@router.post(
+    "/{endpoint_id}/test",
+    summary="Send a test event",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(*INVENTORY, "not-found"),
+)
+async def send_test_event(endpoint_id: EndpointId, ctx: Ctx) -> EventOut:
+    """Queue a `webhook.test` event for this endpoint, delivered (and retried) like any
+    other; it is not in the feed. Its attempts show in the deliveries log."""
+    return await webhooks.send_test_event(ctx.database, endpoint_id=endpoint_id)

@@ -1,0 +1,312 @@
+"""Webhook endpoints: register, read, change, forget; their deliveries log and test event; and
+what one delivery attempt's outcome means for the delivery and its endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Annotated, Any
+
+import httpx
+from pydantic import Field, TypeAdapter
+from sqlalchemy import Connection
+
+from app.clients.webhooks import AddressRefused, Outcome, WebhookSender
+from app.core import metrics
+from app.core.database import Database, after_commit
+from app.core.errors import NotFound, ValidationFailed
+from app.models.base import utcnow
+from app.models.movement import MAX_MOVEMENT_ID
+from app.repositories import events as event_rows
+from app.repositories import webhooks
+from app.repositories.webhooks import Claimed
+from app.schemas.common import Page, rfc3339
+from app.schemas.events import EventOut
+from app.schemas.webhooks import AttemptOut, WebhookCreated, WebhookIn, WebhookOut, WebhookPatch
+from app.services import events
+from app.services.cursors import decode_cursor, encode_cursor, list_scope
+
+# Retries go on at least this long after the first attempt; then the delivery has failed.
+RETRY_FOR = timedelta(hours=24)
+MAX_RETRY_DELAY_SECONDS = 3600.0
+# An endpoint none of whose attempts succeeded for this long is disabled.
+DISABLE_AFTER = timedelta(days=5)
+TEST_EVENT = "webhook.test"
+
+_attempt_position = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_MOVEMENT_ID)])
+_endpoint_position = TypeAdapter(Annotated[str, Field(max_length=36)])
+
+
+def _not_found(endpoint_id: str) -> NotFound:
+    return NotFound(f"No webhook endpoint {endpoint_id!r}.")
+
+
+def _out(row: dict[str, Any]) -> WebhookOut:
+    return WebhookOut.model_validate({**row, "events": json.loads(row["events"])})
+
+
+def new_secret() -> str:
+    """24 random bytes, as Standard Webhooks recommends (24 to 64)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+async def _checked_url(sender: WebhookSender, url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValidationFailed(
+            "A webhook URL is an http:// or https:// URL with a host.",
+            errors=[{"field": "url", "message": "Expected http(s)://host/…"}],
+        )
+    try:
+        await sender.check(parsed)
+    except AddressRefused as refused:
+        raise ValidationFailed(
+            f"Webhooks cannot be sent there: {refused}.",
+            errors=[{"field": "url", "message": str(refused)}],
+        ) from None
+    return url
+
+
+async def create_endpoint(
+    db: Database, sender: WebhookSender, *, body: WebhookIn
+) -> WebhookCreated:
+    """Register an endpoint; it receives the events committed from now on."""
+    url = await _checked_url(sender, body.url)
+    endpoint_id = str(uuid.uuid4())
+    secret = new_secret()
+
+    def unit(connection: Connection) -> dict[str, Any]:
+        now = utcnow()
+        start = event_rows.head(connection)
+        webhooks.insert_endpoint(
+            connection,
+            {
+                "id": endpoint_id,
+                "url": url,
+                "description": body.description,
+                "events": json.dumps(body.events),
+                "secret": secret,
+                "enabled": True,
+                "cursor_txid": start.position[0],
+                "cursor_id": start.position[1],
+                "cursor_snapshot": start.snapshot,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        after_commit(connection, events.endpoints_changed)
+        found = webhooks.find_endpoint(connection, endpoint_id)
+        assert found is not None
+        return found
+
+    row = await db.write(unit)
+    return WebhookCreated.model_validate({**_out(row).model_dump(), "secret": secret})
+
+
+async def get_endpoint(db: Database, *, endpoint_id: str) -> WebhookOut:
+    row = await db.read_one(partial(webhooks.find_endpoint, endpoint_id=endpoint_id))
+    if row is None:
+        raise _not_found(endpoint_id)
+    return _out(row)
+
+
+async def list_endpoints(db: Database, *, limit: int, cursor: str | None) -> Page[WebhookOut]:
+    scope = list_scope("webhooks")
+    after = None if cursor is None else decode_cursor(scope, cursor, _endpoint_position)
+    rows = await db.read_one(partial(webhooks.list_endpoints, after=after, limit=limit + 1))
+    page = rows[:limit]
+    next_cursor = encode_cursor(scope, page[-1]["id"]) if len(rows) > limit else None
+    return Page[WebhookOut](items=[_out(row) for row in page], next_cursor=next_cursor)
+
+
+async def update_endpoint(db: Database, *, endpoint_id: str, patch: WebhookPatch) -> WebhookOut:
+    """Change what an endpoint receives, or turn it off or on. Turned back on, it receives
+    the events committed from then on: the feed keeps the ones it missed."""
+    changes: dict[str, Any] = {}
+    if patch.events is not None:
+        changes["events"] = json.dumps(patch.events)
+    if patch.description is not None:
+        changes["description"] = patch.description
+
+    def unit(connection: Connection) -> dict[str, Any]:
+        current = webhooks.find_endpoint(connection, endpoint_id)
+        if current is None:
+            raise _not_found(endpoint_id)
+        values = {**changes, "updated_at": utcnow()}
+        if patch.enabled is not None and patch.enabled != current["enabled"]:
+            values["enabled"] = patch.enabled
+            if patch.enabled:
+                start = event_rows.head(connection)
+                values |= {
+                    "cursor_txid": start.position[0],
+                    "cursor_id": start.position[1],
+                    "cursor_snapshot": start.snapshot,
+                    "failing_since": None,
+                    "disabled_reason": None,
+                }
+        webhooks.update_endpoint(connection, endpoint_id, values)
+        after_commit(connection, events.endpoints_changed)
+        found = webhooks.find_endpoint(connection, endpoint_id)
+        assert found is not None
+        return found
+
+    return _out(await db.write(unit))
+
+
+async def delete_endpoint(db: Database, *, endpoint_id: str) -> None:
+    """Forget an endpoint, its pending deliveries and its log."""
+    if not await db.write(partial(webhooks.delete_endpoint, endpoint_id=endpoint_id)):
+        raise _not_found(endpoint_id)
+
+
+async def list_attempts(
+    db: Database, *, endpoint_id: str, limit: int, cursor: str | None
+) -> Page[AttemptOut]:
+    """The deliveries log of one endpoint: every attempt, newest first."""
+    scope = list_scope("webhook-attempts", endpoint_id=endpoint_id)
+    before = None if cursor is None else decode_cursor(scope, cursor, _attempt_position)
+
+    def query(connection: Connection) -> list[dict[str, Any]] | None:
+        if webhooks.find_endpoint(connection, endpoint_id) is None:
+            return None
+        return webhooks.attempts(connection, endpoint_id, before=before, limit=limit + 1)
+
+    rows = await db.read(query)
+    if rows is None:
+        raise _not_found(endpoint_id)
+    page = rows[:limit]
+    items = [AttemptOut.model_validate({**row, "id": str(row["id"])}) for row in page]
+    next_cursor = encode_cursor(scope, page[-1]["id"]) if len(rows) > limit else None
+    return Page[AttemptOut](items=items, next_cursor=next_cursor)
+
+
+async def send_test_event(db: Database, *, endpoint_id: str) -> EventOut:
+    """Queue a `webhook.test` event for this endpoint only; it is not in the feed."""
+    now = utcnow()
+    event = EventOut(
+        id=f"evt_test_{uuid.uuid4().hex}",
+        type=TEST_EVENT,
+        occurred_at=rfc3339(now),
+        data={"endpoint_id": endpoint_id},
+    )
+
+    def unit(connection: Connection) -> None:
+        if webhooks.find_endpoint(connection, endpoint_id) is None:
+            raise _not_found(endpoint_id)
+        webhooks.insert_deliveries(connection, [_delivery(endpoint_id, event.model_dump(), now)])
+        after_commit(connection, events.endpoints_changed)
+
+    await db.write(unit)
+    return event
+
+
+def _delivery(endpoint_id: str, envelope: dict[str, Any], occurred_at: datetime) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "endpoint_id": endpoint_id,
+        "event_id": envelope["id"],
+        "occurred_at": occurred_at,
+        "payload": json.dumps(envelope, separators=(",", ":")),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def fan_out(connection: Connection, *, batch: int) -> int:
+    """Turn the feed's new events into deliveries, for every endpoint no other process is
+    serving right now; how many deliveries were made."""
+    made = 0
+    for endpoint in webhooks.lock_enabled(connection):
+        new = event_rows.after(connection, (endpoint.cursor_txid, endpoint.cursor_id), limit=batch)
+        if not new:
+            continue
+        wanted = json.loads(endpoint.events)
+        snapshot = endpoint.cursor_snapshot
+        rows = [
+            _delivery(endpoint.id, events.envelope(event), event.occurred_at)
+            for event in new
+            if ("*" in wanted or event.type in wanted)
+            and not (snapshot and event_rows.committed_in(snapshot, event.txid))
+        ]
+        if rows:
+            webhooks.insert_deliveries(connection, rows)
+        last = new[-1]
+        # Past the snapshot's xmax, every transaction began after the endpoint subscribed.
+        if snapshot and last.txid >= int(snapshot.split(":")[1]):
+            snapshot = None
+        webhooks.move_cursor(connection, endpoint.id, (last.txid, last.id), snapshot)
+        made += len(rows)
+    return made
+
+
+def retry_delay(base_seconds: float, failures: int, rng: random.Random) -> float:
+    """The pause after the `failures`-th failed attempt: doubling from `base_seconds`, with
+    ±20 % jitter so that retries of one outage spread out, and at most an hour."""
+    return min(
+        MAX_RETRY_DELAY_SECONDS, base_seconds * 2.0 ** (failures - 1) * rng.uniform(0.8, 1.2)
+    )
+
+
+def record_outcome(
+    connection: Connection,
+    claimed: Claimed,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    retry_base_seconds: float,
+    rng: random.Random,
+) -> metrics.DeliveryOutcome | None:
+    """Settle or reschedule the delivery, log the attempt, and keep the endpoint's failing
+    streak; None when another process had settled it already."""
+    failures = claimed.attempts + 1
+    next_attempt: datetime | None = None
+    result: metrics.DeliveryOutcome
+    if outcome.delivered:
+        status, result = "delivered", "delivered"
+    elif now - claimed.created_at >= RETRY_FOR:
+        status, result = "failed", "failed"
+    else:
+        status, result = "pending", "refused" if outcome.refused else "retried"
+        next_attempt = now + timedelta(seconds=retry_delay(retry_base_seconds, failures, rng))
+    if not webhooks.settle_delivery(
+        connection, claimed.id, status=status, next_attempt_at=next_attempt or now
+    ):
+        return None
+    webhooks.insert_attempt(
+        connection,
+        {
+            "endpoint_id": claimed.endpoint_id,
+            "delivery_id": claimed.id,
+            "event_id": claimed.event_id,
+            "attempted_at": now,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "duration_ms": round(outcome.duration_ms, 3),
+            "next_attempt_at": next_attempt,
+        },
+    )
+    if outcome.delivered:
+        webhooks.endpoint_succeeded(connection, claimed.endpoint_id)
+        return result
+    since = webhooks.endpoint_failed(connection, claimed.endpoint_id, now)
+    if since is not None and now - since >= DISABLE_AFTER:
+        webhooks.update_endpoint(
+            connection,
+            claimed.endpoint_id,
+            {
+                "enabled": False,
+                "disabled_reason": f"every delivery failed since {rfc3339(since)}",
+                "updated_at": now,
+            },
+        )
+    return result

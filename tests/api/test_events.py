@@ -1,0 +1,207 @@
+"""The outbox and its feed: what each change writes, in which order, and nothing for a
+rollback; low-stock thresholds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from app.core.database import Database
+from app.models import Reservation
+from app.models.base import utcnow
+from app.services.expiry import sweep
+from tests.factories import make_stock
+
+
+async def feed(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+    """Every event, paging with `after` as a consumer does."""
+    seen: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        query = params | ({"after": after} if after else {}) | {"limit": 3}
+        response = await client.get("/events", params=query)
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        if not items:
+            return seen
+        seen += items
+        after = items[-1]["id"]
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [event["type"] for event in events]
+
+
+async def test_a_purchase_writes_its_events_in_the_order_they_happened(
+    client: httpx.AsyncClient,
+) -> None:
+    put = await client.put("/inventory/42", json={"quantity": 6, "low_stock_threshold": 5})
+    assert put.json()["low_stock_threshold"] == 5
+    bought = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "42", "quantity": 2}]}
+    )
+    assert bought.status_code == 201
+
+    events = await feed(client)
+    assert types(events) == [
+        "stock.changed",
+        "stock.restocked",
+        "stock.changed",
+        "stock.low",
+        "purchase.completed",
+    ]
+    ids = [event["id"] for event in events]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    [movement] = (await client.get("/inventory/42/movements", params={"limit": 1})).json()["items"]
+    assert events[2]["data"] == movement
+    assert events[3]["data"] == {"product_id": "42", "quantity": 4, "low_stock_threshold": 5}
+    assert events[4]["data"] == bought.json()
+    assert events[1]["data"] == {"product_id": "42", "quantity": 6, "available": 6}
+
+
+async def test_a_change_that_fails_writes_no_event(client: httpx.AsyncClient) -> None:
+    await client.put("/inventory/1", json={"quantity": 1})
+    before = await feed(client)
+    short = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "1", "quantity": 2}]}
+    )
+    assert short.status_code == 409
+    assert (
+        await client.post("/inventory/1/adjustments", json={"delta": -5, "reason": "x"})
+    ).status_code == 409
+    assert await feed(client) == before
+
+
+async def test_stock_low_is_sent_once_per_crossing(client: httpx.AsyncClient) -> None:
+    await client.put("/inventory/9", json={"quantity": 10, "low_stock_threshold": 5})
+    for delta in (-5, -1, 6, -2, -8):
+        response = await client.post(
+            "/inventory/9/adjustments", json={"delta": delta, "reason": "r"}
+        )
+        assert response.status_code == 200, response.text
+    lows = [e["data"]["quantity"] for e in await feed(client, type="stock.low")]
+    # 10 → 5 crosses, 5 → 4 does not, 4 → 10 → 8 does not, 8 → 0 crosses again.
+    assert lows == [5, 0]
+    assert [e["data"]["quantity"] for e in await feed(client, type="stock.depleted")] == [0]
+    assert [e["data"]["quantity"] for e in await feed(client, type="stock.restocked")] == [10]
+
+
+async def test_cancelling_writes_the_cancelled_receipt(client: httpx.AsyncClient) -> None:
+    await client.put("/inventory/3", json={"quantity": 2})
+    bought = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "3", "quantity": 2}]}
+    )
+    cancelled = await client.post(f"/inventory/purchases/{bought.json()['id']}/cancel")
+    await client.post(f"/inventory/purchases/{bought.json()['id']}/cancel")
+    [event] = await feed(client, type="purchase.cancelled")
+    assert event["data"] == cancelled.json()
+    assert event["data"]["status"] == "cancelled"
+
+
+async def test_threshold_is_kept_when_omitted_and_cleared_with_null(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.put("/inventory/a", json={"quantity": 3, "low_stock_threshold": 4})
+    await client.put("/inventory/b", json={"quantity": 9, "low_stock_threshold": 4})
+    await client.put("/inventory/c", json={"quantity": 0})
+    kept = await client.put("/inventory/a", json={"quantity": 2})
+    assert kept.json()["low_stock_threshold"] == 4
+    low = await client.get("/inventory", params={"low_stock": "true"})
+    assert [s["product_id"] for s in low.json()["items"]] == ["a"]
+    others = await client.get("/inventory", params={"low_stock": "false"})
+    assert [s["product_id"] for s in others.json()["items"]] == ["b", "c"]
+    cleared = await client.put("/inventory/a", json={"quantity": 2, "low_stock_threshold": None})
+    assert cleared.json()["low_stock_threshold"] is None
+    assert (await client.get("/inventory", params={"low_stock": "true"})).json()["items"] == []
+
+
+@pytest.mark.parametrize("threshold", [-1, 1.5, "3", 1_000_000_001])
+async def test_a_bad_threshold_is_422(client: httpx.AsyncClient, threshold: object) -> None:
+    response = await client.put(
+        "/inventory/a", json={"quantity": 3, "low_stock_threshold": threshold}
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "low_stock_threshold"
+
+
+async def test_the_feed_filters_by_type_and_refuses_foreign_positions(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "5", 1)
+    assert types(await feed(client, type="stock.changed")) == ["stock.changed"]
+    for params in ({"after": "42"}, {"after": "evt_x"}, {"type": "nope"}, {"limit": 501}):
+        response = await client.get("/events", params=params)
+        assert response.status_code == 422, params
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("path", ["/events", "/webhooks", "/webhooks/x/deliveries"])
+async def test_events_and_webhooks_need_the_key(anonymous: httpx.AsyncClient, path: str) -> None:
+    response = await anonymous.get(path)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "ApiKey"
+
+
+async def test_a_bulk_import_writes_its_events(client: httpx.AsyncClient, db: Database) -> None:
+    from app.services.bulk import import_stock, parse_import
+    from tests.factories import TEST_CALLER
+
+    await import_stock(db, TEST_CALLER, parse_import(["product_id,quantity", "x,1", "y,0"]))
+    events = await feed(client, type="stock.changed")
+    assert [e["data"]["product_id"] for e in events] == ["x", "y"]
+
+
+async def test_reservations_write_created_confirmed_released_and_expired(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "7", 10)
+    hold = {"items": [{"product_id": "7", "quantity": 1}], "ttl_seconds": 60}
+    confirmed = (await client.post("/reservations", json=hold)).json()
+    released = (await client.post("/reservations", json=hold)).json()
+    expiring = (await client.post("/reservations", json=hold)).json()
+    receipt = await client.post(f"/reservations/{confirmed['id']}/confirm")
+    await client.post(f"/reservations/{released['id']}/release")
+    await db.write(
+        lambda c: c.execute(
+            update(Reservation)
+            .where(Reservation.id == expiring["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    )
+    await sweep(db)
+
+    events = [e for e in await feed(client) if e["type"].startswith(("reservation.", "purchase."))]
+    assert [(e["type"], e["data"]["id"]) for e in events] == [
+        ("reservation.created", confirmed["id"]),
+        ("reservation.created", released["id"]),
+        ("reservation.created", expiring["id"]),
+        ("purchase.completed", receipt.json()["id"]),
+        ("reservation.confirmed", confirmed["id"]),
+        ("reservation.released", released["id"]),
+        ("reservation.expired", expiring["id"]),
+    ]
+    assert events[0]["data"] == confirmed
+    assert events[4]["data"]["status"] == "confirmed"
+    assert events[4]["data"]["purchase_id"] == receipt.json()["id"]
+    assert events[5]["data"]["status"] == "released"
+    assert events[6]["data"]["status"] == "expired"
+
+
+async def test_a_hold_of_the_last_units_depletes_and_its_release_restocks(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "7", 2)
+    held = await client.post("/reservations", json={"items": [{"product_id": "7", "quantity": 2}]})
+    await client.post(f"/reservations/{held.json()['id']}/release")
+
+    events = [e for e in await feed(client) if e["type"] in ("stock.depleted", "stock.restocked")]
+    assert [(e["type"], e["data"]) for e in events] == [
+        ("stock.restocked", {"product_id": "7", "quantity": 2, "available": 2}),
+        ("stock.depleted", {"product_id": "7", "quantity": 2, "available": 0}),
+        ("stock.restocked", {"product_id": "7", "quantity": 2, "available": 2}),
+    ]

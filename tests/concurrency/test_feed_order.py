@@ -1,0 +1,78 @@
+"""The feed never skips an event, however transactions interleave (the outbox trap: ids are
+handed out at insert, transactions commit in another order)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import Connection
+
+from app.core.database import Database
+from app.services import events
+from tests import databases
+
+
+@pytest.fixture
+async def postgres(postgres_url: str) -> AsyncIterator[Database]:
+    await databases.truncate_postgres(postgres_url)
+    db = Database(postgres_url)
+    yield db
+    await db.dispose()
+
+
+def _emit(name: str, *, hold_seconds: float = 0.0):  # type: ignore[no-untyped-def]
+    def unit(connection: Connection) -> None:
+        events.emit(connection, "stock.changed", {"name": name})
+        if hold_seconds:
+            # Still in flight, holding its id, while later transactions commit.
+            connection.exec_driver_sql(f"SELECT pg_sleep({hold_seconds})")
+
+    return unit
+
+
+async def _names(db: Database, after: str | None) -> tuple[list[str], str | None]:
+    page = await events.list_events(db, after=after, type_=None, limit=500)
+    names = [item.data["name"] for item in page.items]
+    return names, page.items[-1].id if page.items else after
+
+
+async def test_an_event_committed_late_is_not_skipped(postgres: Database) -> None:
+    slow = asyncio.create_task(postgres.write(_emit("first", hold_seconds=0.5)))
+    await asyncio.sleep(0.1)  # the slow transaction has inserted its event (the lower id)
+    await postgres.write(_emit("second"))
+    # Committed, but behind a transaction still in flight: not served yet.
+    seen, after = await _names(postgres, None)
+    assert seen == []
+    await slow
+    more, _ = await _names(postgres, after)
+    assert more == ["first", "second"]
+
+
+async def test_a_consumer_paging_during_concurrent_writes_sees_every_event_once(
+    postgres: Database,
+) -> None:
+    written = [f"w{w}-{n}" for w in range(8) for n in range(15)]
+
+    async def writer(w: int) -> None:
+        for n in range(15):
+            hold = 0.02 if (w + n) % 3 == 0 else 0.0
+            await postgres.write(_emit(f"w{w}-{n}", hold_seconds=hold))
+
+    writers = asyncio.gather(*(writer(w) for w in range(8)))
+    seen: list[str] = []
+    after: str | None = None
+    while not writers.done():
+        names, after = await _names(postgres, after)
+        seen += names
+        await asyncio.sleep(0)
+    await writers
+    # What is left settles once every transaction of the server that began before it ended.
+    async with asyncio.timeout(10):
+        while len(seen) < len(written):
+            names, after = await _names(postgres, after)
+            seen += names
+            await asyncio.sleep(0.01)
+    assert len(seen) == len(set(seen))
+    assert sorted(seen) == sorted(written)
