@@ -9,7 +9,7 @@ import pytest
 import structlog
 from fastapi import FastAPI
 
-from app.core.logging import MASK, configure_logging
+from app.core.logging import MASK, MaskSecrets, configure_logging
 from app.main import create_app
 from tests import databases
 from tests.conftest import API_KEY, client_for, make_settings
@@ -155,3 +155,9 @@ async def test_a_request_served_by_uvicorn_writes_one_access_line(
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert access == []
     assert len(events(lines, "http.request")) == 1
+
+
+def test_a_secret_is_masked_as_a_token_not_inside_words() -> None:
+    mask = MaskSecrets(["k", "s3cr3t-key"])
+    masked = mask(None, "info", {"event": "stock levels k, key=k; url user:s3cr3t-key@host"})
+    assert masked["event"] == f"stock levels {MASK}, key={MASK}; url user:{MASK}@host"
