@@ -20,10 +20,10 @@ from app.clients.products import (
     StandaloneCatalog,
     build_catalog,
     build_http_client,
-    flatten_product,
     lookup_all,
     lookup_deadline_seconds,
 )
+from app.clients.products.payload import flatten_product
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from app.cli import settings_summary
-from app.clients.products import MAX_PRODUCT_BYTES, MAX_PRODUCT_DEPTH
+from app.clients.products.payload import MAX_PRODUCT_BYTES, MAX_PRODUCT_DEPTH
 from tests.api.test_purchases import order
 from tests.api.test_stock import assert_problem
 from tests.factories import ledger_sum, make_stock, quantity_of, snapshot
