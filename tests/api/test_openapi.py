@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from app.api.deps import IF_MATCH_PATTERN
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support.service import make_settings
 
 DOCUMENT = create_app(make_settings("sqlite:///unused-for-openapi.db")).openapi()
 METHODS = ("get", "put", "post", "patch", "delete")

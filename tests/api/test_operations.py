@@ -16,8 +16,8 @@ from app.api.health import DATABASE_PROBE_SECONDS
 from app.core.database import Database
 from app.core.migrations import head_revision
 from app.main import create_app
-from tests import databases
-from tests.conftest import client_for, make_settings
+from devtools import databases
+from tests.support.service import client_for, make_settings
 
 
 async def test_health_is_ok(anonymous: httpx.AsyncClient) -> None:
