@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.main import create_app
 from tests.support.problems import assert_problem
-from tests.support.service import API_KEY, client_for, make_settings
+from tests.support.service import API_KEY, client_for, make_settings, start_up_refusal
 
 
 async def test_missing_key_is_401_with_www_authenticate(anonymous: httpx.AsyncClient) -> None:
@@ -116,17 +116,9 @@ async def test_an_actor_may_hold_several_keys(
 def test_one_key_for_two_actors_stops_start_up_naming_them(
     monkeypatch: pytest.MonkeyPatch, api_key: str, api_keys: str
 ) -> None:
-    from app.core.config import get_settings, load_settings
-
     monkeypatch.setenv("API_KEY", api_key)
     monkeypatch.setenv("API_KEYS", api_keys)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
-    message = str(exit_info.value)
+    message = start_up_refusal()
     assert message.startswith("invalid setting API_KEYS: one key is given to two actors")
     assert "'ops'" in message
     assert "same" not in message
@@ -145,16 +137,8 @@ def test_one_key_for_two_actors_stops_start_up_naming_them(
 def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    from app.core.config import get_settings, load_settings
-
     monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
-    message = str(exit_info.value)
+    message = start_up_refusal()
     assert message.startswith(f"invalid setting {name}:")
     assert "\n" not in message
 

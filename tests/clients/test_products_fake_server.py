@@ -20,6 +20,7 @@ from app.clients.products import (
     lookup_all,
     lookup_deadline_seconds,
 )
+from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
 from devtools.fake_products import BodyShape, FakeProductsServer
@@ -126,6 +127,16 @@ async def test_body_that_is_not_json_cannot_answer(fake_products: FakeProductsSe
             await catalog.lookup("42")
 
 
+async def seconds_to_fail(settings: Settings, reason: str) -> float:
+    """How long a look-up takes to fail with `ProductsUnavailable` for `reason`."""
+    async with build_http_client(settings) as client:
+        catalog = HttpProductsCatalog(client, settings)
+        started = time.monotonic()
+        with pytest.raises(ProductsUnavailable, match=reason):
+            await catalog.lookup("42")
+        return time.monotonic() - started
+
+
 async def test_slow_service_fails_within_the_computed_deadline(
     fake_products: FakeProductsServer,
 ) -> None:
@@ -138,12 +149,7 @@ async def test_slow_service_fails_within_the_computed_deadline(
     )
     fake_products.be_slow(10 * settings.products_timeout_seconds)
 
-    async with build_http_client(settings) as client:
-        catalog = HttpProductsCatalog(client, settings)
-        started = time.monotonic()
-        with pytest.raises(ProductsUnavailable, match="no answer"):
-            await catalog.lookup("42")
-        elapsed = time.monotonic() - started
+    elapsed = await seconds_to_fail(settings, "no answer")
 
     attempts = settings.products_retries + 1
     assert elapsed <= lookup_deadline_seconds(settings) + SCHEDULING_MARGIN_SECONDS
@@ -154,12 +160,7 @@ async def test_slow_service_fails_within_the_computed_deadline(
 async def test_closed_port_is_unavailable_quickly(closed_port_url: str) -> None:
     settings = catalog_settings(closed_port_url, products_timeout_seconds=2.0, products_retries=2)
 
-    async with build_http_client(settings) as client:
-        catalog = HttpProductsCatalog(client, settings)
-        started = time.monotonic()
-        with pytest.raises(ProductsUnavailable, match="ConnectError"):
-            await catalog.lookup("42")
-        elapsed = time.monotonic() - started
+    elapsed = await seconds_to_fail(settings, "ConnectError")
 
     # Refused connections fail at once: no attempt waits for its timeout.
     assert elapsed < settings.products_timeout_seconds

@@ -11,10 +11,12 @@ import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from app.clients.products import lookup_deadline_seconds
+from app.core.config import Settings
 from devtools.fake_products import BodyShape, FakeProductsServer, RecordedRequest
 from tests.support.factories import ledger_sum, make_stock, quantity_of, snapshot
 from tests.support.orders import order
@@ -31,6 +33,15 @@ from tests.support.products import (
 from tests.support.service import Inventory, running
 
 SHORT_TIMEOUT_SECONDS = 0.2
+
+
+def too_slow(database_url: str, fake: FakeProductsServer, **overrides: Any) -> Settings:
+    """Settings for the service with the short timeout, and `fake` made slower than any."""
+    fake.require_api_key(PRODUCTS_KEY)
+    fake.be_slow(SLOW_SECONDS)
+    return settings_for(
+        database_url, fake.url, products_timeout_seconds=SHORT_TIMEOUT_SECONDS, **overrides
+    )
 
 
 def asked(fake: FakeProductsServer, product_id: str) -> list[RecordedRequest]:
@@ -336,16 +347,13 @@ async def test_retries_are_bounded(inventory: Inventory, fake_products: FakeProd
 async def test_an_open_circuit_fails_fast_and_ready_stays_ready(
     database_url: str, fake_products: FakeProductsServer
 ) -> None:
-    settings = settings_for(
+    settings = too_slow(
         database_url,
-        fake_products.url,
-        products_timeout_seconds=SHORT_TIMEOUT_SECONDS,
+        fake_products,
         products_retries=0,
         products_circuit_failures=3,
         products_circuit_reset_seconds=30,
     )
-    fake_products.require_api_key(PRODUCTS_KEY)
-    fake_products.be_slow(SLOW_SECONDS)
     async with running(settings) as service:
         await make_stock(service.db, "1", 10)
         snap = await snapshot(service.db)
@@ -388,16 +396,13 @@ async def test_a_purchase_fails_within_the_computed_bound_when_the_service_is_sl
     database_url: str, fake_products: FakeProductsServer
 ) -> None:
     # Pauses that weigh in the bound, so that pausing too long shows beyond the margin.
-    settings = settings_for(
+    settings = too_slow(
         database_url,
-        fake_products.url,
-        products_timeout_seconds=SHORT_TIMEOUT_SECONDS,
+        fake_products,
         products_retries=2,
         products_backoff_seconds=0.2,
         products_backoff_max_seconds=0.3,
     )
-    fake_products.require_api_key(PRODUCTS_KEY)
-    fake_products.be_slow(SLOW_SECONDS)
     # More products than any batch size a purchase could use: the bound holds for all at once.
     product_ids = [str(n) for n in range(1, 12)]
     bound = lookup_deadline_seconds(settings) + SCHEDULING_MARGIN_SECONDS

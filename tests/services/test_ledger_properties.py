@@ -17,7 +17,7 @@ from app.core.errors import InsufficientStock, NotFound
 from app.models import Movement, Purchase, PurchaseLine, StockLevel
 from app.schemas.purchases import PurchaseIn
 from app.services import purchases, stock
-from tests.support.factories import TEST_CALLER
+from tests.support.factories import TEST_CALLER, make_stock
 from tests.support.machines import DatabaseMachine, run_machine
 
 # Left out of `make test-fast`: several processes, a crash, or generated cases.
@@ -37,16 +37,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
 
         @rule(name=product_ids, quantity=st.integers(0, 20))
         def set_quantity(self, name: str, quantity: int) -> None:
-            self.run(
-                stock.set_quantity(
-                    self.db,
-                    StandaloneCatalog(),
-                    TEST_CALLER,
-                    product_id=self.pid(name),
-                    quantity=quantity,
-                    reason="property",
-                )
-            )
+            self.run(make_stock(self.db, self.pid(name), quantity))
             self.expected[name] = quantity
 
         @rule(name=product_ids, delta=st.integers(-10, 10).filter(bool))

@@ -22,7 +22,7 @@ from app.schemas.purchases import PurchaseIn, PurchaseItemIn
 from app.schemas.reservations import ReservationIn
 from app.services import expiry, purchases, reservations, stock
 from devtools.invariants import broken_invariants
-from tests.support.factories import TEST_CALLER, ledger_sum
+from tests.support.factories import TEST_CALLER, ledger_sum, make_stock
 from tests.support.machines import DatabaseMachine, run_machine
 
 pytestmark = pytest.mark.slow
@@ -54,14 +54,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
 
         @rule(name=names, quantity=st.integers(0, 12))
         def set_quantity(self, name: str, quantity: int) -> None:
-            step = stock.set_quantity(
-                self.db,
-                StandaloneCatalog(),
-                TEST_CALLER,
-                product_id=self.pid(name),
-                quantity=quantity,
-                reason="property",
-            )
+            step = make_stock(self.db, self.pid(name), quantity)
             if quantity < self.reserved(name):
                 with pytest.raises(InsufficientStock):
                     self.run(step)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
-from app.core.config import Settings
+from app.core.config import Settings, get_settings, load_settings
 from app.core.database import Database
 from app.main import create_app
 
@@ -24,6 +25,17 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "products_service_url": None,
     }
     return Settings(_env_file=None, **(values | overrides))
+
+
+def start_up_refusal() -> str:
+    """The one-line reason `load_settings()` stops start-up with, given the environment now."""
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            load_settings()
+    finally:
+        get_settings.cache_clear()
+    return str(exit_info.value)
 
 
 def client_for(app: FastAPI, **headers: str) -> httpx.AsyncClient:
