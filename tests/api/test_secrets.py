@@ -117,7 +117,7 @@ def test_every_key_is_compared_in_constant_time_whichever_matches(
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     keys = [("first", "k1"), ("second", "key-2"), ("third", "a-much-longer-third-key")]
-    middleware = ApiKeyMiddleware(lambda *_: None, keys=keys)  # type: ignore[arg-type]
+    middleware = ApiKeyMiddleware(FastAPI(), keys=keys)
 
     assert middleware._actor(_scope(offered)) == actor
     # Every key, every time, and always equal lengths: timing tells neither which key
