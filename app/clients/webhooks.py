@@ -100,9 +100,9 @@ class WebhookSender:
     """Sends one event to one endpoint, signed per Standard Webhooks, to a checked address.
 
     Requests go over connections of its own, kept alive per address, framed by h11: httpx's
-    pool checked every idle connection's socket on every request, which made deliveries cost
-    a purchase a third of its throughput (docs/performance.md). Redirects are never followed
-    (a 3xx is just not a 2xx).
+    pool checks every idle connection's socket on every request, and that scan slowed the
+    purchases committing beside the deliveries (docs/performance.md). Redirects are never
+    followed (a 3xx is just not a 2xx).
     """
 
     def __init__(

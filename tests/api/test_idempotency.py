@@ -15,10 +15,10 @@ from app.core.errors import ProductsUnavailable
 from app.models import IdempotencyKey
 from app.models.base import utcnow
 from app.services.idempotency import purge_expired
-from tests.api.test_purchases import order
-from tests.api.test_stock import assert_problem
-from tests.conftest import client_for
-from tests.factories import make_stock, purchase_count, quantity_of, snapshot
+from tests.support.factories import make_stock, purchase_count, quantity_of, snapshot
+from tests.support.orders import order
+from tests.support.problems import assert_problem
+from tests.support.service import client_for
 
 KEY = {"Idempotency-Key": "order-1001-attempt"}
 
@@ -103,7 +103,7 @@ async def test_malformed_idempotency_key_is_422(
     before = await snapshot(db)
 
     response = await client.post(
-        "/inventory/purchase", json=order(("a", 1)), headers={"Idempotency-Key": key.encode()}
+        "/inventory/purchase", json=order(("a", 1)), headers={b"Idempotency-Key": key.encode()}
     )
 
     assert_problem(response, 422, "validation-error")

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from app.api.deps import IF_MATCH_PATTERN
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support.service import make_settings
 
 DOCUMENT = create_app(make_settings("sqlite:///unused-for-openapi.db")).openapi()
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -53,24 +53,24 @@ def _validate(schema: dict[str, Any], example: Any) -> None:
     jsonschema_rs.validator_for(root).validate(example)
 
 
-def test_every_schema_example_validates_against_its_schema() -> None:
-    found = list(_schemas_with_examples(DOCUMENT, "#"))
-    assert len(found) > 20
+def _assert_examples_validate(found: list[tuple[str, dict[str, Any], Any]]) -> None:
     for place, schema, example in found:
         try:
             _validate(schema, example)
         except jsonschema_rs.ValidationError as error:
             pytest.fail(f"{place}: {example!r}: {error}")
+
+
+def test_every_schema_example_validates_against_its_schema() -> None:
+    found = list(_schemas_with_examples(DOCUMENT, "#"))
+    assert len(found) > 20
+    _assert_examples_validate(found)
 
 
 def test_every_body_example_validates_against_its_schema() -> None:
     found = list(_media_examples())
     assert len(found) > 40
-    for place, schema, example in found:
-        try:
-            _validate(schema, example)
-        except jsonschema_rs.ValidationError as error:
-            pytest.fail(f"{place}: {example!r}: {error}")
+    _assert_examples_validate(found)
 
 
 def test_every_documented_error_has_examples_of_its_own_status_and_slug() -> None:

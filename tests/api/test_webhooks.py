@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.core.config import Settings
-from tests.conftest import make_settings
-from tests.receiver import Receiver, receiving
+from tests.support.receiver import Receiver, receiving
+from tests.support.service import make_settings
 
 TIMEOUT = 1.0
 

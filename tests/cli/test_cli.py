@@ -20,8 +20,8 @@ from app.core.database import Database
 from app.core.metrics import MULTIPROCESS_ENV
 from app.models import Movement
 from app.server import BoundedHttpToolsProtocol
-from tests import databases
-from tests.conftest import API_KEY
+from devtools import databases
+from tests.support.service import API_KEY
 
 runner = CliRunner()
 

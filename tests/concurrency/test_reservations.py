@@ -18,9 +18,9 @@ from app.repositories import stock_levels
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn
 from app.schemas.reservations import ReservationIn
 from app.services import expiry, purchases, reservations
-from tests.factories import TEST_CALLER, make_stock, quantity_of
-from tests.invariants import broken_invariants, units_sold
-from tests.servers import running_service
+from devtools.invariants import broken_invariants, units_sold
+from devtools.servers import running_service
+from tests.support.factories import TEST_CALLER, make_stock, quantity_of
 
 ONE = [PurchaseItemIn(product_id="hot", quantity=1)]
 TTL = timedelta(minutes=10)

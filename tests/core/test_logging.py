@@ -11,10 +11,10 @@ from fastapi import FastAPI
 
 from app.core.logging import MASK, MaskSecrets, configure_logging
 from app.main import create_app
-from tests import databases
-from tests.conftest import API_KEY, client_for, make_settings
-from tests.logs import events, json_lines
-from tests.servers import serving
+from devtools import databases
+from devtools.servers import serving
+from tests.support.logs import events, json_lines
+from tests.support.service import API_KEY, client_for, make_settings
 
 PRODUCTS_KEY = "products-secret-987654"
 

@@ -15,8 +15,8 @@ from app.core.database import Database, T, Unit
 from app.core.errors import DatabaseUnavailable
 from app.services import idempotency
 from app.services.answers import Answer
-from tests import databases
-from tests.faults.proxy import free_port
+from devtools import databases
+from devtools.servers import free_port
 
 CALLER = Caller(actor="default", request_id="fault-test")
 

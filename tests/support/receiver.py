@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.servers import serving
+from devtools.servers import serving
 
 
 @dataclass
@@ -82,6 +82,6 @@ async def receiving(
     receiver = receiver or Receiver()
     app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
     config: dict[str, Any] = {"timeout_graceful_shutdown": 1} | ({"port": port} if port else {})
-    async with serving(app, **config) as (host, free):  # type: ignore[arg-type]
+    async with serving(app, **config) as (host, free):
         receiver.url = f"http://{host}:{port or free}/hook"
         yield receiver

@@ -3,7 +3,7 @@
 In tests it runs in a background thread (see the `fake_products` fixture) and each test
 switches how it behaves. Standalone it serves a small demo catalog:
 
-    python -m tests.fake_products --port 8003
+    python -m devtools.fake_products --port 8003
 """
 
 from __future__ import annotations
