@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.core.config import Settings
 from app.core.database import Database
@@ -43,13 +44,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+class GivenSettings(Settings):
+    """Settings of the values given and the defaults only: neither the process environment
+    nor a `.env` file reaches a test's app."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "api_keys": {"default": API_KEY, "robot": "robot-key-abcdef"},
         "products_service_url": None,
     }
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+    return GivenSettings(**(values | overrides))
 
 
 @pytest.fixture

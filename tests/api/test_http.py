@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.core.config import Settings
+from app.core.config import Settings, load_settings
 from app.main import create_app
 from tests.api.test_stock import assert_problem
 from tests.conftest import API_KEY, client_for, make_settings
@@ -115,17 +115,10 @@ async def test_an_actor_may_hold_several_keys(
 def test_one_key_for_two_actors_stops_start_up_naming_them(
     monkeypatch: pytest.MonkeyPatch, api_key: str, api_keys: str
 ) -> None:
-    from app.core.config import get_settings
-    from app.main import load_settings
-
     monkeypatch.setenv("API_KEY", api_key)
     monkeypatch.setenv("API_KEYS", api_keys)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings()
     message = str(exit_info.value)
     assert message.startswith("invalid setting API_KEYS: one key is given to two actors")
     assert "'ops'" in message
@@ -145,16 +138,9 @@ def test_one_key_for_two_actors_stops_start_up_naming_them(
 def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    from app.core.config import get_settings
-    from app.main import load_settings
-
     monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings()
     message = str(exit_info.value)
     assert message.startswith(f"invalid setting {name}:")
     assert "\n" not in message
@@ -204,12 +190,12 @@ async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) ->
 async def test_unexpected_exception_is_a_500_problem_without_details(
     app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app.api.deps import get_context
+    from app.api.deps import get_database
 
     def broken() -> None:
         raise RuntimeError("secret internals")
 
-    app.dependency_overrides[get_context] = broken
+    app.dependency_overrides[get_database] = broken
     response = await client.get("/inventory/1", headers={"X-Request-ID": "boom-1"})
 
     body = assert_problem(response, 500, "internal-error")

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy import update
 
-from app.api.deps import Context, get_context
+from app.api.deps import get_catalog
 from app.clients.products import ProductLookup, ProductStatus
 from app.core.database import Database
 from app.core.errors import ProductsUnavailable
@@ -195,10 +194,10 @@ async def test_a_503_is_not_stored_so_the_same_key_can_be_retried(
     await make_stock(db, "a", 5)
     catalog = FlakyCatalog()
 
-    async def with_flaky_catalog(request: Request) -> Context:
-        return replace(await get_context(request), catalog=catalog)
+    async def flaky_catalog() -> FlakyCatalog:
+        return catalog
 
-    app.dependency_overrides[get_context] = with_flaky_catalog
+    app.dependency_overrides[get_catalog] = flaky_catalog
 
     first = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
     retry = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.api.middleware import ApiKeyMiddleware
-from app.core.config import Settings, get_settings
+from app.api.auth import ApiKeyMiddleware
+from app.core.config import Settings, load_settings
 from app.core.database import Database
-from app.main import create_app, load_settings
+from app.main import create_app
 from tests.conftest import API_KEY, client_for, make_settings
 from tests.factories import make_stock
 from tests.faults.proxy import free_port
@@ -161,12 +161,8 @@ async def test_empty_api_key_opens_the_service_and_start_up_says_so(
 def test_a_bad_key_setting_is_named_but_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "s3cret-value-without-a-name"
     monkeypatch.setenv("API_KEYS", secret)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings()
     assert "API_KEYS" in str(exit_info.value)
     assert secret not in str(exit_info.value)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from app import cli
-from app.core.config import get_settings
 from app.core.database import Database
 from app.core.metrics import MULTIPROCESS_ENV
 from app.models import Movement
@@ -27,14 +25,11 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the environment, as in a real run; no stray `.env` is read."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("API_KEYS", f"ops:{API_KEY}")
     monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -44,7 +39,6 @@ def url(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def run(*args: str) -> Result:
-    get_settings.cache_clear()
     return runner.invoke(cli.cli, list(args))
 
 
