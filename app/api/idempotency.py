@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CallerDep, DatabaseDep, SettingsDep
+from app.api.deps import SettingsDep
 from app.core.config import Settings
 from app.core.context import Caller
 from app.core.database import Database
@@ -81,30 +81,30 @@ class _Writer(Generic[T]):
 class IdempotentRequest:
     """This request, as far as answering it once per `Idempotency-Key` goes."""
 
-    database: Database
     settings: Settings
-    caller: Caller
     method: str
     path: str
     key: str | None
 
     async def answer(
         self,
+        database: Database,
+        caller: Caller,
         asked: Any,
         work: Callable[[Claim[T] | None], Awaitable[T]],
         answer_to: Callable[[T], Answer],
     ) -> Answer:
-        """Run `work` at most once per key, or replay the first answer. `asked`: what the
-        request asks for beyond its method and path (its body, its preconditions);
-        `answer_to`: the answer to a result of `work`."""
+        """Run `work` at most once per key of the caller, or replay the first answer.
+        `asked`: what the request asks for beyond its method and path (its body, its
+        preconditions); `answer_to`: the answer to a result of `work`."""
         outcome = await idempotency.run_once(
-            self.database,
-            self.caller.actor,
+            database,
+            caller.actor,
             key=self.key,
             request_fingerprint=idempotency.fingerprint(self.method, self.path, asked),
             ttl=self.settings.idempotency_ttl,
             lease=self.settings.idempotency_lease,
-            writer=_Writer(answer_to, self.caller.request_id),
+            writer=_Writer(answer_to, caller.request_id),
             work=work,
         )
         if isinstance(outcome, Replay):
@@ -113,15 +113,9 @@ class IdempotentRequest:
 
 
 async def idempotent_request(
-    request: Request,
-    database: DatabaseDep,
-    settings: SettingsDep,
-    caller: CallerDep,
-    idempotency_key: IdempotencyKeyHeader = None,
+    request: Request, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> IdempotentRequest:
-    return IdempotentRequest(
-        database, settings, caller, request.method, request.url.path, idempotency_key
-    )
+    return IdempotentRequest(settings, request.method, request.scope["path"], idempotency_key)
 
 
 Idempotency = Annotated[IdempotentRequest, Depends(idempotent_request)]

@@ -61,6 +61,8 @@ async def create_purchase(
     one transaction, or none: 409 names every short line."""
     try:
         answer = await idempotent.answer(
+            database,
+            caller,
             order.model_dump(mode="json"),
             lambda claim: purchases.buy(database, catalog, caller, order=order, claim=claim),
             receipt_answer,

@@ -66,6 +66,8 @@ async def create_reservation(
     asked = order.ttl_seconds
     ttl = settings.reservation_ttl if asked is None else timedelta(seconds=asked)
     answer = await idempotent.answer(
+        database,
+        caller,
         order.model_dump(mode="json"),
         lambda claim: reservations.hold(
             database, catalog, caller, order=order, ttl=ttl, claim=claim
@@ -146,6 +148,8 @@ async def confirm_reservation(
     """Take the held units out of stock as one purchase, at the prices captured when they
     were held, without asking the products service. Again: 200 with the same receipt."""
     answer = await idempotent.answer(
+        database,
+        caller,
         None,
         lambda claim: reservations.confirm(
             database, caller, reservation_id=reservation_id, claim=claim

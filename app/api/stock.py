@@ -171,6 +171,8 @@ async def adjust_stock_level(
 ) -> JSONResponse:
     """Add (positive `delta`) or remove (negative) stock; never below zero."""
     answer = await idempotent.answer(
+        database,
+        caller,
         {**body.model_dump(mode="json"), "if_match": if_match},
         lambda claim: stock.adjust(
             database,

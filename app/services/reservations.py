@@ -189,7 +189,7 @@ async def confirm(
     claim: Claim[Confirmation] | None = None,
 ) -> Confirmation:
     """Take the held units out of stock as one purchase, at the prices captured when they
-    were held; the products service is not asked. Again: 200 with the same receipt."""
+    were held; the products service is not asked. Again: the same receipt, not created."""
     _require_issuable(reservation_id)
     purchase_id = str(uuid.uuid4())
 
@@ -214,7 +214,7 @@ async def confirm(
 
 
 async def release(db: Database, caller: Caller, *, reservation_id: str) -> ReservationOut:
-    """Give the held units back. Again, or once expired: 200, nothing changes."""
+    """Give the held units back. Again, or once expired: nothing changes."""
     _require_issuable(reservation_id)
 
     def unit(connection: Connection) -> ReservationOut:

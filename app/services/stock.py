@@ -126,8 +126,8 @@ class NewQuantity:
 async def create_stock(
     db: Database, catalog: ProductsCatalog, caller: Caller, *, change: NewQuantity
 ) -> StockLevelOut:
-    """Register the product (checked in the catalog) with this quantity; 412 when its stock
-    level exists already. The answer carries what the catalog says of the product."""
+    """Register the product (checked in the catalog) with this quantity; `VersionMismatch`
+    when its stock level exists already. The result carries what the catalog says of it."""
     if await _exists(db, change.product_id):
         raise _already_exists(change.product_id)
     product = await _catalog_entry(catalog, change.product_id)
@@ -147,7 +147,7 @@ async def replace_stock(
     db: Database, caller: Caller, *, change: NewQuantity, if_match: int
 ) -> StockLevelOut:
     """Set the quantity (and the threshold unless `KEEP`) of the level at version
-    `if_match`; 412 at any other version or when there is none."""
+    `if_match`; `VersionMismatch` at any other version or when there is none."""
 
     def unit(connection: Connection) -> StockLevelOut:
         now = utcnow()
@@ -163,7 +163,7 @@ async def set_quantity(
 ) -> SetResult:
     """Set the quantity on hand, and the low-stock threshold unless it is `KEEP`, whatever
     the level's version: the last writer wins. The first set registers the product
-    (checked in the catalog), and only then does the answer carry the product."""
+    (checked in the catalog), and only then does the result carry the product."""
     product_id = change.product_id
     product = None if await _exists(db, product_id) else await _catalog_entry(catalog, product_id)
 
@@ -189,7 +189,7 @@ async def _exists(db: Database, product_id: str) -> bool:
 
 
 async def _catalog_entry(catalog: ProductsCatalog, product_id: str) -> dict[str, Any] | None:
-    """What the catalog says of a product it knows; 422 when it does not know it."""
+    """What the catalog says of a product it knows; `UnknownProduct` when it does not."""
     lookups = await require_known(catalog, [product_id])
     return lookups[product_id].product if lookups else None
 
@@ -257,7 +257,8 @@ async def adjust(
     if_match: int | None = None,
     claim: Claim[StockLevelOut] | None = None,
 ) -> StockLevelOut:
-    """Add or remove stock, never below zero; the claim's answer is stored with the change."""
+    """Add or remove stock, never below zero; with a claim, the result is kept with the key
+    in the unit of the change."""
 
     def unit(connection: Connection) -> StockLevelOut:
         level = _adjust(connection, caller, product_id, delta, reason, if_match)

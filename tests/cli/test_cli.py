@@ -20,6 +20,7 @@ from app.models import Movement
 from app.server import BoundedHttpToolsProtocol
 from tests import databases
 from tests.conftest import API_KEY
+from tests.fake_products import FakeProductsServer
 
 runner = CliRunner()
 
@@ -133,6 +134,22 @@ def test_check_reports_settings_without_secrets(url: str) -> None:
     assert "database: ok" in result.stdout
     assert "schema: at head" in result.stdout
     assert "products: disabled" in result.stdout
+
+
+def test_check_probes_the_products_service_with_its_key(
+    url: str, fake_products: FakeProductsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRODUCTS_SERVICE_URL", fake_products.url)
+    fake_products.required_api_key = "right-key"
+    monkeypatch.setenv("PRODUCTS_API_KEY", "wrong-key")
+    assert "products: unauthorized" in run("check").stdout
+    monkeypatch.setenv("PRODUCTS_API_KEY", "right-key")
+
+    result = run("check")
+
+    assert result.exit_code == 0, result.output
+    assert "products: ok" in result.stdout
+    assert [request.path for request in fake_products.requests] == ["/health"] * 2
 
 
 def test_check_fails_on_a_database_behind_head(
