@@ -300,6 +300,8 @@ def _adjust(
 
 
 def _free_expired(connection: Connection, product_id: str, now: datetime) -> int:
+    """Let go of the product's expired holds; every change calls it first, so that every
+    unit locks reservation lines before the stock row, in that order."""
     return expiry.free_expired(connection, [product_id], now)[product_id]
 
 
