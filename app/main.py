@@ -1,4 +1,9 @@
-"""The application: settings, resources in the lifespan, middleware, routes, error handlers."""
+"""The application: settings, resources in the lifespan, middleware, routes, error handlers.
+
+`create_app(settings)` builds one; `app.main:app` (what `uvicorn app.main:app` serves) is the
+app of the environment's settings, built when first asked for rather than at import, so that
+importing this module reads no environment and configures nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Security
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import events, health, metrics, purchases, reservations, stock, webhooks
+from app.api.auth import ApiKeyMiddleware, api_key_scheme
 from app.api.docs import finish_document
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
 from app.api.jsonapi import JsonApiMiddleware
 from app.api.middleware import (
-    ApiKeyMiddleware,
     BodyLimitMiddleware,
     HeadMiddleware,
     LoadSheddingMiddleware,
@@ -112,11 +117,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # Stock first: `/inventory/purchases/movements` then reads as the ledger of a product
     # `purchases`, a reserved id (422), rather than as a purchase named "movements".
-    app.include_router(stock.router)
-    app.include_router(purchases.router)
-    app.include_router(reservations.router)
-    app.include_router(events.router)
-    app.include_router(webhooks.router)
+    for router in (
+        stock.router,
+        purchases.router,
+        reservations.router,
+        events.router,
+        webhooks.router,
+    ):
+        # Documents the key these routes need; `ApiKeyMiddleware` is what asks for it.
+        app.include_router(router, dependencies=[Security(api_key_scheme)])
     finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
 
     # Added innermost first: the request id is set before anything else runs.
@@ -162,4 +171,11 @@ def _warn_about_open_doors(settings: Settings) -> None:
         logger.warning("PRODUCTS_SERVICE_URL is not set: standalone mode, products are not checked")
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """`app`: the app of the environment's settings, built on first use (a bad setting then
+    stops the process with one line naming it)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = create_app()
+    globals()["app"] = built
+    return built

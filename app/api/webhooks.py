@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from app.api.deps import Ctx, Webhooks
+from app.api.deps import DatabaseDep, WebhookSenderDep
 from app.api.docs import INVENTORY, WITH_BODY, problems
 from app.api.strict_json import StrictJsonRoute
 from app.schemas.common import Page
@@ -41,21 +41,23 @@ Cursor = Annotated[
     responses=problems(*INVENTORY, *WITH_BODY),
 )
 async def create_webhook(
-    body: WebhookIn, ctx: Ctx, sender: Webhooks, response: Response
+    body: WebhookIn, database: DatabaseDep, sender: WebhookSenderDep, response: Response
 ) -> WebhookCreated:
     """Register a URL for these event types (`["*"]`: all). The answer carries the signing
     `secret`, shown only here. The endpoint receives the events committed from now on.
     Loopback, private, link-local and metadata addresses are refused (422) unless allowed by
     `WEBHOOK_ALLOWED_HOSTS`."""
-    created = await webhooks.create_endpoint(ctx.database, sender, body=body)
+    created = await webhooks.create_endpoint(database, sender, body=body)
     response.headers["Location"] = f"/webhooks/{created.id}"
     return created
 
 
 @router.get("", summary="List webhook endpoints", responses=problems(*INVENTORY))
-async def list_webhooks(ctx: Ctx, limit: Limit = 50, cursor: Cursor = None) -> Page[WebhookOut]:
+async def list_webhooks(
+    database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
+) -> Page[WebhookOut]:
     """Every endpoint, without its secret."""
-    return await webhooks.list_endpoints(ctx.database, limit=limit, cursor=cursor)
+    return await webhooks.list_endpoints(database, limit=limit, cursor=cursor)
 
 
 @router.get(
@@ -63,9 +65,9 @@ async def list_webhooks(ctx: Ctx, limit: Limit = 50, cursor: Cursor = None) -> P
     summary="Get a webhook endpoint",
     responses=problems(*INVENTORY, "not-found"),
 )
-async def get_webhook(endpoint_id: EndpointId, ctx: Ctx) -> WebhookOut:
+async def get_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> WebhookOut:
     """One endpoint, without its secret."""
-    return await webhooks.get_endpoint(ctx.database, endpoint_id=endpoint_id)
+    return await webhooks.get_endpoint(database, endpoint_id=endpoint_id)
 
 
 @router.patch(
@@ -73,10 +75,12 @@ async def get_webhook(endpoint_id: EndpointId, ctx: Ctx) -> WebhookOut:
     summary="Change a webhook endpoint",
     responses=problems(*INVENTORY, *WITH_BODY, "not-found"),
 )
-async def update_webhook(endpoint_id: EndpointId, body: WebhookPatch, ctx: Ctx) -> WebhookOut:
+async def update_webhook(
+    endpoint_id: EndpointId, body: WebhookPatch, database: DatabaseDep
+) -> WebhookOut:
     """Turn it off or on (`enabled`), or change its `events` or `description`. Turned back
     on, it receives the events committed from then on."""
-    return await webhooks.update_endpoint(ctx.database, endpoint_id=endpoint_id, patch=body)
+    return await webhooks.update_endpoint(database, endpoint_id=endpoint_id, patch=body)
 
 
 @router.delete(
@@ -85,9 +89,9 @@ async def update_webhook(endpoint_id: EndpointId, body: WebhookPatch, ctx: Ctx) 
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(*INVENTORY, "not-found"),
 )
-async def delete_webhook(endpoint_id: EndpointId, ctx: Ctx) -> Response:
+async def delete_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> Response:
     """Forget the endpoint, its pending deliveries and its log."""
-    await webhooks.delete_endpoint(ctx.database, endpoint_id=endpoint_id)
+    await webhooks.delete_endpoint(database, endpoint_id=endpoint_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -97,12 +101,12 @@ async def delete_webhook(endpoint_id: EndpointId, ctx: Ctx) -> Response:
     responses=problems(*INVENTORY, "not-found"),
 )
 async def list_deliveries(
-    endpoint_id: EndpointId, ctx: Ctx, limit: Limit = 50, cursor: Cursor = None
+    endpoint_id: EndpointId, database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[AttemptOut]:
     """Every delivery attempt, newest first: the event, the status code or error, how long
     it took, when, and when the next attempt is due."""
     return await webhooks.list_attempts(
-        ctx.database, endpoint_id=endpoint_id, limit=limit, cursor=cursor
+        database, endpoint_id=endpoint_id, limit=limit, cursor=cursor
     )
 
 
@@ -112,7 +116,7 @@ async def list_deliveries(
     status_code=status.HTTP_202_ACCEPTED,
     responses=problems(*INVENTORY, "not-found"),
 )
-async def send_test_event(endpoint_id: EndpointId, ctx: Ctx) -> EventOut:
+async def send_test_event(endpoint_id: EndpointId, database: DatabaseDep) -> EventOut:
     """Queue a `webhook.test` event for this endpoint, delivered (and retried) like any
     other; it is not in the feed. Its attempts show in the deliveries log."""
-    return await webhooks.send_test_event(ctx.database, endpoint_id=endpoint_id)
+    return await webhooks.send_test_event(database, endpoint_id=endpoint_id)

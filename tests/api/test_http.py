@@ -187,12 +187,12 @@ async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) ->
 async def test_unexpected_exception_is_a_500_problem_without_details(
     app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app.api.deps import get_context
+    from app.api.deps import get_database
 
     def broken() -> None:
         raise RuntimeError("secret internals")
 
-    app.dependency_overrides[get_context] = broken
+    app.dependency_overrides[get_database] = broken
     response = await client.get("/inventory/1", headers={"X-Request-ID": "boom-1"})
 
     body = assert_problem(response, 500, "internal-error")

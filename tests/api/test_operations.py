@@ -159,11 +159,13 @@ async def test_requests_are_counted_by_route_template_method_and_status(
     assert latency_after == latency_before + 2
 
 
-async def test_unknown_paths_share_one_route_label(anonymous: httpx.AsyncClient) -> None:
+async def test_unknown_paths_share_one_route_label(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
     labels = {"route": "(unmatched)", "method": "GET", "status": "404"}
     before = await _metric(anonymous, "inventory_http_requests_total", **labels)
-    await anonymous.get("/random-1")
-    await anonymous.get("/random-2")
+    await client.get("/random-1")
+    await client.get("/random-2")
     assert await _metric(anonymous, "inventory_http_requests_total", **labels) == before + 2
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.api.middleware import ApiKeyMiddleware
+from app.api.auth import ApiKeyMiddleware
 from app.core.config import Settings
 from app.core.database import Database
 from app.main import create_app

@@ -62,7 +62,7 @@ async def test_every_line_of_a_request_carries_its_request_id(
 async def test_unrouted_request_logs_its_raw_path(
     json_app: FastAPI, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with client_for(json_app) as http:
+    async with client_for(json_app, **{"X-API-KEY": API_KEY}) as http:
         await http.get("/no/such/thing")
 
     [line] = events(json_lines(capsys), "http.request")
@@ -132,7 +132,7 @@ async def test_crash_is_logged_with_request_id_and_answered_500(
         raise RuntimeError("boom")
 
     json_app.add_api_route("/explode", explode)
-    async with client_for(json_app, **{"X-Request-ID": "crash-1"}) as http:
+    async with client_for(json_app, **{"X-Request-ID": "crash-1", "X-API-KEY": API_KEY}) as http:
         response = await http.get("/explode")
 
     assert response.status_code == 500

@@ -67,7 +67,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 {"items": [{"product_id": self.pid(n), "quantity": q} for n, q in lines]}
             )
             try:
-                answer = self.run(
+                receipt = self.run(
                     purchases.buy(self.db, StandaloneCatalog(), TEST_CALLER, order=order)
                 )
             except InsufficientStock:
@@ -77,7 +77,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 return ""
             for name, quantity in wanted.items():
                 self.expected[name] -= quantity
-            return str(answer.body["id"])
+            return receipt.id
 
         @rule(purchase_id=bought)
         def cancel(self, purchase_id: str) -> None:

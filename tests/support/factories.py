@@ -19,9 +19,7 @@ async def make_stock(db: Database, product_id: str = "7", quantity: int = 3) -> 
         db,
         StandaloneCatalog(),
         TEST_CALLER,
-        product_id=product_id,
-        quantity=quantity,
-        reason="factory",
+        change=stock.NewQuantity(product_id, quantity, "factory"),
     )
     return result.stock
 

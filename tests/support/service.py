@@ -10,12 +10,29 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from app.core.config import Settings, get_settings, load_settings
+from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.main import create_app
 
 API_KEY = "test-key-0123456789"
+
+
+class GivenSettings(Settings):
+    """Settings of the values given and the defaults only: neither the process environment
+    nor a `.env` file reaches a test's app."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -24,17 +41,13 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "api_keys": {"default": API_KEY, "robot": "robot-key-abcdef"},
         "products_service_url": None,
     }
-    return Settings(_env_file=None, **(values | overrides))
+    return GivenSettings(**(values | overrides))
 
 
 def start_up_refusal() -> str:
     """The one-line reason `load_settings()` stops start-up with, given the environment now."""
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings()
     return str(exit_info.value)
 
 
