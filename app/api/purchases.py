@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.answers import IdempotencyKeyHeader, answer_response
 from app.api.deps import Ctx
-from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
 from app.api.strict_json import StrictJsonRoute
 from app.core import metrics
 from app.core.errors import InsufficientStock, ProblemError, ProductsUnavailable, UnknownProduct
@@ -32,15 +32,25 @@ PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id."
     summary="Buy several products at once",
     status_code=status.HTTP_201_CREATED,
     response_model=PurchaseOut,
-    responses=problems(
-        *INVENTORY,
-        *WITH_BODY,
-        "insufficient-stock",
-        "idempotency-key-in-use",
-        "unknown-product",
-        "idempotency-key-reuse",
-        "products-unavailable",
-    ),
+    responses={
+        201: {
+            "description": "Created",
+            "links": links_to(
+                "purchase_id",
+                "get_purchase_inventory_purchases__purchase_id__get",
+                "cancel_purchase_inventory_purchases__purchase_id__cancel_post",
+            ),
+        },
+        **problems(
+            *INVENTORY,
+            *WITH_BODY,
+            "insufficient-stock",
+            "idempotency-key-in-use",
+            "unknown-product",
+            "idempotency-key-reuse",
+            "products-unavailable",
+        ),
+    },
 )
 async def create_purchase(
     order: PurchaseIn,

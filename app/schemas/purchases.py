@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.schemas.common import PrintableText, ProductIdIn, Timestamp
+from app.schemas.common import JsonInt, PrintableText, ProductIdIn, Timestamp
 
 MAX_LINE_QUANTITY = 1_000_000
 
@@ -13,7 +13,7 @@ Reference = Annotated[str, PrintableText, StringConstraints(max_length=100)]
 
 class PurchaseItemIn(BaseModel):
     product_id: ProductIdIn = Field(examples=["42"])
-    quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY, examples=[2])
+    quantity: JsonInt = Field(ge=1, le=MAX_LINE_QUANTITY, examples=[2])
 
 
 class PurchaseIn(BaseModel):

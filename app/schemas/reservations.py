@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field
 
 from app.models.reservation import ReservationStatus
-from app.schemas.common import Timestamp
+from app.schemas.common import JsonInt, Timestamp
 from app.schemas.purchases import PurchaseItemIn, Reference
 
 MAX_TTL_SECONDS = 86_400
@@ -11,7 +11,7 @@ MAX_TTL_SECONDS = 86_400
 
 class ReservationIn(BaseModel):
     items: list[PurchaseItemIn] = Field(min_length=1, max_length=100)
-    ttl_seconds: StrictInt | None = Field(
+    ttl_seconds: JsonInt | None = Field(
         default=None,
         ge=1,
         le=MAX_TTL_SECONDS,
@@ -36,7 +36,7 @@ class ReservationIn(BaseModel):
 class ReservationExtension(BaseModel):
     model_config = {"json_schema_extra": {"examples": [{"ttl_seconds": 600}]}}
 
-    ttl_seconds: StrictInt = Field(
+    ttl_seconds: JsonInt = Field(
         ge=1, le=MAX_TTL_SECONDS, description="Expire this many seconds from now.", examples=[600]
     )
 

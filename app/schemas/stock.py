@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.models.stock_level import MAX_QUANTITY
-from app.schemas.common import Reason, Timestamp
+from app.schemas.common import JsonInt, Reason, Timestamp
 
 
 class StockLevelOut(BaseModel):
@@ -55,9 +55,9 @@ class SetQuantity(BaseModel):
         }
     )
 
-    quantity: StrictInt = Field(ge=0, le=MAX_QUANTITY, examples=[17])
+    quantity: JsonInt = Field(ge=0, le=MAX_QUANTITY, examples=[17])
     reason: Reason | None = Field(default=None, examples=["stocktake"])
-    low_stock_threshold: StrictInt | None = Field(
+    low_stock_threshold: JsonInt | None = Field(
         default=None,
         ge=0,
         le=MAX_QUANTITY,
@@ -77,7 +77,7 @@ class Adjustment(BaseModel):
         }
     )
 
-    delta: StrictInt = Field(
+    delta: JsonInt = Field(
         ge=-MAX_QUANTITY,
         le=MAX_QUANTITY,
         examples=[-2],
