@@ -218,7 +218,7 @@ def links_to(parameter: str, *operation_ids: str) -> dict[str, Any]:
 
 
 # Header parameters declared once for many routes, with an example of a value they take.
-_PARAMETER_EXAMPLES = {"if-match": ['"3"']}
+_PARAMETER_EXAMPLES = {"if-match": '"3"'}
 
 
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +252,7 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
                     for parameter in operation.get("parameters", []):
                         parameter["schema"] = _without_null(parameter["schema"])
                         if parameter["name"] in _PARAMETER_EXAMPLES:
-                            parameter["schema"]["examples"] = _PARAMETER_EXAMPLES[parameter["name"]]
+                            parameter["example"] = _PARAMETER_EXAMPLES[parameter["name"]]
                     for response in operation.get("responses", {}).values():
                         content = response.get("content", {})
                         if PROBLEM_MEDIA_TYPE in content:
