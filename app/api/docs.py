@@ -217,8 +217,10 @@ def links_to(parameter: str, *operation_ids: str) -> dict[str, Any]:
     }
 
 
-# Header parameters declared once for many routes, with an example of a value they take.
+# Header parameters declared once for many routes: an example of a value they take, and
+# the kind of value (`format`), which tools that generate requests can be told to draw.
 _PARAMETER_EXAMPLES = {"if-match": '"3"'}
+_PARAMETER_FORMATS = {"if-match": "etag"}
 
 
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +255,8 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
                         parameter["schema"] = _without_null(parameter["schema"])
                         if parameter["name"] in _PARAMETER_EXAMPLES:
                             parameter["example"] = _PARAMETER_EXAMPLES[parameter["name"]]
+                        if parameter["name"] in _PARAMETER_FORMATS:
+                            parameter["schema"]["format"] = _PARAMETER_FORMATS[parameter["name"]]
                     for response in operation.get("responses", {}).values():
                         content = response.get("content", {})
                         if PROBLEM_MEDIA_TYPE in content:

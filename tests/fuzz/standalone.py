@@ -95,6 +95,7 @@ def run(engine: str, st_arguments: list[str]) -> int:
                     str(products_port),
                     "--api-key",
                     PRODUCTS_API_KEY,
+                    "--every-id",
                 ],
                 environment,
                 f"http://127.0.0.1:{products_port}/health",
