@@ -217,9 +217,8 @@ def links_to(parameter: str, *operation_ids: str) -> dict[str, Any]:
     }
 
 
-# Header parameters declared once for many routes: an example of a value they take, and
-# the kind of value (`format`), which tools that generate requests can be told to draw.
-_PARAMETER_EXAMPLES = {"if-match": '"3"'}
+# Header parameters declared once for many routes, and the kind of value they take
+# (`format`), which tools that generate requests can be told how to draw.
 _PARAMETER_FORMATS = {"if-match": "etag"}
 
 
@@ -253,8 +252,6 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
                 for operation in operations.values():
                     for parameter in operation.get("parameters", []):
                         parameter["schema"] = _without_null(parameter["schema"])
-                        if parameter["name"] in _PARAMETER_EXAMPLES:
-                            parameter["example"] = _PARAMETER_EXAMPLES[parameter["name"]]
                         if parameter["name"] in _PARAMETER_FORMATS:
                             parameter["schema"]["format"] = _PARAMETER_FORMATS[parameter["name"]]
                     for response in operation.get("responses", {}).values():

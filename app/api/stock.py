@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -97,10 +97,9 @@ async def set_stock_level(
     ctx: Ctx,
     if_match: IfMatch,
     if_none_match: Annotated[
-        str | None,
+        Literal["*"] | None,
         Header(
-            pattern=r"^\*$",
-            description="`*` (the only value taken) creates only: 412 when the stock level exists.",
+            description="`*` (the only value taken) creates only: 412 when the stock level exists."
         ),
     ] = None,
 ) -> Response:

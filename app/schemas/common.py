@@ -12,7 +12,6 @@ from pydantic import (
     BeforeValidator,
     Field,
     PlainSerializer,
-    Strict,
     StringConstraints,
     WithJsonSchema,
 )
@@ -74,9 +73,10 @@ def _integral(value: Any) -> Any:
     return value
 
 
-# An integer field of a request body: a JSON integer, `2.0` included, never a string or a
-# bool, and never `2.5`.
-JsonInt = Annotated[int, BeforeValidator(_integral), Strict()]
+# What makes an integer field of a request body take a JSON integer, `2.0` included (never a
+# string, a bool or `2.5`): `Annotated[int, Strict(), Field(ge=…, le=…), Integral]`. The
+# bounds come before it, so the document states them as `minimum` and `maximum`.
+Integral = BeforeValidator(_integral)
 
 
 def _integer_to_id(value: Any) -> Any:

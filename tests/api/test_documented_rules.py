@@ -134,3 +134,14 @@ async def test_a_held_stock_level_cannot_be_forgotten(client: httpx.AsyncClient)
     body = assert_problem(refused, 409, "insufficient-stock")
     assert body["items"] == [{"product_id": "42", "requested": 5, "available": 3}]
     assert (await client.get("/inventory/42")).status_code == 200
+
+
+async def test_an_unknown_endpoint_is_404_whatever_cursor_comes_with_it(
+    client: httpx.AsyncClient,
+) -> None:
+    unknown = "/webhooks/00000000-0000-4000-8000-000000000000/deliveries"
+    response = await client.get(unknown, params={"cursor": "A" * 24})
+    assert_problem(response, 404, "not-found")
+    created = await client.post("/webhooks", json={"url": "http://127.0.0.1:9/", "events": ["*"]})
+    known = f"/webhooks/{created.json()['id']}/deliveries"
+    assert_problem(await client.get(known, params={"cursor": "A" * 24}), 422, "validation-error")

@@ -199,9 +199,8 @@ def test_the_document_states_the_shapes_of_what_the_service_issues() -> None:
     assert _parameter("/events", "get", "after")["schema"]["pattern"] == EVENT_ID_PATTERN
     cursor = _parameter("/inventory", "get", "cursor")["schema"]
     assert cursor["pattern"] == CURSOR_PATTERN
-    assert _parameter("/inventory/{product_id}", "put", "if-none-match")["schema"]["pattern"] == (
-        r"^\*$"
-    )
+    assert _parameter("/inventory/{product_id}", "put", "if-none-match")["schema"]["const"] == "*"
+    assert _parameter("/inventory/{product_id}", "delete", "if-match")["schema"]["format"] == "etag"
     webhook = DOCUMENT["components"]["schemas"]["WebhookIn"]["properties"]
     assert webhook["url"]["pattern"] == URL_PATTERN
     assert set(webhook["events"]["items"]["enum"]) == {*EVENT_TYPES, "*"}

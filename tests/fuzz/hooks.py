@@ -3,9 +3,18 @@
 `If-Match` is documented with `format: etag`: schemathesis draws header values from letters
 and digits only, so without a generator of its own it has no valid, quoted entity tag to
 send, and sends an invalid one as if it were valid.
+
+Schemathesis sends the same `Idempotency-Key` with many different bodies, which the contract
+answers with 422 `idempotency-key-reuse` (tested in tests/api/test_idempotency.py); here
+each valid key gets a suffix of its own per request, as a client would use a new key for
+a new request, so the requests are judged on their bodies.
 """
 
 from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
@@ -13,3 +22,15 @@ from hypothesis import strategies as st
 from app.api.deps import IF_MATCH_PATTERN
 
 schemathesis.openapi.format("etag", st.from_regex(IF_MATCH_PATTERN, fullmatch=True))
+
+_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+_requests = itertools.count()
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: Any) -> None:
+    headers = case.headers or {}
+    for name, value in headers.items():
+        if name.lower() == "idempotency-key" and isinstance(value, str) and _KEY.fullmatch(value):
+            suffix = f"-{next(_requests)}"
+            headers[name] = value[: 255 - len(suffix)] + suffix
