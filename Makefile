@@ -94,4 +94,4 @@ image-test: install docker-tools
 .PHONY: fuzz
 FUZZ_ARGS ?=
 fuzz: install
-	$(POETRY) run python -m tests.fuzz.standalone -- $(FUZZ_ARGS)
+	$(POETRY) run python -m tests.fuzz.standalone $(FUZZ_ARGS)

@@ -3,8 +3,8 @@
 For each engine (SQLite always; PostgreSQL too when TEST_POSTGRES_URL is set) it starts the
 fake products catalog and the service on free loopback ports with a fresh, migrated
 database, runs `st run` with the repository's schemathesis.toml, and stops both by their
-PIDs whatever happens. The exit status is non-zero when any run failed. Arguments after
-`--` go to `st run` as they are (`-- --seed 7`).
+PIDs whatever happens. The exit status is non-zero when any run failed. Arguments go to
+`st run` as they are (`--seed 7`).
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def run(engine: str, st_arguments: list[str]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("st_arguments", nargs="*", help="passed to `st run` (after `--`)")
-    arguments = parser.parse_args()
+    # Every argument is `st run`'s: `--seed 7`, `--max-examples 100`, …
+    _, st_arguments = parser.parse_known_args()
     engines = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
-    failed = [engine for engine in engines if run(engine, arguments.st_arguments) != 0]
+    failed = [engine for engine in engines if run(engine, st_arguments) != 0]
     print(
         f"fuzz: {', '.join(engines)}: " + (f"failed on {', '.join(failed)}" if failed else "passed")
     )
