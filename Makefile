@@ -86,3 +86,12 @@ image: docker-tools
 # books, tear it all down; one summary line.
 image-test: install docker-tools
 	$(POETRY) run python docker/image_test.py
+
+# `make fuzz`: schemathesis's `st run` over the whole API with ./schemathesis.toml, against the
+# fake catalog and the service on free loopback ports with a fresh SQLite file, and again on a
+# fresh PostgreSQL database when TEST_POSTGRES_URL is set; both stopped by PID afterwards.
+# Not part of `make test`. `make fuzz FUZZ_ARGS="--seed 7"` passes arguments to `st run`.
+.PHONY: fuzz
+FUZZ_ARGS ?=
+fuzz: install
+	$(POETRY) run python -m tests.fuzz.standalone $(FUZZ_ARGS)

@@ -55,8 +55,15 @@ PURGE_EVERY = timedelta(hours=1)
 EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Retry-After"]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    webhook_sender: webhook_client.WebhookSender | None = None,
+) -> FastAPI:
+    """The service. `webhook_sender`, when given, sends the webhooks (and checks their
+    URLs) instead of one built from the settings."""
     settings = settings or load_settings()
+    given_sender = webhook_sender
     configure_logging(settings)
 
     @asynccontextmanager
@@ -65,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, schema_revision=head_revision(settings.database_url)
         )
         http_client = build_http_client(settings) if settings.products_service_url else None
-        webhook_sender = webhook_client.WebhookSender.from_settings(settings)
+        webhook_sender = given_sender or webhook_client.WebhookSender.from_settings(settings)
         try:
             await _report_database(database)
             app.state.settings = settings

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import DatabaseDep
 from app.api.docs import INVENTORY, problems
-from app.schemas.events import EVENT_TYPES, EventsPage
+from app.schemas.events import EVENT_ID_PATTERN, EVENT_TYPES, EventsPage
 from app.services import events
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -21,7 +21,11 @@ async def list_events(
     database: DatabaseDep,
     after: Annotated[
         str | None,
-        Query(max_length=64, description="The id of the last event seen; omitted: from the start."),
+        Query(
+            max_length=64,
+            description="The id of the last event seen; omitted: from the start.",
+            pattern=EVENT_ID_PATTERN,
+        ),
     ] = None,
     type: Annotated[EventType | None, Query(description="Only events of this type.")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,

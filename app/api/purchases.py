@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CallerDep, CatalogDep, DatabaseDep
-from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
 from app.api.idempotency import Answer, Idempotency
 from app.api.strict_json import StrictJsonRoute
 from app.core import metrics
@@ -40,15 +40,25 @@ def receipt_answer(receipt: PurchaseOut, *, created: bool = True) -> Answer:
     summary="Buy several products at once",
     status_code=status.HTTP_201_CREATED,
     response_model=PurchaseOut,
-    responses=problems(
-        *INVENTORY,
-        *WITH_BODY,
-        "insufficient-stock",
-        "idempotency-key-in-use",
-        "unknown-product",
-        "idempotency-key-reuse",
-        "products-unavailable",
-    ),
+    responses={
+        201: {
+            "description": "Created",
+            "links": links_to(
+                "purchase_id",
+                "get_purchase_inventory_purchases__purchase_id__get",
+                "cancel_purchase_inventory_purchases__purchase_id__cancel_post",
+            ),
+        },
+        **problems(
+            *INVENTORY,
+            *WITH_BODY,
+            "insufficient-stock",
+            "idempotency-key-in-use",
+            "unknown-product",
+            "idempotency-key-reuse",
+            "products-unavailable",
+        ),
+    },
 )
 async def create_purchase(
     order: PurchaseIn,

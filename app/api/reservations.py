@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CallerDep, CatalogDep, DatabaseDep, SettingsDep
-from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
 from app.api.idempotency import Answer, Idempotency
+from app.api.params import Cursor, Limit
 from app.api.purchases import receipt_answer
 from app.api.strict_json import StrictJsonRoute
 from app.models.reservation import ReservationStatus
@@ -43,15 +44,27 @@ def _confirmed_answer(confirmation: Confirmation) -> Answer:
     summary="Hold stock for a checkout",
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationOut,
-    responses=problems(
-        *INVENTORY,
-        *WITH_BODY,
-        "insufficient-stock",
-        "idempotency-key-in-use",
-        "unknown-product",
-        "idempotency-key-reuse",
-        "products-unavailable",
-    ),
+    responses={
+        201: {
+            "description": "Created",
+            "links": links_to(
+                "reservation_id",
+                "get_reservation_reservations__reservation_id__get",
+                "extend_reservation_reservations__reservation_id__patch",
+                "confirm_reservation_reservations__reservation_id__confirm_post",
+                "release_reservation_reservations__reservation_id__release_post",
+            ),
+        },
+        **problems(
+            *INVENTORY,
+            *WITH_BODY,
+            "insufficient-stock",
+            "idempotency-key-in-use",
+            "unknown-product",
+            "idempotency-key-reuse",
+            "products-unavailable",
+        ),
+    },
 )
 async def create_reservation(
     order: ReservationIn,
@@ -84,10 +97,8 @@ async def list_reservations(
     product_id: Annotated[
         str | None, Query(pattern=PRODUCT_ID_PATTERN, description="Only those holding it.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Page[ReservationOut]:
     """Reservations, newest first."""
     return await reservations.list_reservations(

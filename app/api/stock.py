@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CallerDep, CatalogDep, DatabaseDep, IfMatch, ProductIdPath
 from app.api.docs import INVENTORY, WITH_BODY, problems
 from app.api.idempotency import Answer, Idempotency
+from app.api.params import Cursor, Limit
 from app.api.strict_json import StrictJsonRoute
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.common import Page, ProductId
@@ -17,11 +18,6 @@ from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOu
 from app.services import ledger, stock
 
 router = APIRouter(prefix="/inventory", tags=["stock"], route_class=StrictJsonRoute)
-
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Cursor = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-]
 
 
 def _stock_response(
@@ -109,7 +105,10 @@ async def set_stock_level(
     caller: CallerDep,
     if_match: IfMatch,
     if_none_match: Annotated[
-        str | None, Header(description="`*` creates only: 412 when the stock level exists.")
+        Literal["*"] | None,
+        Header(
+            description="`*` (the only value taken) creates only: 412 when the stock level exists."
+        ),
     ] = None,
 ) -> Response:
     """Set the quantity on hand. The first set registers the product, after checking it
@@ -137,12 +136,13 @@ def _created(stock_level: StockLevelOut) -> Response:
     "/{product_id}",
     summary="Forget a stock level",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(*INVENTORY, "not-found", "version-mismatch"),
+    responses=problems(*INVENTORY, "not-found", "insufficient-stock", "version-mismatch"),
 )
 async def delete_stock_level(
     product_id: ProductIdPath, database: DatabaseDep, caller: CallerDep, if_match: IfMatch
 ) -> Response:
-    """Forget the stock level. Its ledger stays readable."""
+    """Forget the stock level. Its ledger stays readable. Refused (409) while active
+    reservations hold some of it."""
     await stock.delete_stock(database, caller, product_id=product_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

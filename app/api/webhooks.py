@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Response, status
 
 from app.api.deps import DatabaseDep, WebhookSenderDep
-from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
+from app.api.params import Cursor, Limit
 from app.api.strict_json import StrictJsonRoute
 from app.schemas.common import Page
 from app.schemas.events import EventOut
@@ -28,17 +29,26 @@ EndpointId = Annotated[
         description="The endpoint's id.",
     ),
 ]
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Cursor = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-]
 
 
 @router.post(
     "",
     summary="Subscribe an endpoint",
     status_code=status.HTTP_201_CREATED,
-    responses=problems(*INVENTORY, *WITH_BODY),
+    responses={
+        201: {
+            "description": "Created",
+            "links": links_to(
+                "endpoint_id",
+                "get_webhook_webhooks__endpoint_id__get",
+                "update_webhook_webhooks__endpoint_id__patch",
+                "delete_webhook_webhooks__endpoint_id__delete",
+                "list_deliveries_webhooks__endpoint_id__deliveries_get",
+                "send_test_event_webhooks__endpoint_id__test_post",
+            ),
+        },
+        **problems(*INVENTORY, *WITH_BODY),
+    },
 )
 async def create_webhook(
     body: WebhookIn, database: DatabaseDep, sender: WebhookSenderDep, response: Response

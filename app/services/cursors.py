@@ -22,6 +22,10 @@ from app.core.errors import ValidationFailed
 
 _CHECKSUM_KEY = b"inventory-cursor-v1"
 
+# What `encode_cursor` issues: unpadded base64url of a position (one byte at least) and a
+# 12-byte signature, so 18 characters or more.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{18,}$"
+
 Position = TypeVar("Position")
 
 

@@ -74,7 +74,7 @@ async def test_purchase_with_one_short_line_changes_nothing(
         ({"items": [{"product_id": "a", "quantity": 1}] * 101}, "items"),
         ({"items": [{"product_id": "a", "quantity": 0}]}, "items.0.quantity"),
         ({"items": [{"product_id": "a", "quantity": 1_000_001}]}, "items.0.quantity"),
-        ({"items": [{"product_id": "a", "quantity": 1.0}]}, "items.0.quantity"),
+        ({"items": [{"product_id": "a", "quantity": 1.5}]}, "items.0.quantity"),
         ({"items": [{"product_id": "-a", "quantity": 1}]}, "items.0.product_id"),
         ({"items": [{"product_id": True, "quantity": 1}]}, "items.0.product_id"),
         ({"items": [{"product_id": -7, "quantity": 1}]}, "items.0.product_id"),
