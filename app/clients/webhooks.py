@@ -29,6 +29,11 @@ class AddressRefused(Exception):
 
 
 async def resolve(host: str, port: int) -> list[str]:
+    try:
+        # An address needs no look-up (and no trip through the resolver's thread pool).
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -117,6 +122,7 @@ class WebhookSender:
         self._resolver = resolver
         self._idle: dict[tuple[str, str, int, str], list[_Connection]] = {}
         self._tls = ssl.create_default_context()
+        self._signers: dict[str, Webhook] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSender:
@@ -152,7 +158,7 @@ class WebhookSender:
                 ("User-Agent", "inventory-webhooks"),
                 ("webhook-id", event_id),
                 ("webhook-timestamp", str(int(timestamp.timestamp()))),
-                ("webhook-signature", Webhook(secret).sign(event_id, timestamp, payload)),
+                ("webhook-signature", self._signer(secret).sign(event_id, timestamp, payload)),
             ],
         )
         key = (target.scheme, address, default_port(target), target.host)
@@ -164,6 +170,12 @@ class WebhookSender:
         except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as error:
             return outcome(None, f"{type(error).__name__}: {error}"[:200])
         return outcome(status, None)
+
+    def _signer(self, secret: str) -> Webhook:
+        signer = self._signers.get(secret)
+        if signer is None:
+            signer = self._signers[secret] = Webhook(secret)
+        return signer
 
     async def _exchange(
         self, key: tuple[str, str, int, str], request: h11.Request, body: bytes

@@ -65,14 +65,14 @@ async def _claim(db: Database) -> rows.Claimed:
 
 def _record(claimed: rows.Claimed, outcome: Outcome, now_offset: timedelta = timedelta()):  # type: ignore[no-untyped-def]
     def unit(connection: Connection) -> object:
-        return webhooks.record_outcome(
+        [recorded] = webhooks.record_outcomes(
             connection,
-            claimed,
-            outcome,
+            [(claimed, outcome)],
             now=utcnow() + now_offset,
             retry_base_seconds=5,
             rng=random.Random(1),
         )
+        return recorded
 
     return unit
 
