@@ -339,8 +339,9 @@ def webhook_pairs(plan: Plan, pairs: int) -> str:
         f"Load: wrk, 1 thread, {plan.load.connections} connections, {plan.warmup.seconds:g} s "
         f"warm-up then {plan.load.seconds:g} s measured per run, 1 worker.",
         "",
-        "| engine | pair | with (req/s) | without (req/s) | with ÷ without | delivered after |",
-        "|---|--:|--:|--:|--:|---|",
+        "| engine | pair | with (req/s) | without (req/s) | with ÷ without "
+        "| CPU µs per purchase, with | without | without ÷ with | deliveries |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     medians = []
     with (
@@ -363,7 +364,8 @@ def webhook_pairs(plan: Plan, pairs: int) -> str:
                     "CORS_ORIGINS": "",
                     "WEBHOOK_ALLOWED_HOSTS": HOST,
                 } | plan.app_env
-                ratios = []
+                ratios: list[float] = []
+                cpu_ratios: list[float] = []
                 for pair in range(1, pairs + 1):
                     with (
                         uvicorn(
@@ -373,27 +375,47 @@ def webhook_pairs(plan: Plan, pairs: int) -> str:
                     ):
                         events_before = asyncio.run(data.event_count(app_url))
                         endpoint = _subscribe(app.url, hook_url)
+                        cpu = _cpu_seconds(app)
                         hooked = _measure(plan, app, scenario.name, scenario)
                         written = asyncio.run(data.event_count(app_url)) - events_before
                         backlog = _backlog(engine, 1, written, hook_url)
+                        # Until every delivery is made: what a purchase costs with its events'.
+                        hooked_cpu = (_cpu_seconds(app) - cpu) / (written / 2)
                         _unsubscribe(app.url, endpoint)
                     with uvicorn(
                         "inventory", "app.main:app", workers=1, env=env, health="/health"
                     ) as app:
+                        events_before = asyncio.run(data.event_count(app_url))
+                        cpu = _cpu_seconds(app)
                         plain = _measure(plan, app, scenario.name, scenario)
+                        time.sleep(1)
+                        written = asyncio.run(data.event_count(app_url)) - events_before
+                        plain_cpu = (_cpu_seconds(app) - cpu) / (written / 2)
                     ratio = hooked.rps / plain.rps if plain.rps else 0.0
                     ratios.append(ratio)
+                    cpu_ratios.append(plain_cpu / hooked_cpu)
                     print(
                         f"{engine} pair {pair}: {hooked.rps:,.0f} / {plain.rps:,.0f} = "
-                        f"{ratio:.2f}; {backlog}",
+                        f"{ratio:.2f}; CPU per purchase {hooked_cpu * 1e6:,.0f} / "
+                        f"{plain_cpu * 1e6:,.0f} µs; {backlog}",
                         flush=True,
                     )
                     lines.append(
                         f"| {engine} | {pair} | {hooked.rps:,.0f} | {plain.rps:,.0f} "
-                        f"| {ratio:.2f} | {backlog.split(': ', 1)[1]} |"
+                        f"| {ratio:.2f} | {hooked_cpu * 1e6:,.0f} | {plain_cpu * 1e6:,.0f} "
+                        f"| {plain_cpu / hooked_cpu:.2f} | {backlog.split(': ', 1)[1]} |"
                     )
-                medians.append(f"- {engine}: median {statistics.median(ratios):.2f}")
+                medians.append(
+                    f"- {engine}: median with ÷ without {statistics.median(ratios):.2f}; "
+                    f"CPU per purchase, median without ÷ with {statistics.median(cpu_ratios):.2f}"
+                )
     return "\n".join([*lines, "", *medians])
+
+
+def _cpu_seconds(server: Server) -> float:
+    """CPU time the server's process has used so far (with one worker, the app's own)."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _subscribe(app_url: str, hook_url: str) -> str:
@@ -422,10 +444,12 @@ def _backlog(engine: str, workers: int, written: int, hook_url: str) -> str:
     while delivered < written and time.monotonic() - began < 120:
         time.sleep(0.5)
         delivered = received(hook_url)
+    waited = time.monotonic() - began
+    distinct = received(hook_url, distinct=True)
     return (
         f"Webhook run ({engine}, {workers} worker(s)): {written:,} events written; "
-        f"{at_end:,} delivered when the last run ended, {delivered:,} after "
-        f"{time.monotonic() - began:.0f} s more."
+        f"{at_end:,} delivered when the last run ended, {delivered:,} ({distinct:,} distinct) "
+        f"after {waited:.0f} s more."
     )
 
 
