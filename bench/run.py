@@ -239,12 +239,7 @@ def _postgres_answers(url: str) -> bool:
 
 def run(plan: Plan) -> list[Row]:
     rows: list[Row] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp,
-        uvicorn(
-            "fake products", "bench.fake_catalog:app", workers=1, env={}, health="/health"
-        ) as catalog,
-    ):
+    with _catalog() as (tmp, catalog):
         for workers in plan.workers:
             with uvicorn(
                 "bare ceiling",
@@ -262,6 +257,31 @@ def run(plan: Plan) -> list[Row]:
 
 
 @contextmanager
+def _catalog() -> Iterator[tuple[str, Server]]:
+    """A scratch directory, and the fake products service."""
+    with (
+        tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp,
+        uvicorn(
+            "fake products", "bench.fake_catalog:app", workers=1, env={}, health="/health"
+        ) as catalog,
+    ):
+        yield tmp, catalog
+
+
+def _service_env(plan: Plan, app_url: str, catalog: Server) -> dict[str, str]:
+    """The service's settings in every run: the realistic path, quiet logs."""
+    return {
+        "DATABASE_URL": app_url,
+        "API_KEY": API_KEY,
+        "API_KEYS": "",
+        "PRODUCTS_SERVICE_URL": catalog.url,
+        "PRODUCTS_API_KEY": "",
+        "LOG_LEVEL": "WARNING",
+        "CORS_ORIGINS": "",
+    } | plan.app_env
+
+
+@contextmanager
 def _databases(engine: str, plan: Plan, directory: Path) -> Iterator[tuple[str, str]]:
     if engine == "sqlite":
         manager = data.sqlite_databases(directory, 2)
@@ -276,15 +296,7 @@ def _databases(engine: str, plan: Plan, directory: Path) -> Iterator[tuple[str, 
 def _engine_rows(
     plan: Plan, engine: str, workers: int, app_url: str, raw_url: str, catalog: Server, bare: Server
 ) -> list[Row]:
-    app_env = {
-        "DATABASE_URL": app_url,
-        "API_KEY": API_KEY,
-        "API_KEYS": "",
-        "PRODUCTS_SERVICE_URL": catalog.url,
-        "PRODUCTS_API_KEY": "",
-        "LOG_LEVEL": "WARNING",
-        "CORS_ORIGINS": "",
-    } | plan.app_env
+    app_env = _service_env(plan, app_url, catalog)
     variants = [("", app_env, plan.scenarios)]
     if plan.shed_limit:
         shed_env = app_env | {"MAX_REQUESTS_IN_PROGRESS": str(plan.shed_limit)}
@@ -344,26 +356,12 @@ def webhook_pairs(plan: Plan, pairs: int) -> str:
         "|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     medians = []
-    with (
-        tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp,
-        uvicorn(
-            "fake products", "bench.fake_catalog:app", workers=1, env={}, health="/health"
-        ) as catalog,
-    ):
+    with _catalog() as (tmp, catalog):
         for engine in plan.engines:
             directory = Path(tmp) / engine
             directory.mkdir()
             with _databases(engine, plan, directory) as (app_url, _):
-                env = {
-                    "DATABASE_URL": app_url,
-                    "API_KEY": API_KEY,
-                    "API_KEYS": "",
-                    "PRODUCTS_SERVICE_URL": catalog.url,
-                    "PRODUCTS_API_KEY": "",
-                    "LOG_LEVEL": "WARNING",
-                    "CORS_ORIGINS": "",
-                    "WEBHOOK_ALLOWED_HOSTS": HOST,
-                } | plan.app_env
+                env = _service_env(plan, app_url, catalog) | {"WEBHOOK_ALLOWED_HOSTS": HOST}
                 ratios: list[float] = []
                 cpu_ratios: list[float] = []
                 for pair in range(1, pairs + 1):
