@@ -1,9 +1,9 @@
 """The delivery loop of one process: events become deliveries, deliveries become requests.
 
-Each cycle, in one unit of work, hands the feed's new events to every endpoint that no other
-process is serving (its row locked with SKIP LOCKED on PostgreSQL, the writer's lock on
-SQLite), then claims a batch of due deliveries for each endpoint this process is not already
-sending to. Each endpoint's batch is sent concurrently in a task of its own and its outcomes
+Each cycle, in one unit of work, claims a batch of due deliveries for each endpoint this
+process is not already sending to, then hands the feed's new events to every endpoint that no
+other process is serving (its row locked with SKIP LOCKED on PostgreSQL, the writer's lock on
+SQLite), the first of them claimed at once to fill those batches. Each endpoint's batch is sent concurrently in a task of its own and its outcomes
 recorded together in one unit of work, so a slow or dead endpoint only ever holds up its own
 batch. A claim pushes the delivery's due time past the attempt's deadline: if the process
 dies while sending, another process sends it again then (at least once; the receiver
@@ -36,8 +36,7 @@ from app.services.webhooks import fan_out, record_outcomes
 logger = logging.getLogger("app.webhooks")
 
 # Deliveries one process claims for one endpoint at a time, and how many of them it sends at
-# once: few connections per endpoint, since httpx's pool costs more the more it holds
-# (docs/performance.md).
+# once: a receiver sees a few connections from each process, not one per delivery.
 BATCH_PER_ENDPOINT = 64
 SENDS_PER_ENDPOINT = 8
 # Cycles start at most this often, however many commits wake the loop: under load each cycle
