@@ -3,11 +3,11 @@
 Each cycle, in one unit of work, claims a batch of due deliveries for each endpoint this
 process is not already sending to, then hands the feed's new events to every endpoint that no
 other process is serving (its row locked with SKIP LOCKED on PostgreSQL, the writer's lock on
-SQLite), the first of them claimed at once to fill those batches. Each endpoint's batch is sent concurrently in a task of its own and its outcomes
-recorded together in one unit of work, so a slow or dead endpoint only ever holds up its own
-batch. A claim pushes the delivery's due time past the attempt's deadline: if the process
-dies while sending, another process sends it again then (at least once; the receiver
-dedupes on `webhook-id`).
+SQLite), the first of them claimed at once to fill those batches. Each endpoint's batch is
+sent concurrently in a task of its own and its outcomes recorded together in one unit of
+work, so a slow or dead endpoint only ever holds up its own batch. A claim pushes the
+delivery's due time past the attempt's deadline: if the process dies while sending, another
+process sends it again then (at least once; the receiver dedupes on `webhook-id`).
 """
 
 from __future__ import annotations

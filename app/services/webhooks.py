@@ -231,8 +231,8 @@ def fan_out(
     connection: Connection,
     *,
     batch: int,
-    claim: Mapping[str, int] | None = None,
-    until: datetime | None = None,
+    claim: Mapping[str, int],
+    until: datetime,
 ) -> dict[str, list[Claimed]]:
     """Turn the feed's new events into deliveries, for every endpoint no other process is
     serving right now. The first `claim[endpoint id]` new deliveries of an endpoint are made
@@ -258,7 +258,7 @@ def fan_out(
             if ("*" in wanted or event.type in wanted)
             and not (snapshot and event_rows.committed_in(snapshot, event.txid))
         ]
-        room = 0 if claim is None or until is None else claim.get(endpoint.id, 0)
+        room = claim.get(endpoint.id, 0)
         if room and rows:
             for row in rows[:room]:
                 row["next_attempt_at"] = until
