@@ -53,14 +53,14 @@ COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 
-# The demo products catalog of `make demo` (tests/fake_products.py needs only
+# The demo products catalog of `make demo` (devtools/fake_products.py needs only
 # starlette and uvicorn, both in the venv). Listens on 8003.
 FROM runtime-base AS products
 WORKDIR /srv/demo
-COPY tests/__init__.py tests/fake_products.py ./tests/
+COPY devtools/__init__.py devtools/fake_products.py ./devtools/
 USER inventory
 EXPOSE 8003
-CMD ["python3", "-m", "tests.fake_products", "--host", "0.0.0.0", "--port", "8003"]
+CMD ["python3", "-m", "devtools.fake_products", "--host", "0.0.0.0", "--port", "8003"]
 
 
 # The service. `inventory migrate` is a separate one-shot run of this image (see

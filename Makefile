@@ -25,16 +25,16 @@ test-fast: install
 	$(POETRY) run pytest -m "not slow" -q
 
 lint: install
-	$(POETRY) run ruff check app tests alembic bench
-	$(POETRY) run ruff format --check app tests alembic bench
+	$(POETRY) run ruff check app devtools tests alembic bench
+	$(POETRY) run ruff format --check app devtools tests alembic bench
 	$(POETRY) run mypy
 
 format: install
-	$(POETRY) run ruff check --fix app tests alembic bench
-	$(POETRY) run ruff format app tests alembic bench
+	$(POETRY) run ruff check --fix app devtools tests alembic bench
+	$(POETRY) run ruff format app devtools tests alembic bench
 
 # The service on $(HOST):$(PORT) (SQLite file demo.db, migrated) talking to the fake products
-# service of tests/fake_products.py on 127.0.0.1:$(DEMO_PRODUCTS_PORT). Inventory key
+# service of devtools/fake_products.py on 127.0.0.1:$(DEMO_PRODUCTS_PORT). Inventory key
 # $(DEMO_API_KEY); the fake requires $(DEMO_PRODUCTS_API_KEY), which the service forwards.
 # Ctrl-C stops the service, and the trap then stops the fake by its PID.
 DEMO_PRODUCTS_PORT ?= 8003
@@ -43,7 +43,7 @@ DEMO_PRODUCTS_API_KEY ?= demo-products-key
 
 demo: install
 	@echo "demo: fake products on 127.0.0.1:$(DEMO_PRODUCTS_PORT), service on $(HOST):$(PORT); Ctrl-C stops both"
-	@$(POETRY) run python -m tests.fake_products --host 127.0.0.1 --port $(DEMO_PRODUCTS_PORT) \
+	@$(POETRY) run python -m devtools.fake_products --host 127.0.0.1 --port $(DEMO_PRODUCTS_PORT) \
 		--api-key $(DEMO_PRODUCTS_API_KEY) & fake=$$!; \
 	trap 'kill $$fake 2>/dev/null; wait $$fake 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \
@@ -86,3 +86,12 @@ image: docker-tools
 # books, tear it all down; one summary line.
 image-test: install docker-tools
 	$(POETRY) run python docker/image_test.py
+
+# `make fuzz`: schemathesis's `st run` over the whole API with ./schemathesis.toml, against the
+# fake catalog and the service on free loopback ports with a fresh SQLite file, and again on a
+# fresh PostgreSQL database when TEST_POSTGRES_URL is set; both stopped by PID afterwards.
+# Not part of `make test`. `make fuzz FUZZ_ARGS="--seed 7"` passes arguments to `st run`.
+.PHONY: fuzz
+FUZZ_ARGS ?=
+fuzz: install
+	$(POETRY) run python -m tests.fuzz.standalone $(FUZZ_ARGS)

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from app.core.config import get_settings
+from app.core.config import load_settings
 from app.core.database import async_url
 from app.models import Base
 
@@ -19,7 +19,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 
 def _database_url() -> str:
-    return str(config.attributes.get("database_url") or get_settings().database_url)
+    return str(config.attributes.get("database_url") or load_settings().database_url)
 
 
 def _run(connection: Connection) -> None:

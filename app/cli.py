@@ -232,15 +232,15 @@ async def _check(settings: Settings) -> dict[str, str]:
 
 
 async def _probe(settings: Settings) -> str:
-    """The products check `/ready` makes, through the catalog the app itself builds."""
-    from app.core.logging import configure_logging
-    from app.main import create_app  # importing app.main builds the module-level app
+    """The products check `/ready` makes, through a catalog built as the app builds it."""
+    from app.clients.products import build_catalog, build_http_client
 
-    app = create_app(settings)
-    configure_logging(settings, stream="stderr")  # create_app points logs at stdout
-    async with app.router.lifespan_context(app):
-        probe: str = await app.state.catalog.probe()
-    return probe
+    http_client = build_http_client(settings) if settings.products_service_url else None
+    try:
+        return await build_catalog(settings, http_client).probe()
+    finally:
+        if http_client is not None:
+            await http_client.aclose()
 
 
 @cli.command("export")

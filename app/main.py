@@ -1,4 +1,9 @@
-"""The application: settings, resources in the lifespan, middleware, routes, error handlers."""
+"""The application: settings, resources in the lifespan, middleware, routes, error handlers.
+
+`create_app(settings)` builds one; `app.main:app` (what `uvicorn app.main:app` serves) is the
+app of the environment's settings, built when first asked for rather than at import, so that
+importing this module reads no environment and configures nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Security
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import events, health, metrics, purchases, reservations, stock, webhooks
+from app.api.auth import ApiKeyMiddleware, api_key_scheme
 from app.api.docs import finish_document
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
 from app.api.jsonapi import JsonApiMiddleware
 from app.api.middleware import (
-    ApiKeyMiddleware,
     BodyLimitMiddleware,
     HeadMiddleware,
     LoadSheddingMiddleware,
@@ -50,8 +55,15 @@ PURGE_EVERY = timedelta(hours=1)
 EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Retry-After"]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    webhook_sender: webhook_client.WebhookSender | None = None,
+) -> FastAPI:
+    """The service. `webhook_sender`, when given, sends the webhooks (and checks their
+    URLs) instead of one built from the settings."""
     settings = settings or load_settings()
+    given_sender = webhook_sender
     configure_logging(settings)
 
     @asynccontextmanager
@@ -60,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, schema_revision=head_revision(settings.database_url)
         )
         http_client = build_http_client(settings) if settings.products_service_url else None
-        webhook_sender = webhook_client.WebhookSender.from_settings(settings)
+        webhook_sender = given_sender or webhook_client.WebhookSender.from_settings(settings)
         try:
             await _report_database(database)
             app.state.settings = settings
@@ -112,11 +124,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # Stock first: `/inventory/purchases/movements` then reads as the ledger of a product
     # `purchases`, a reserved id (422), rather than as a purchase named "movements".
-    app.include_router(stock.router)
-    app.include_router(purchases.router)
-    app.include_router(reservations.router)
-    app.include_router(events.router)
-    app.include_router(webhooks.router)
+    for router in (
+        stock.router,
+        purchases.router,
+        reservations.router,
+        events.router,
+        webhooks.router,
+    ):
+        # Documents the key these routes need; `ApiKeyMiddleware` is what asks for it.
+        app.include_router(router, dependencies=[Security(api_key_scheme)])
     finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
 
     # Added innermost first: the request id is set before anything else runs.
@@ -162,4 +178,11 @@ def _warn_about_open_doors(settings: Settings) -> None:
         logger.warning("PRODUCTS_SERVICE_URL is not set: standalone mode, products are not checked")
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """`app`: the app of the environment's settings, built on first use (a bad setting then
+    stops the process with one line naming it)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = create_app()
+    globals()["app"] = built
+    return built

@@ -17,10 +17,9 @@ from collections import Counter
 import httpx
 
 from app.core.database import Database
-from tests import databases
-from tests.factories import make_stock
-from tests.invariants import broken_invariants
-from tests.servers import running_service
+from devtools import databases
+from devtools.invariants import broken_invariants
+from devtools.servers import running_service
 
 PRODUCTS = [f"s{i}" for i in range(50)]
 EXPECTED = {200, 201, 204, 404, 409}
@@ -71,12 +70,15 @@ async def _client_loop(
 async def _stress(database_url: str, seconds: float, clients: int) -> int:
     db = Database(database_url)
     try:
-        for product in PRODUCTS:
-            await make_stock(db, product, 200)
         statuses: Counter[int] = Counter()
         with running_service(database_url, workers=2) as base_url:
             limits = httpx.Limits(max_connections=clients)
             async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as http:
+                for product in PRODUCTS:
+                    seeded = await http.put(
+                        f"/inventory/{product}", json={"quantity": 200, "reason": "stress seed"}
+                    )
+                    seeded.raise_for_status()
                 deadline = time.monotonic() + seconds
                 await asyncio.gather(
                     *(

@@ -36,7 +36,7 @@ import httpx
 
 from app.core.database import Database
 from bench.data import invariant, state
-from tests.invariants import broken_invariants, units_sold
+from devtools.invariants import broken_invariants, units_sold
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILES = ["-f", "docker-compose.yml", "-f", "docker/compose.test.yml"]

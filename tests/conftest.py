@@ -4,7 +4,6 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -13,10 +12,9 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.core.database import Database
 from app.main import create_app
-from tests import databases
-from tests.fake_products import FakeProductsServer
-
-API_KEY = "test-key-0123456789"
+from devtools import databases
+from devtools.fake_products import FakeProductsServer
+from tests.support.service import API_KEY, client_for, make_settings
 
 
 @pytest.fixture(scope="session")
@@ -43,15 +41,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def make_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "api_keys": {"default": API_KEY, "robot": "robot-key-abcdef"},
-        "products_service_url": None,
-    }
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
-
-
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url)
@@ -69,11 +58,6 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 def db(app: FastAPI) -> Database:
     database: Database = app.state.database
     return database
-
-
-def client_for(app: FastAPI, **headers: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers)
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from alembic import command
 from app.core import migrations
 from app.core.database import Database, async_url
 from app.core.errors import SchemaNotCurrent
-from tests import databases
+from devtools import databases
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -40,7 +41,7 @@ def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
     migrations.upgrade(empty_database)
     assert _tables(empty_database) >= {"stock_levels", "movements"}
 
-    migrations.command.downgrade(migrations.alembic_config(empty_database), "base")
+    command.downgrade(migrations.alembic_config(empty_database), "base")
     assert _tables(empty_database) == set()
 
     migrations.upgrade(empty_database)

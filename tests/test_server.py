@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.server import BoundedHttpToolsProtocol
-from tests.conftest import API_KEY
-from tests.servers import serving
+from devtools.servers import serving
+from tests.support.service import API_KEY
 
 READ_TIMEOUT = 0.5
 

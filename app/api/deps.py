@@ -1,14 +1,15 @@
-"""What routes receive: the database, the products catalog, the settings, and who is calling."""
+"""What routes receive, one typed dependency per thing: the database, the products catalog,
+the settings, the webhook sender (the process's resources, made in the lifespan), and who
+is calling."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, Header, Path, Request
 
+from app.api.auth import authenticated_actor
 from app.clients.products import ProductsCatalog
 from app.clients.webhooks import WebhookSender
 from app.core.config import Settings
@@ -17,13 +18,6 @@ from app.core.database import Database
 from app.core.errors import ValidationFailed
 from app.models.stock_level import MAX_VERSION
 from app.schemas.common import PRODUCT_ID_RULE, ProductId
-from app.services import idempotency
-from app.services.answers import Answer
-from app.services.idempotency import Work
-
-# Declares the scheme for OpenAPI (Swagger's "Authorize" button); the check itself runs in
-# middleware, so that it comes before body parsing.
-api_key_scheme = APIKeyHeader(name="X-API-KEY", auto_error=False, scheme_name="ApiKey")
 
 # Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency
 # in the thread pool, a thread hand-off per dependency per request (docs/performance.md).
@@ -39,36 +33,26 @@ async def get_catalog(request: Request) -> ProductsCatalog:
     return catalog
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What an /inventory route works with: the process's resources and who is calling."""
-
-    database: Database
-    catalog: ProductsCatalog
-    settings: Settings
-    caller: Caller
-
-    async def once(self, key: str | None, request_fingerprint: str, work: Work) -> Answer:
-        """Run `work` at most once per idempotency key, with the configured lifetimes."""
-        return await idempotency.run_once(
-            self.database,
-            self.caller,
-            key=key,
-            request_fingerprint=request_fingerprint,
-            ttl=self.settings.idempotency_ttl,
-            lease=self.settings.idempotency_lease,
-            work=work,
-        )
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-async def get_context(
-    request: Request, _key: Annotated[str | None, Security(api_key_scheme)] = None
-) -> Context:
-    """One dependency rather than one per resource: FastAPI does real work for each
-    dependency of every request (docs/performance.md)."""
-    state = request.app.state
-    caller = Caller(actor=request.state.actor, request_id=request_id_var.get())
-    return Context(state.database, state.catalog, state.settings, caller)
+async def get_webhook_sender(request: Request) -> WebhookSender:
+    sender: WebhookSender = request.app.state.webhook_sender
+    return sender
+
+
+async def get_caller(request: Request) -> Caller:
+    """The actor whose key `ApiKeyMiddleware` accepted, under this request's id."""
+    return Caller(actor=authenticated_actor(request), request_id=request_id_var.get())
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+CatalogDep = Annotated[ProductsCatalog, Depends(get_catalog)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+WebhookSenderDep = Annotated[WebhookSender, Depends(get_webhook_sender)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def decimal_up_to(maximum: int) -> str:
@@ -115,16 +99,5 @@ async def parse_if_match(
     return int(if_match.removeprefix("W/").strip('"'))
 
 
-Db = Annotated[Database, Depends(get_database)]
-Catalog = Annotated[ProductsCatalog, Depends(get_catalog)]
-Ctx = Annotated[Context, Depends(get_context)]
-
-
-async def get_webhook_sender(request: Request) -> WebhookSender:
-    sender: WebhookSender = request.app.state.webhook_sender
-    return sender
-
-
-Webhooks = Annotated[WebhookSender, Depends(get_webhook_sender)]
 IfMatch = Annotated[int | None, Depends(parse_if_match)]
 ProductIdPath = Annotated[ProductId, Path(description=PRODUCT_ID_RULE + ".")]

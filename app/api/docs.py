@@ -84,7 +84,8 @@ _PROBLEMS: dict[str, tuple[ProblemError, str]] = {
             "Not enough stock for every line; nothing was taken.",
             items=[{"product_id": "42", "requested": 20, "available": 15}],
         ),
-        "Stock cannot cover every line; nothing was taken.",
+        "Stock cannot cover every line, or (forgetting a stock level) reservations still "
+        "hold some of it; nothing was changed.",
     ),
     "idempotency-key-in-use": (
         IdempotencyKeyInUse(
@@ -204,6 +205,23 @@ def _by_status(slugs: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
         yield status, [slug for slug in dict.fromkeys(slugs) if _PROBLEMS[slug][0].status == status]
 
 
+def links_to(parameter: str, *operation_ids: str) -> dict[str, Any]:
+    """OpenAPI links from a created resource to the operations that take its `id` as
+    `parameter`: how a client (or a fuzzer) goes on from the answer."""
+    return {
+        operation_id: {
+            "operationId": operation_id,
+            "parameters": {parameter: "$response.body#/id"},
+        }
+        for operation_id in operation_ids
+    }
+
+
+# Header parameters declared once for many routes, and the kind of value they take
+# (`format`), which tools that generate requests can be told how to draw.
+_PARAMETER_FORMATS = {"if-match": "etag"}
+
+
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     options = schema.get("anyOf")
     if not isinstance(options, list) or {"type": "null"} not in options:
@@ -234,6 +252,8 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
                 for operation in operations.values():
                     for parameter in operation.get("parameters", []):
                         parameter["schema"] = _without_null(parameter["schema"])
+                        if parameter["name"] in _PARAMETER_FORMATS:
+                            parameter["schema"]["format"] = _PARAMETER_FORMATS[parameter["name"]]
                     for response in operation.get("responses", {}).values():
                         content = response.get("content", {})
                         if PROBLEM_MEDIA_TYPE in content:

@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import Ctx
+from app.api.deps import DatabaseDep
 from app.api.docs import INVENTORY, problems
-from app.schemas.events import EVENT_TYPES, EventsPage
+from app.schemas.events import EVENT_ID_PATTERN, EVENT_TYPES, EventsPage
 from app.services import events
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -18,10 +18,14 @@ EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 @router.get("", summary="The events feed", responses=problems(*INVENTORY))
 async def list_events(
-    ctx: Ctx,
+    database: DatabaseDep,
     after: Annotated[
         str | None,
-        Query(max_length=64, description="The id of the last event seen; omitted: from the start."),
+        Query(
+            max_length=64,
+            description="The id of the last event seen; omitted: from the start.",
+            pattern=EVENT_ID_PATTERN,
+        ),
     ] = None,
     type: Annotated[EventType | None, Query(description="Only events of this type.")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
@@ -29,4 +33,4 @@ async def list_events(
     """Events oldest first. Pass the id of the last event you saw as `after` to get the next
     ones: ids grow in commit order, so a consumer paging this way sees every event once.
     Events of one transaction come together, in the order they happened."""
-    return await events.list_events(ctx.database, after=after, type_=type, limit=limit)
+    return await events.list_events(database, after=after, type_=type, limit=limit)

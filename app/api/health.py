@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.deps import Catalog, Db
+from app.api.deps import CatalogDep, DatabaseDep
 from app.core.database import Database
 from app.core.errors import DatabaseUnavailable
 
@@ -67,7 +67,7 @@ async def health() -> Health:
     },
     response_model_exclude_none=True,
 )
-async def ready(db: Db, catalog: Catalog, response: Response) -> Readiness:
+async def ready(db: DatabaseDep, catalog: CatalogDep, response: Response) -> Readiness:
     """Probes the database (a query, on a connection to a database whose schema is at head)
     and the products service now. Only the database decides readiness."""
     failure = await probe_database(db)

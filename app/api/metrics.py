@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.api.deps import Catalog
+from app.api.deps import CatalogDep
 from app.core import metrics
 
 router = APIRouter(tags=["operations"])
@@ -21,7 +21,7 @@ router = APIRouter(tags=["operations"])
         }
     },
 )
-async def read_metrics(catalog: Catalog) -> Response:
+async def read_metrics(catalog: CatalogDep) -> Response:
     """Requests by route template, method and status, their latency, purchases by outcome,
     ledger movements by kind, product look-ups by outcome and the products circuit state.
     Public, like `/health`. With several workers, counters are summed over all of them."""

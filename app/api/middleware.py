@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, load shedding, API keys and the body size limit.
+"""Pure ASGI middleware: request ids, load shedding, HEAD and the body size limit (API keys:
+`app.api.auth`).
 
 They run before routing and body parsing, so an unauthenticated request is refused with
 401 whatever its body, and an oversized body is never read whole.
@@ -6,27 +7,23 @@ They run before routing and body parsing, so an unauthenticated request is refus
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
-from collections.abc import Sequence
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.auth import actor_of
 from app.api.errors import problem_response
 from app.core import metrics
 from app.core.context import accept_request_id, request_id_var
-from app.core.errors import Overloaded, PayloadTooLarge, ProblemError, Unauthorized
+from app.core.errors import Overloaded, PayloadTooLarge, ProblemError
 
 logger = logging.getLogger("app.requests")
 access_logger = structlog.get_logger("app.access")
 
 MAX_BODY_BYTES = 1024 * 1024
-# Every resource of the service; the probes, metrics and docs stay public.
-PROTECTED_PREFIXES = ("/inventory", "/reservations", "/events", "/webhooks")
 # Probes and scrapes must answer however busy the process is: that is when they matter.
 NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
 SHED_RETRY_AFTER_SECONDS = 1
@@ -85,7 +82,7 @@ def _record_access(scope: Scope, status: int, seconds: float) -> None:
         route=route or scope["path"],
         status=status,
         duration_ms=round(seconds * 1000, 2),
-        actor=scope.get("state", {}).get("actor"),
+        actor=actor_of(scope),
     )
 
 
@@ -157,48 +154,6 @@ class HeadMiddleware:
             await self.app(scope, receive, send_headers_only)
         finally:
             scope["method"] = "HEAD"
-
-
-class ApiKeyMiddleware:
-    """Lets a request under a protected prefix through only with a known `X-API-KEY`."""
-
-    def __init__(self, app: ASGIApp, *, keys: Sequence[tuple[str, str]]) -> None:
-        self.app = app
-        self.keys = [(actor, _digest(key.encode())) for actor, key in keys]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        actor = self._actor(scope)
-        if actor is None:
-            error = Unauthorized(
-                "A valid X-API-KEY header is required.", headers={"WWW-Authenticate": "ApiKey"}
-            )
-            await problem_response(error)(scope, receive, send)
-            return
-        scope.setdefault("state", {})["actor"] = actor
-        await self.app(scope, receive, send)
-
-    def _actor(self, scope: Scope) -> str | None:
-        if not self.keys:
-            return "anonymous"
-        path: str = scope["path"]
-        if not any(path == p or path.startswith(p + "/") for p in PROTECTED_PREFIXES):
-            return "anonymous"
-        offered = _digest(Headers(scope=scope).get("x-api-key", "").encode("latin-1"))
-        matched = None
-        # Compare against every key so timing tells nothing about which one nearly matched.
-        for actor, key in self.keys:
-            if hmac.compare_digest(offered, key) and matched is None:
-                matched = actor
-        return matched
-
-
-def _digest(key: bytes) -> bytes:
-    """Keys are compared as SHA-256 digests: `compare_digest` is constant-time only for
-    equal lengths, and on raw keys would let timing tell the length of the real one."""
-    return hashlib.sha256(key).digest()
 
 
 class BodyLimitMiddleware:

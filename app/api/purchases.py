@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
 
-from app.api.answers import IdempotencyKeyHeader, answer_response
-from app.api.deps import Ctx
-from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.deps import CallerDep, CatalogDep, DatabaseDep
+from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
+from app.api.idempotency import Answer, Idempotency
 from app.api.strict_json import StrictJsonRoute
 from app.core import metrics
 from app.core.errors import InsufficientStock, ProblemError, ProductsUnavailable, UnknownProduct
 from app.schemas.purchases import PurchaseIn, PurchaseOut
-from app.services import idempotency, purchases
+from app.services import purchases
 
 router = APIRouter(prefix="/inventory", tags=["purchases"], route_class=StrictJsonRoute)
 
@@ -27,46 +27,62 @@ _OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
 PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id.")]
 
 
+def receipt_answer(receipt: PurchaseOut, *, created: bool = True) -> Answer:
+    """201 with the purchase's `Location` when this request made it, else 200."""
+    body = receipt.model_dump(mode="json")
+    if not created:
+        return Answer(200, body)
+    return Answer(201, body, {"Location": f"/inventory/purchases/{receipt.id}"})
+
+
 @router.post(
     "/purchase",
     summary="Buy several products at once",
     status_code=status.HTTP_201_CREATED,
     response_model=PurchaseOut,
-    responses=problems(
-        *INVENTORY,
-        *WITH_BODY,
-        "insufficient-stock",
-        "idempotency-key-in-use",
-        "unknown-product",
-        "idempotency-key-reuse",
-        "products-unavailable",
-    ),
+    responses={
+        201: {
+            "description": "Created",
+            "links": links_to(
+                "purchase_id",
+                "get_purchase_inventory_purchases__purchase_id__get",
+                "cancel_purchase_inventory_purchases__purchase_id__cancel_post",
+            ),
+        },
+        **problems(
+            *INVENTORY,
+            *WITH_BODY,
+            "insufficient-stock",
+            "idempotency-key-in-use",
+            "unknown-product",
+            "idempotency-key-reuse",
+            "products-unavailable",
+        ),
+    },
 )
 async def create_purchase(
     order: PurchaseIn,
-    ctx: Ctx,
-    idempotency_key: IdempotencyKeyHeader = None,
+    database: DatabaseDep,
+    catalog: CatalogDep,
+    caller: CallerDep,
+    idempotent: Idempotency,
 ) -> JSONResponse:
     """Check every product with the products service, then take every line from stock in
     one transaction, or none: 409 names every short line."""
     try:
-        answer = await ctx.once(
-            idempotency_key,
-            idempotency.fingerprint("POST", "/inventory/purchase", order.model_dump(mode="json")),
-            lambda claim: purchases.buy(
-                ctx.database,
-                ctx.catalog,
-                ctx.caller,
-                order=order,
-                claim=claim,
-            ),
+        answer = await idempotent.answer(
+            database,
+            caller,
+            order.model_dump(mode="json"),
+            lambda claim: purchases.buy(database, catalog, caller, order=order, claim=claim),
+            receipt_answer,
         )
     except ProblemError as error:
         if type(error) in _OUTCOMES:
             metrics.count_purchase(_OUTCOMES[type(error)])
         raise
     metrics.count_purchase("replayed" if answer.replayed else "completed")
-    return answer_response(answer)
+    return answer.response()
 
 
 @router.get(
@@ -74,9 +90,9 @@ async def create_purchase(
     summary="A purchase's receipt",
     responses=problems(*INVENTORY, "not-found"),
 )
-async def get_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
+async def get_purchase(purchase_id: PurchaseId, database: DatabaseDep) -> PurchaseOut:
     """The purchase as it stands: completed or cancelled."""
-    return await purchases.get_purchase(ctx.database, purchase_id=purchase_id)
+    return await purchases.get_purchase(database, purchase_id=purchase_id)
 
 
 @router.post(
@@ -85,6 +101,8 @@ async def get_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
     # A body is not read, but one over the limit is still refused before the route runs.
     responses=problems(*INVENTORY, "not-found", "payload-too-large"),
 )
-async def cancel_purchase(purchase_id: PurchaseId, ctx: Ctx) -> PurchaseOut:
+async def cancel_purchase(
+    purchase_id: PurchaseId, database: DatabaseDep, caller: CallerDep
+) -> PurchaseOut:
     """Return every line to stock, once. Cancelling again changes nothing."""
-    return await purchases.cancel(ctx.database, ctx.caller, purchase_id=purchase_id)
+    return await purchases.cancel(database, caller, purchase_id=purchase_id)

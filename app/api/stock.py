@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from app.api.answers import IdempotencyKeyHeader, answer_response
-from app.api.deps import Ctx, IfMatch, ProductIdPath
+from app.api.deps import CallerDep, CatalogDep, DatabaseDep, IfMatch, ProductIdPath
 from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.idempotency import Answer, Idempotency
+from app.api.params import Cursor, Limit
 from app.api.strict_json import StrictJsonRoute
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.common import Page, ProductId
 from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
-from app.services import idempotency, ledger, stock
+from app.services import ledger, stock
 
 router = APIRouter(prefix="/inventory", tags=["stock"], route_class=StrictJsonRoute)
-
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Cursor = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-]
 
 
 def _stock_response(
@@ -38,9 +34,13 @@ def _stock_response(
     )
 
 
+def _stock_answer(stock_level: StockLevelOut) -> Answer:
+    return Answer(200, stock_level.model_dump(mode="json"), {"ETag": f'"{stock_level.version}"'})
+
+
 @router.get("", summary="List stock levels", responses=problems(*INVENTORY))
 async def list_stock_levels(
-    ctx: Ctx,
+    database: DatabaseDep,
     product_id: Annotated[
         list[ProductId],
         Query(max_length=500, description="Only these products (repeatable)."),
@@ -60,7 +60,7 @@ async def list_stock_levels(
 ) -> Page[StockLevelOut]:
     """Stock levels ordered by product id, without product details."""
     return await stock.list_stock(
-        ctx.database,
+        database,
         product_ids=product_id,
         max_quantity=max_quantity,
         low_stock=low_stock,
@@ -75,9 +75,11 @@ async def list_stock_levels(
     response_model=StockLevelOut,
     responses=problems(*INVENTORY, "not-found"),
 )
-async def get_stock_level(product_id: ProductIdPath, ctx: Ctx) -> Response:
+async def get_stock_level(
+    product_id: ProductIdPath, database: DatabaseDep, catalog: CatalogDep
+) -> Response:
     """One stock level, with what the products service says of the product."""
-    return _stock_response(await stock.get_stock(ctx.database, ctx.catalog, product_id=product_id))
+    return _stock_response(await stock.get_stock(database, catalog, product_id=product_id))
 
 
 @router.put(
@@ -98,45 +100,50 @@ async def get_stock_level(product_id: ProductIdPath, ctx: Ctx) -> Response:
 async def set_stock_level(
     product_id: ProductIdPath,
     body: SetQuantity,
-    ctx: Ctx,
+    database: DatabaseDep,
+    catalog: CatalogDep,
+    caller: CallerDep,
     if_match: IfMatch,
     if_none_match: Annotated[
-        str | None, Header(description="`*` creates only: 412 when the stock level exists.")
+        Literal["*"] | None,
+        Header(
+            description="`*` (the only value taken) creates only: 412 when the stock level exists."
+        ),
     ] = None,
 ) -> Response:
     """Set the quantity on hand. The first set registers the product, after checking it
     with the products service."""
-    result = await stock.set_quantity(
-        ctx.database,
-        ctx.catalog,
-        ctx.caller,
-        product_id=product_id,
-        quantity=body.quantity,
-        reason=body.reason,
-        threshold=(
-            body.low_stock_threshold
-            if "low_stock_threshold" in body.model_fields_set
-            else stock.KEEP
-        ),
-        if_match=if_match,
-        create_only=if_none_match == "*",
+    threshold = (
+        body.low_stock_threshold if "low_stock_threshold" in body.model_fields_set else stock.KEEP
     )
-    if result.created:
-        return _stock_response(
-            result.stock, status.HTTP_201_CREATED, {"Location": f"/inventory/{product_id}"}
-        )
-    return _stock_response(result.stock)
+    change = stock.NewQuantity(product_id, body.quantity, body.reason, threshold)
+    if if_match is not None:
+        replaced = await stock.replace_stock(database, caller, change=change, if_match=if_match)
+        return _stock_response(replaced)
+    if if_none_match == "*":
+        return _created(await stock.create_stock(database, catalog, caller, change=change))
+    result = await stock.set_quantity(database, catalog, caller, change=change)
+    return _created(result.stock) if result.created else _stock_response(result.stock)
+
+
+def _created(stock_level: StockLevelOut) -> Response:
+    return _stock_response(
+        stock_level, status.HTTP_201_CREATED, {"Location": f"/inventory/{stock_level.product_id}"}
+    )
 
 
 @router.delete(
     "/{product_id}",
     summary="Forget a stock level",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(*INVENTORY, "not-found", "version-mismatch"),
+    responses=problems(*INVENTORY, "not-found", "insufficient-stock", "version-mismatch"),
 )
-async def delete_stock_level(product_id: ProductIdPath, ctx: Ctx, if_match: IfMatch) -> Response:
-    """Forget the stock level. Its ledger stays readable."""
-    await stock.delete_stock(ctx.database, ctx.caller, product_id=product_id, if_match=if_match)
+async def delete_stock_level(
+    product_id: ProductIdPath, database: DatabaseDep, caller: CallerDep, if_match: IfMatch
+) -> Response:
+    """Forget the stock level. Its ledger stays readable. Refused (409) while active
+    reservations hold some of it."""
+    await stock.delete_stock(database, caller, product_id=product_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -157,28 +164,28 @@ async def delete_stock_level(product_id: ProductIdPath, ctx: Ctx, if_match: IfMa
 async def adjust_stock_level(
     product_id: ProductIdPath,
     body: Adjustment,
-    ctx: Ctx,
+    database: DatabaseDep,
+    caller: CallerDep,
+    idempotent: Idempotency,
     if_match: IfMatch,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Add (positive `delta`) or remove (negative) stock; never below zero."""
-    path = f"/inventory/{product_id}/adjustments"
-    answer = await ctx.once(
-        idempotency_key,
-        idempotency.fingerprint(
-            "POST", path, {**body.model_dump(mode="json"), "if_match": if_match}
-        ),
+    answer = await idempotent.answer(
+        database,
+        caller,
+        {**body.model_dump(mode="json"), "if_match": if_match},
         lambda claim: stock.adjust(
-            ctx.database,
-            ctx.caller,
+            database,
+            caller,
             product_id=product_id,
             delta=body.delta,
             reason=body.reason,
             if_match=if_match,
             claim=claim,
         ),
+        _stock_answer,
     )
-    return answer_response(answer)
+    return answer.response()
 
 
 @router.get(
@@ -187,9 +194,7 @@ async def adjust_stock_level(
     responses=problems(*INVENTORY, "not-found"),
 )
 async def list_movements(
-    product_id: ProductIdPath, ctx: Ctx, limit: Limit = 50, cursor: Cursor = None
+    product_id: ProductIdPath, database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[MovementOut]:
     """Every change of this product's stock, newest first."""
-    return await ledger.list_movements(
-        ctx.database, product_id=product_id, limit=limit, cursor=cursor
-    )
+    return await ledger.list_movements(database, product_id=product_id, limit=limit, cursor=cursor)

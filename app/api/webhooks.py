@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Response, status
 
-from app.api.deps import Ctx, Webhooks
-from app.api.docs import INVENTORY, WITH_BODY, problems
+from app.api.deps import DatabaseDep, WebhookSenderDep
+from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
+from app.api.params import Cursor, Limit
 from app.api.strict_json import StrictJsonRoute
 from app.schemas.common import Page
 from app.schemas.events import EventOut
@@ -28,34 +29,45 @@ EndpointId = Annotated[
         description="The endpoint's id.",
     ),
 ]
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Cursor = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-]
 
 
 @router.post(
     "",
     summary="Subscribe an endpoint",
     status_code=status.HTTP_201_CREATED,
-    responses=problems(*INVENTORY, *WITH_BODY),
+    responses={
+        201: {
+            "description": "Created",
+            "links": links_to(
+                "endpoint_id",
+                "get_webhook_webhooks__endpoint_id__get",
+                "update_webhook_webhooks__endpoint_id__patch",
+                "delete_webhook_webhooks__endpoint_id__delete",
+                "list_deliveries_webhooks__endpoint_id__deliveries_get",
+                "send_test_event_webhooks__endpoint_id__test_post",
+            ),
+        },
+        **problems(*INVENTORY, *WITH_BODY),
+    },
 )
 async def create_webhook(
-    body: WebhookIn, ctx: Ctx, sender: Webhooks, response: Response
+    body: WebhookIn, database: DatabaseDep, sender: WebhookSenderDep, response: Response
 ) -> WebhookCreated:
     """Register a URL for these event types (`["*"]`: all). The answer carries the signing
     `secret`, shown only here. The endpoint receives the events committed from now on.
     Loopback, private, link-local and metadata addresses are refused (422) unless allowed by
     `WEBHOOK_ALLOWED_HOSTS`."""
-    created = await webhooks.create_endpoint(ctx.database, sender, body=body)
+    created = await webhooks.create_endpoint(database, sender, body=body)
     response.headers["Location"] = f"/webhooks/{created.id}"
     return created
 
 
 @router.get("", summary="List webhook endpoints", responses=problems(*INVENTORY))
-async def list_webhooks(ctx: Ctx, limit: Limit = 50, cursor: Cursor = None) -> Page[WebhookOut]:
+async def list_webhooks(
+    database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
+) -> Page[WebhookOut]:
     """Every endpoint, without its secret."""
-    return await webhooks.list_endpoints(ctx.database, limit=limit, cursor=cursor)
+    return await webhooks.list_endpoints(database, limit=limit, cursor=cursor)
 
 
 @router.get(
@@ -63,9 +75,9 @@ async def list_webhooks(ctx: Ctx, limit: Limit = 50, cursor: Cursor = None) -> P
     summary="Get a webhook endpoint",
     responses=problems(*INVENTORY, "not-found"),
 )
-async def get_webhook(endpoint_id: EndpointId, ctx: Ctx) -> WebhookOut:
+async def get_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> WebhookOut:
     """One endpoint, without its secret."""
-    return await webhooks.get_endpoint(ctx.database, endpoint_id=endpoint_id)
+    return await webhooks.get_endpoint(database, endpoint_id=endpoint_id)
 
 
 @router.patch(
@@ -73,10 +85,12 @@ async def get_webhook(endpoint_id: EndpointId, ctx: Ctx) -> WebhookOut:
     summary="Change a webhook endpoint",
     responses=problems(*INVENTORY, *WITH_BODY, "not-found"),
 )
-async def update_webhook(endpoint_id: EndpointId, body: WebhookPatch, ctx: Ctx) -> WebhookOut:
+async def update_webhook(
+    endpoint_id: EndpointId, body: WebhookPatch, database: DatabaseDep
+) -> WebhookOut:
     """Turn it off or on (`enabled`), or change its `events` or `description`. Turned back
     on, it receives the events committed from then on."""
-    return await webhooks.update_endpoint(ctx.database, endpoint_id=endpoint_id, patch=body)
+    return await webhooks.update_endpoint(database, endpoint_id=endpoint_id, patch=body)
 
 
 @router.delete(
@@ -85,9 +99,9 @@ async def update_webhook(endpoint_id: EndpointId, body: WebhookPatch, ctx: Ctx) 
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(*INVENTORY, "not-found"),
 )
-async def delete_webhook(endpoint_id: EndpointId, ctx: Ctx) -> Response:
+async def delete_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> Response:
     """Forget the endpoint, its pending deliveries and its log."""
-    await webhooks.delete_endpoint(ctx.database, endpoint_id=endpoint_id)
+    await webhooks.delete_endpoint(database, endpoint_id=endpoint_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -97,12 +111,12 @@ async def delete_webhook(endpoint_id: EndpointId, ctx: Ctx) -> Response:
     responses=problems(*INVENTORY, "not-found"),
 )
 async def list_deliveries(
-    endpoint_id: EndpointId, ctx: Ctx, limit: Limit = 50, cursor: Cursor = None
+    endpoint_id: EndpointId, database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[AttemptOut]:
     """Every delivery attempt, newest first: the event, the status code or error, how long
     it took, when, and when the next attempt is due."""
     return await webhooks.list_attempts(
-        ctx.database, endpoint_id=endpoint_id, limit=limit, cursor=cursor
+        database, endpoint_id=endpoint_id, limit=limit, cursor=cursor
     )
 
 
@@ -112,7 +126,7 @@ async def list_deliveries(
     status_code=status.HTTP_202_ACCEPTED,
     responses=problems(*INVENTORY, "not-found"),
 )
-async def send_test_event(endpoint_id: EndpointId, ctx: Ctx) -> EventOut:
+async def send_test_event(endpoint_id: EndpointId, database: DatabaseDep) -> EventOut:
     """Queue a `webhook.test` event for this endpoint, delivered (and retried) like any
     other; it is not in the feed. Its attempts show in the deliveries log."""
-    return await webhooks.send_test_event(ctx.database, endpoint_id=endpoint_id)
+    return await webhooks.send_test_event(database, endpoint_id=endpoint_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
@@ -181,15 +180,11 @@ class Settings(BaseSettings):
         return keys
 
 
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()
-
-
 def load_settings() -> Settings:
-    """The settings, or one clear line naming the bad one and an exit."""
+    """The settings of the environment (and `.env`), or one clear line naming the bad one
+    and an exit. Read afresh on each call: a process calls it once, at start-up."""
     try:
-        return get_settings()
+        return Settings()
     except ValidationError as error:
         first = error.errors()[0]
         message = first["msg"].removeprefix("Value error, ")

@@ -1,4 +1,5 @@
-"""Who is asking and under which request id, for ledger entries and log lines."""
+"""The request's context: its id (a context variable, set by `RequestContextMiddleware`) and
+who is asking (`Caller`), for ledger entries and log lines."""
 
 from __future__ import annotations
 

@@ -48,14 +48,22 @@ def _drop_message_copies(_: WrappedLogger, __: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
+def _token_pattern(secret: str) -> re.Pattern[str]:
+    """The secret, not preceded or followed by a letter or digit."""
+    return re.compile(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])")
+
+
 class MaskSecrets:
     """Hides values of fields named like a secret, and any known secret wherever it appears.
 
-    The second rule catches a key that slipped into a message or a traceback.
+    The second rule catches a key that slipped into a message or a traceback. A secret is
+    masked where it stands as a whole token, so that a short key (`k`) does not shred every
+    word that contains its letters.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._tokens = {secret: _token_pattern(secret) for secret in self.secrets}
         self._secret_names: dict[str, bool] = {}  # field names recur: match each one once
 
     def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -81,8 +89,8 @@ class MaskSecrets:
     def _mask_value(self, value: Any) -> Any:
         if isinstance(value, str):
             for secret in self.secrets:
-                if secret in value:
-                    value = value.replace(secret, MASK)
+                if secret in value:  # cheap test first: most lines hold no secret
+                    value = self._tokens[secret].sub(MASK, value)
             return value
         if isinstance(value, dict):
             copy = dict(value)  # the caller's dict is theirs: mask a copy

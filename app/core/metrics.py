@@ -41,8 +41,8 @@ ReservationChange = Literal["created", "confirmed", "released", "expired"]
 # Units enter `reserved` when held and leave it on one of the three other changes.
 ReservedUnitsChange = Literal["held", "confirmed", "released", "expired"]
 ProductLookupOutcome = Literal["found", "not_found", "unavailable", "cache_hit"]
-# The states `app.clients.products.CircuitBreaker` reports; spelled out here because the
-# client counts its look-ups through this module, which so cannot import the client.
+# The states of the products circuit breaker (`app.clients.products.breaker`), defined here
+# because the client counts its look-ups through this module, which so cannot import the client.
 CircuitState = Literal["closed", "open", "half_open"]
 
 # `*_created` timestamps double the output and no dashboard of ours reads them.

@@ -65,9 +65,24 @@ ProductId = Annotated[str, AfterValidator(_product_id), WithJsonSchema(_PRODUCT_
 MAX_INTEGER_PRODUCT_ID = 2**53 - 1
 
 
+def _integral(value: Any) -> Any:
+    """A JSON number with no fractional part as the integer it is (`2.0` is 2), as JSON
+    Schema's `integer` reads it; any other value as it came, to be judged by the field."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# What makes an integer field of a request body take a JSON integer, `2.0` included (never a
+# string, a bool or `2.5`): `Annotated[int, Strict(), Field(ge=…, le=…), Integral]`. The
+# bounds come before it, so the document states them as `minimum` and `maximum`.
+Integral = BeforeValidator(_integral)
+
+
 def _integer_to_id(value: Any) -> Any:
     # Catalogs with integer ids send `7`; we store and answer "7". A bool is not an integer
     # here, and an integer out of range stays one, to be refused as not a string.
+    value = _integral(value)
     is_integer = isinstance(value, int) and not isinstance(value, bool)
     if is_integer and 0 <= value <= MAX_INTEGER_PRODUCT_ID:
         return str(value)

@@ -17,6 +17,11 @@ EVENT_TYPES = (
     "reservation.expired",
 )
 
+# An event id as the feed issues it: `evt_`, then the transaction id and the row id in 16
+# hex digits each. Both are 64-bit signed integers in the database, so each half is at most
+# 7fff…: a larger one names no event, and must not reach a query.
+EVENT_ID_PATTERN = r"^evt_[0-7][0-9a-f]{15}[0-7][0-9a-f]{15}$"
+
 
 class EventOut(BaseModel):
     id: str = Field(examples=["evt_00000000000002f10000000000000a1c"])

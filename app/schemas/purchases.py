@@ -2,18 +2,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
-from app.schemas.common import PrintableText, ProductIdIn, Timestamp
+from app.schemas.common import Integral, PrintableText, ProductIdIn, Timestamp
 
 MAX_LINE_QUANTITY = 1_000_000
 
 Reference = Annotated[str, PrintableText, StringConstraints(max_length=100)]
+LineQuantity = Annotated[int, Strict(), Field(ge=1, le=MAX_LINE_QUANTITY), Integral]
 
 
 class PurchaseItemIn(BaseModel):
     product_id: ProductIdIn = Field(examples=["42"])
-    quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY, examples=[2])
+    quantity: LineQuantity = Field(examples=[2])
 
 
 class PurchaseIn(BaseModel):

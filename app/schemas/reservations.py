@@ -1,20 +1,21 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, StrictInt
+from typing import Annotated
+
+from pydantic import BaseModel, Field, Strict
 
 from app.models.reservation import ReservationStatus
-from app.schemas.common import Timestamp
+from app.schemas.common import Integral, Timestamp
 from app.schemas.purchases import PurchaseItemIn, Reference
 
 MAX_TTL_SECONDS = 86_400
+TtlSeconds = Annotated[int, Strict(), Field(ge=1, le=MAX_TTL_SECONDS), Integral]
 
 
 class ReservationIn(BaseModel):
     items: list[PurchaseItemIn] = Field(min_length=1, max_length=100)
-    ttl_seconds: StrictInt | None = Field(
+    ttl_seconds: TtlSeconds | None = Field(
         default=None,
-        ge=1,
-        le=MAX_TTL_SECONDS,
         description="How long to hold; RESERVATION_TTL_SECONDS (900) when omitted.",
         examples=[900],
     )
@@ -36,8 +37,8 @@ class ReservationIn(BaseModel):
 class ReservationExtension(BaseModel):
     model_config = {"json_schema_extra": {"examples": [{"ttl_seconds": 600}]}}
 
-    ttl_seconds: StrictInt = Field(
-        ge=1, le=MAX_TTL_SECONDS, description="Expire this many seconds from now.", examples=[600]
+    ttl_seconds: TtlSeconds = Field(
+        description="Expire this many seconds from now.", examples=[600]
     )
 
 

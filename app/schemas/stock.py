@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 from app.models.stock_level import MAX_QUANTITY
-from app.schemas.common import Reason, Timestamp
+from app.schemas.common import Integral, Reason, Timestamp
+
+Quantity = Annotated[int, Strict(), Field(ge=0, le=MAX_QUANTITY), Integral]
+Delta = Annotated[int, Strict(), Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY), Integral]
 
 
 class StockLevelOut(BaseModel):
@@ -55,12 +58,10 @@ class SetQuantity(BaseModel):
         }
     )
 
-    quantity: StrictInt = Field(ge=0, le=MAX_QUANTITY, examples=[17])
+    quantity: Quantity = Field(examples=[17])
     reason: Reason | None = Field(default=None, examples=["stocktake"])
-    low_stock_threshold: StrictInt | None = Field(
+    low_stock_threshold: Quantity | None = Field(
         default=None,
-        ge=0,
-        le=MAX_QUANTITY,
         examples=[5],
         description="`stock.low` is sent when the quantity falls to it or below; null: no "
         "threshold. Left as it was when omitted.",
@@ -77,9 +78,7 @@ class Adjustment(BaseModel):
         }
     )
 
-    delta: StrictInt = Field(
-        ge=-MAX_QUANTITY,
-        le=MAX_QUANTITY,
+    delta: Delta = Field(
         examples=[-2],
         description="Units to add (positive) or remove (negative); never zero.",
         json_schema_extra={"not": {"const": 0}},

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from app.schemas.common import PrintableText, Timestamp
 from app.schemas.events import EVENT_TYPES
@@ -18,7 +26,13 @@ def _known_types(value: list[str]) -> list[str]:
     return list(dict.fromkeys(value))
 
 
-EventTypes = Annotated[list[str], Field(min_length=1, max_length=20, examples=[["*"]])]
+EventType = Annotated[str, WithJsonSchema({"type": "string", "enum": [*EVENT_TYPES, WILDCARD]})]
+EventTypes = Annotated[list[EventType], Field(min_length=1, max_length=20, examples=[["*"]])]
+
+# What the service takes as a webhook URL, as far as a pattern can say it: `http` or `https`
+# (any case) and a host. It also refuses URLs that do not parse, and hosts that are not
+# public addresses (422), which no pattern can say.
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+"
 
 
 class WebhookIn(BaseModel):
@@ -34,7 +48,12 @@ class WebhookIn(BaseModel):
         },
     )
 
-    url: str = Field(min_length=1, max_length=2000, description="`http://` or `https://` URL.")
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="`http://` or `https://` URL with a host.",
+        json_schema_extra={"pattern": URL_PATTERN},
+    )
     events: EventTypes
     description: Description | None = None
 
@@ -47,7 +66,7 @@ class WebhookIn(BaseModel):
 class WebhookPatch(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"enabled": False}]})
 
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     events: EventTypes | None = None
     description: Description | None = None
 

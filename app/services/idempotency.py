@@ -4,6 +4,9 @@ A key is claimed in a transaction of its own before the work starts, so concurre
 see it and are told to wait (409). The answer is stored in the same transaction as the
 work's effect, so an answer exists exactly when its effect committed. A claim whose owner
 died is taken over once its lease ran out.
+
+What an answer looks like is the caller's business (the HTTP edge writes it down through a
+`Writer`); here it is a status and a text, stored and handed back as they are.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.context import Caller
 from app.core.database import Database
 from app.core.errors import (
     DatabaseUnavailable,
@@ -33,13 +35,15 @@ from app.core.errors import (
 from app.models.base import utcnow
 from app.repositories import idempotency_keys as keys
 from app.repositories.idempotency_keys import KeyHolder, StoredKey
-from app.services.answers import Answer
 
 # Answers that are final and so replayed; a 5xx is not, the caller may retry it.
 STORED_STATUSES = (409, 422)
 PURGE_INTERVAL = timedelta(minutes=10)
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R", contravariant=True)
 
 
 class LostClaim(RuntimeError):
@@ -52,46 +56,75 @@ def fingerprint(method: str, path: str, body: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
+class Written:
+    """An answer written down for its key: its status, and the text a repeat gets back."""
+
+    status: int
+    text: str
+
+
+class Writer(Protocol[R]):
+    """Writes down the answer to a result of the work, or to a final refusal of it."""
+
+    def result(self, result: R, /) -> Written: ...
+
+    def refusal(self, error: ProblemError, /) -> Written: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The text written down for the first request with this key."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim(Generic[T]):
     """A key claimed for one request; its answer is stored in the unit of its effect."""
 
     holder: KeyHolder
+    writer: Writer[T]
 
-    def store(self, connection: Connection, answer: Answer) -> None:
-        if not keys.store_answer(connection, self.holder, answer.status, _dump(answer)):
-            raise LostClaim(f"idempotency key {self.holder.key!r} was taken over")
-
-
-Work = Callable[[Claim | None], Awaitable[Answer]]
+    def store(self, connection: Connection, result: T) -> None:
+        """Keep the answer to `result` with the key, inside the unit that made `result`."""
+        _keep(connection, self.holder, self.writer.result(result))
 
 
 async def run_once(
     db: Database,
-    caller: Caller,
+    actor: str,
     *,
     key: str | None,
     request_fingerprint: str,
     ttl: timedelta,
     lease: timedelta,
-    work: Work,
-) -> Answer:
-    """Run `work` at most once per key; `work` stores its answer through the claim it gets."""
+    writer: Writer[T],
+    work: Callable[[Claim[T] | None], Awaitable[T]],
+) -> T | Replay:
+    """Run `work` at most once per key of `actor`; `work` stores its result through the
+    claim it gets. A repeat gets the `Replay` of what was written down."""
     if key is None:
         return await work(None)
-    claimed = await _claim(db, caller.actor, key, request_fingerprint, ttl, lease)
-    if isinstance(claimed, Answer):
+    claimed = await _claim(db, actor, key, request_fingerprint, ttl, lease)
+    if isinstance(claimed, Replay):
         return claimed
+    holder = claimed
     try:
-        return await work(claimed)
+        return await work(Claim(holder, writer))
     except ProblemError as error:
         if error.status in STORED_STATUSES:
-            await _store_outcome(db, claimed, Answer.of_problem(error, caller.request_id))
+            await db.write(partial(_keep, holder=holder, written=writer.refusal(error)))
         else:
-            await _release(db, claimed)
+            await _release(db, holder)
         raise
     except BaseException:
-        await _release(db, claimed)
+        await _release(db, holder)
         raise
+
+
+def _keep(connection: Connection, holder: KeyHolder, written: Written) -> None:
+    if not keys.store_answer(connection, holder, written.status, written.text):
+        raise LostClaim(f"idempotency key {holder.key!r} was taken over")
 
 
 async def _claim(
@@ -101,7 +134,7 @@ async def _claim(
     request_fingerprint: str,
     ttl: timedelta,
     lease: timedelta,
-) -> Claim | Answer:
+) -> KeyHolder | Replay:
     holder = KeyHolder(actor=actor, key=key, owner=uuid.uuid4().hex)
 
     def unit(connection: Connection) -> StoredKey | None:
@@ -118,7 +151,7 @@ async def _claim(
 
     stored = await db.write(unit)
     if stored is None:
-        return Claim(holder)
+        return holder
     if stored.fingerprint != request_fingerprint:
         raise IdempotencyKeyReuse(
             "This Idempotency-Key was used with a different request.", idempotency_key=key
@@ -128,19 +161,16 @@ async def _claim(
             "A request with this Idempotency-Key is still in progress.",
             headers={"Retry-After": "1"},
         )
-    return _load(stored.answer)
+    assert stored.answer is not None
+    return Replay(stored.answer)
 
 
-async def _store_outcome(db: Database, claim: Claim, answer: Answer) -> None:
-    await db.write(partial(claim.store, answer=answer))
-
-
-async def _release(db: Database, claim: Claim) -> None:
+async def _release(db: Database, holder: KeyHolder) -> None:
     """Free the key for a retry. If even that fails, the lease frees it a little later."""
     try:
-        await db.write(partial(keys.release, holder=claim.holder))
+        await db.write(partial(keys.release, holder=holder))
     except (DatabaseUnavailable, SQLAlchemyError):
-        logger.warning("could not release idempotency key %r", claim.holder.key, exc_info=True)
+        logger.warning("could not release idempotency key %r", holder.key, exc_info=True)
 
 
 async def purge_expired(db: Database) -> int:
@@ -159,13 +189,3 @@ async def purge_idempotency_keys(db: Database, *, every: timedelta = PURGE_INTER
         else:
             if purged:
                 logger.info("purged %d expired idempotency keys", purged)
-
-
-def _dump(answer: Answer) -> str:
-    return json.dumps({"status": answer.status, "headers": answer.headers, "body": answer.body})
-
-
-def _load(stored: str | None) -> Answer:
-    assert stored is not None
-    data = json.loads(stored)
-    return Answer(data["status"], data["body"], data["headers"], replayed=True)

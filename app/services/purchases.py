@@ -23,7 +23,6 @@ from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
 from app.services import events, expiry
-from app.services.answers import Answer
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
 from app.services.ledger import record_movements
@@ -62,9 +61,9 @@ async def buy(
     caller: Caller,
     *,
     order: PurchaseIn,
-    claim: Claim | None = None,
+    claim: Claim[PurchaseOut] | None = None,
     after_line: LineHook | None = None,
-) -> Answer:
+) -> PurchaseOut:
     """Check the products, then take every line from stock, or nothing: 409 naming every
     short line. Nothing changes when the catalog refuses a product or cannot answer."""
     quantities = merge_lines(order.items)
@@ -75,7 +74,7 @@ async def buy(
     ]
     purchase_id = str(uuid.uuid4())
 
-    def unit(connection: Connection) -> Answer:
+    def unit(connection: Connection) -> PurchaseOut:
         now = utcnow()
         # The purchase row first: it locks nothing that other buyers need, while every
         # statement after the first decrement is time the stock rows stay locked.
@@ -84,10 +83,9 @@ async def buy(
         receipt = record_lines(
             connection, caller, purchase_id, order.reference, lines, remaining, now
         )
-        answer = purchase_answer(receipt, created=True)
         if claim is not None:
-            claim.store(connection, answer)
-        return answer
+            claim.store(connection, receipt)
+        return receipt
 
     return await db.write(unit)
 
@@ -160,14 +158,6 @@ def record_lines(
     )
     events.emit(connection, "purchase.completed", receipt.model_dump(mode="json"))
     return receipt
-
-
-def purchase_answer(receipt: PurchaseOut, *, created: bool) -> Answer:
-    """201 with the purchase's `Location` when this request made it, else 200."""
-    body = receipt.model_dump(mode="json")
-    if not created:
-        return Answer(200, body)
-    return Answer(201, body, {"Location": f"/inventory/purchases/{receipt.id}"})
 
 
 def _take(

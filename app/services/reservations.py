@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -32,7 +33,6 @@ from app.schemas.common import Page
 from app.schemas.purchases import PurchaseOut
 from app.schemas.reservations import ReservationIn, ReservationOut
 from app.services import expiry
-from app.services.answers import Answer
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
@@ -41,7 +41,6 @@ from app.services.purchases import (
     Line,
     insert_purchase,
     merge_lines,
-    purchase_answer,
     receipt_of,
     record_lines,
     short_of,
@@ -59,6 +58,14 @@ _RESERVATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 _list_position = TypeAdapter(tuple[datetime, str])
 
 
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The purchase a reservation was confirmed into; `created`: by this request."""
+
+    receipt: PurchaseOut
+    created: bool
+
+
 async def hold(
     db: Database,
     catalog: ProductsCatalog,
@@ -66,8 +73,8 @@ async def hold(
     *,
     order: ReservationIn,
     ttl: timedelta,
-    claim: Claim | None = None,
-) -> Answer:
+    claim: Claim[ReservationOut] | None = None,
+) -> ReservationOut:
     """Check the products and capture their prices, then hold every line or none: 409
     naming every line short of `available`."""
     quantities = merge_lines(order.items)
@@ -78,7 +85,7 @@ async def hold(
     ]
     reservation_id = str(uuid.uuid4())
 
-    def unit(connection: Connection) -> Answer:
+    def unit(connection: Connection) -> ReservationOut:
         now = utcnow()
         reservations.insert_reservation(
             connection,
@@ -109,14 +116,10 @@ async def hold(
             )
         stored = _find(connection, reservation_id, now)
         _created(connection, caller, stored)
-        answer = Answer(
-            201,
-            reservation_out(stored).model_dump(mode="json"),
-            {"Location": f"/reservations/{stored.id}"},
-        )
+        reservation = reservation_out(stored)
         if claim is not None:
-            claim.store(connection, answer)
-        return answer
+            claim.store(connection, reservation)
+        return reservation
 
     return await db.write(unit)
 
@@ -179,18 +182,22 @@ async def extend(
 
 
 async def confirm(
-    db: Database, caller: Caller, *, reservation_id: str, claim: Claim | None = None
-) -> Answer:
+    db: Database,
+    caller: Caller,
+    *,
+    reservation_id: str,
+    claim: Claim[Confirmation] | None = None,
+) -> Confirmation:
     """Take the held units out of stock as one purchase, at the prices captured when they
-    were held; the products service is not asked. Again: 200 with the same receipt."""
+    were held; the products service is not asked. Again: the same receipt, not created."""
     _require_issuable(reservation_id)
     purchase_id = str(uuid.uuid4())
 
-    def unit(connection: Connection) -> Answer:
+    def unit(connection: Connection) -> Confirmation:
         now = utcnow()
         if reservations.end(connection, reservation_id, "confirmed", now, purchase_id=purchase_id):
             receipt = _take_held(connection, caller, reservation_id, purchase_id, now)
-            answer = purchase_answer(receipt, created=True)
+            confirmation = Confirmation(receipt, created=True)
         else:
             stored = _find(connection, reservation_id, now)
             if stored.status != "confirmed" or stored.purchase_id is None:
@@ -198,16 +205,16 @@ async def confirm(
             receipt = receipt_of(
                 purchase_rows.find(connection, stored.purchase_id), stored.purchase_id
             )
-            answer = purchase_answer(receipt, created=False)
+            confirmation = Confirmation(receipt, created=False)
         if claim is not None:
-            claim.store(connection, answer)
-        return answer
+            claim.store(connection, confirmation)
+        return confirmation
 
     return await db.write(unit)
 
 
 async def release(db: Database, caller: Caller, *, reservation_id: str) -> ReservationOut:
-    """Give the held units back. Again, or once expired: 200, nothing changes."""
+    """Give the held units back. Again, or once expired: nothing changes."""
     _require_issuable(reservation_id)
 
     def unit(connection: Connection) -> ReservationOut:

@@ -31,7 +31,6 @@ from app.repositories.stock_levels import Level, Threshold
 from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
 from app.services import expiry
-from app.services.answers import Answer
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
 from app.services.idempotency import Claim
 from app.services.known_products import require_known
@@ -113,87 +112,139 @@ async def list_stock(
     return Page[StockLevelOut](items=[_out(level) for level in page], next_cursor=next_cursor)
 
 
-async def set_quantity(
-    db: Database,
-    catalog: ProductsCatalog,
-    caller: Caller,
-    *,
-    product_id: str,
-    quantity: int,
-    reason: str | None,
-    threshold: Threshold = KEEP,
-    if_match: int | None = None,
-    create_only: bool = False,
-) -> SetResult:
-    """Set the quantity on hand, and the low-stock threshold unless it is `KEEP`; the first
-    set registers the product (checked in the catalog).
+@dataclass(frozen=True, slots=True)
+class NewQuantity:
+    """What a set asks for: a product's quantity on hand, why, and its low-stock threshold
+    (`KEEP`: as it is; None: none)."""
 
-    Only creating asks the catalog, so only then does the answer carry the product.
-    """
-    product: dict[str, Any] | None = None
-    if if_match is None:
-        exists = await db.read_one(partial(stock_levels.find, product_id=product_id))
-        if exists is None:
-            lookups = await require_known(catalog, [product_id])
-            product = lookups[product_id].product if lookups else None
-        elif create_only:
-            raise _already_exists(product_id)
+    product_id: str
+    quantity: int
+    reason: str | None
+    threshold: Threshold = KEEP
+
+
+async def create_stock(
+    db: Database, catalog: ProductsCatalog, caller: Caller, *, change: NewQuantity
+) -> StockLevelOut:
+    """Register the product (checked in the catalog) with this quantity; `VersionMismatch`
+    when its stock level exists already. The result carries what the catalog says of it."""
+    if await _exists(db, change.product_id):
+        raise _already_exists(change.product_id)
+    product = await _catalog_entry(catalog, change.product_id)
+
+    def unit(connection: Connection) -> StockLevelOut:
+        now = utcnow()
+        _free_expired(connection, change.product_id, now)
+        created = _insert(connection, caller, change, now)
+        if created is None:
+            raise _already_exists(change.product_id)
+        return _out(created, product)
+
+    return await db.write(unit)
+
+
+async def replace_stock(
+    db: Database, caller: Caller, *, change: NewQuantity, if_match: int
+) -> StockLevelOut:
+    """Set the quantity (and the threshold unless `KEEP`) of the level at version
+    `if_match`; `VersionMismatch` at any other version or when there is none."""
+
+    def unit(connection: Connection) -> StockLevelOut:
+        now = utcnow()
+        freed = _free_expired(connection, change.product_id, now)
+        previous = stock_levels.quantity_for_update(connection, change.product_id)
+        return _out(_replace(connection, caller, change, now, freed, previous, if_match=if_match))
+
+    return await db.write(unit)
+
+
+async def set_quantity(
+    db: Database, catalog: ProductsCatalog, caller: Caller, *, change: NewQuantity
+) -> SetResult:
+    """Set the quantity on hand, and the low-stock threshold unless it is `KEEP`, whatever
+    the level's version: the last writer wins. The first set registers the product
+    (checked in the catalog), and only then does the result carry the product."""
+    product_id = change.product_id
+    product = None if await _exists(db, product_id) else await _catalog_entry(catalog, product_id)
 
     def unit(connection: Connection) -> SetResult:
         now = utcnow()
-        # Lines before the stock row: every unit locks them in that order.
         freed = _free_expired(connection, product_id, now)
         previous: int | None = None
         for _ in range(_LAST_WRITER_ATTEMPTS):
-            if if_match is None:
-                created = stock_levels.insert_if_absent(
-                    connection,
-                    product_id,
-                    quantity,
-                    now,
-                    threshold=None if threshold is KEEP else threshold,
-                )
-                if created is not None:
-                    record_movement(
-                        connection,
-                        caller,
-                        product_id=product_id,
-                        kind="set",
-                        delta=quantity,
-                        quantity_after=quantity,
-                        reason=reason,
-                    )
-                    return SetResult(_out(created, product), created=True)
-                if create_only:
-                    raise _already_exists(product_id)
+            created = _insert(connection, caller, change, now)
+            if created is not None:
+                return SetResult(_out(created, product), created=True)
             previous = stock_levels.quantity_for_update(connection, product_id)
-            if previous is not None or if_match is not None:
+            if previous is not None:
                 break
-        level = stock_levels.set_quantity(
-            connection,
-            product_id,
-            quantity,
-            now,
-            if_match=if_match,
-            freed=freed,
-            threshold=threshold,
-        )
-        if level is None or previous is None:
-            raise _refusal(
-                connection, product_id, if_match, freed, lambda _: quantity
-            ) or _version_mismatch(product_id)
-        record_movement(
-            connection,
-            caller,
-            product_id=product_id,
-            kind="set",
-            delta=quantity - previous,
-            quantity_after=quantity,
-            reason=reason,
-        )
+        level = _replace(connection, caller, change, now, freed, previous)
         return SetResult(_out(level, product), created=False)
 
     return await db.write(unit)
+
+
+async def _exists(db: Database, product_id: str) -> bool:
+    return await db.read_one(partial(stock_levels.find, product_id=product_id)) is not None
+
+
+async def _catalog_entry(catalog: ProductsCatalog, product_id: str) -> dict[str, Any] | None:
+    """What the catalog says of a product it knows; `UnknownProduct` when it does not."""
+    lookups = await require_known(catalog, [product_id])
+    return lookups[product_id].product if lookups else None
+
+
+def _insert(
+    connection: Connection, caller: Caller, change: NewQuantity, now: datetime
+) -> Level | None:
+    """The new level with its first movement; None when the product has one already."""
+    threshold = None if change.threshold is KEEP else change.threshold
+    created = stock_levels.insert_if_absent(
+        connection, change.product_id, change.quantity, now, threshold=threshold
+    )
+    if created is not None:
+        _record_set(connection, caller, change, delta=change.quantity)
+    return created
+
+
+def _replace(
+    connection: Connection,
+    caller: Caller,
+    change: NewQuantity,
+    now: datetime,
+    freed: int,
+    previous: int | None,
+    *,
+    if_match: int | None = None,
+) -> Level:
+    """Set the quantity of the level that held `previous` units (locked by this unit)."""
+    level = stock_levels.set_quantity(
+        connection,
+        change.product_id,
+        change.quantity,
+        now,
+        if_match=if_match,
+        freed=freed,
+        threshold=change.threshold,
+    )
+    if level is None or previous is None:
+        raise _refusal(
+            connection, change.product_id, if_match, freed, lambda _: change.quantity
+        ) or _version_mismatch(change.product_id)
+    _record_set(connection, caller, change, delta=change.quantity - previous)
+    return level
+
+
+def _record_set(connection: Connection, caller: Caller, change: NewQuantity, *, delta: int) -> None:
+    record_movement(
+        connection,
+        caller,
+        product_id=change.product_id,
+        kind="set",
+        delta=delta,
+        quantity_after=change.quantity,
+        reason=change.reason,
+    )
 
 
 async def adjust(
@@ -204,16 +255,16 @@ async def adjust(
     delta: int,
     reason: str,
     if_match: int | None = None,
-    claim: Claim | None = None,
-) -> Answer:
-    """Add or remove stock, never below zero; the answer is stored with the change."""
+    claim: Claim[StockLevelOut] | None = None,
+) -> StockLevelOut:
+    """Add or remove stock, never below zero; with a claim, the result is kept with the key
+    in the unit of the change."""
 
-    def unit(connection: Connection) -> Answer:
+    def unit(connection: Connection) -> StockLevelOut:
         level = _adjust(connection, caller, product_id, delta, reason, if_match)
-        answer = Answer(200, level.model_dump(mode="json"), {"ETag": f'"{level.version}"'})
         if claim is not None:
-            claim.store(connection, answer)
-        return answer
+            claim.store(connection, level)
+        return level
 
     return await db.write(unit)
 
@@ -249,6 +300,8 @@ def _adjust(
 
 
 def _free_expired(connection: Connection, product_id: str, now: datetime) -> int:
+    """Let go of the product's expired holds; every change calls it first, so that every
+    unit locks reservation lines before the stock row, in that order."""
     return expiry.free_expired(connection, [product_id], now)[product_id]
 
 

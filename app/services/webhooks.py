@@ -173,11 +173,12 @@ async def list_attempts(
 ) -> Page[AttemptOut]:
     """The deliveries log of one endpoint: every attempt, newest first."""
     scope = list_scope("webhook-attempts", endpoint_id=endpoint_id)
-    before = None if cursor is None else decode_cursor(scope, cursor, _attempt_position)
 
     def query(connection: Connection) -> list[dict[str, Any]] | None:
+        # An endpoint that does not exist is 404 whatever cursor came with it.
         if webhooks.find_endpoint(connection, endpoint_id) is None:
             return None
+        before = None if cursor is None else decode_cursor(scope, cursor, _attempt_position)
         return webhooks.attempts(connection, endpoint_id, before=before, limit=limit + 1)
 
     rows = await db.read(query)

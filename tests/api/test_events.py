@@ -15,7 +15,7 @@ from app.core.database import Database
 from app.models import Reservation
 from app.models.base import utcnow
 from app.services.expiry import sweep
-from tests.factories import make_stock
+from tests.support.factories import make_stock
 
 
 def _held_back(connection: Connection) -> bool:
@@ -172,7 +172,7 @@ async def test_events_and_webhooks_need_the_key(anonymous: httpx.AsyncClient, pa
 
 async def test_a_bulk_import_writes_its_events(client: httpx.AsyncClient, db: Database) -> None:
     from app.services.bulk import import_stock, parse_import
-    from tests.factories import TEST_CALLER
+    from tests.support.factories import TEST_CALLER
 
     await import_stock(db, TEST_CALLER, parse_import(["product_id,quantity", "x,1", "y,0"]))
     events = await feed(client, db, type="stock.changed")

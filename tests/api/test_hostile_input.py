@@ -11,12 +11,13 @@ from urllib.parse import unquote_to_bytes
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.types import Message
 
 from app.core.database import Database
 from app.services.cursors import encode_cursor, list_scope
-from tests.api.test_stock import PROBLEM, assert_problem
-from tests.conftest import API_KEY, client_for
-from tests.factories import make_stock, quantity_of, snapshot
+from tests.support.factories import make_stock, quantity_of, snapshot
+from tests.support.problems import PROBLEM, assert_problem
+from tests.support.service import API_KEY, client_for
 
 MIB = 1024 * 1024
 JSON = {"content-type": "application/json"}
@@ -138,9 +139,11 @@ async def test_duplicate_keys_anywhere_in_the_body_are_refused(
 # --- wrong numbers --------------------------------------------------------------------------
 
 
-NOT_IN_RANGE_INTEGERS = [
+NOT_IN_RANGE_INTEGERS: list[object] = [
     *(2**63, 2**64, -(2**63) - 1, 2**200, 10**100),
-    *(1.5, 1.0, 1e3, -0.0),
+    # A number without a fraction (`1.0`, `1e3`) is the integer it is; one with a fraction, or
+    # an integral one out of range, is not.
+    *(1.5, -0.5, 1e300, 1e19),
     *("1", True, None, [1], {}),
 ]
 
@@ -332,12 +335,12 @@ async def raw_request(
         "server": ("127.0.0.1", 80),
     }
     incoming = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return incoming.pop(0) if incoming else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await app(scope, receive, send)
@@ -448,7 +451,7 @@ async def test_five_thousand_product_ids_in_a_query_are_422(app: FastAPI, stocke
 async def test_five_hundred_product_ids_are_a_batch_look_up(
     client: httpx.AsyncClient, stocked: Any
 ) -> None:
-    params = [("product_id", str(n)) for n in range(500)]
+    params = tuple(("product_id", str(n)) for n in range(500))
     response = await client.get("/inventory", params=params)
     assert response.status_code == 200
     assert [item["product_id"] for item in response.json()["items"]] == ["7"]
@@ -617,15 +620,13 @@ async def test_forged_cursor_positions_are_422(client: httpx.AsyncClient, db: Da
     await make_stock(db, "7", 3)
     stock_scope = list_scope("stock", product_ids=[], max_quantity=None)
     movements_scope = list_scope("movements", product_id="7")
+    stock_positions: tuple[object, ...] = ([1], 1e30, 7, None, {}, True, "", "a\x00b", "x" * 65)
+    stock_positions += ("-x", "ü")
+    movement_positions: tuple[object, ...] = ("abc", [1], 1e30, 10**30, 2**63, -1, 0, True)
+    movement_positions += (None, 1.5, "7", {})
     forged: list[tuple[str, str, object]] = [
-        *[
-            ("/inventory", stock_scope, position)
-            for position in ([1], 1e30, 7, None, {}, True, "", "a\x00b", "x" * 65, "-x", "ü")
-        ],
-        *[
-            ("/inventory/7/movements", movements_scope, position)
-            for position in ("abc", [1], 1e30, 10**30, 2**63, -1, 0, True, None, 1.5, "7", {})
-        ],
+        *[("/inventory", stock_scope, position) for position in stock_positions],
+        *[("/inventory/7/movements", movements_scope, position) for position in movement_positions],
     ]
     for path, scope, position in forged:
         response = await client.get(path, params={"cursor": encode_cursor(scope, position)})
@@ -645,12 +646,13 @@ async def test_a_cursor_of_another_list_is_422(client: httpx.AsyncClient, db: Da
     low = (await client.get("/inventory", params={"max_quantity": 0, "limit": 1})).json()
     low_cursor = low["next_cursor"]
     assert low_cursor is not None
-    for params in (
+    other_lists: tuple[dict[str, str | int], ...] = (
         {"product_id": "9"},
         {},
         {"max_quantity": 1},
         {"max_quantity": 0, "product_id": "9"},
-    ):
+    )
+    for params in other_lists:
         response = await client.get("/inventory", params={**params, "cursor": low_cursor})
         assert_refused(response, params)
     assert_refused(await client.get("/inventory/7/movements", params={"cursor": low_cursor}), 7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -10,8 +11,8 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.api.test_stock import assert_problem
-from tests.conftest import API_KEY, client_for, make_settings
+from tests.support.problems import assert_problem
+from tests.support.service import API_KEY, client_for, make_settings, start_up_refusal
 
 
 async def test_missing_key_is_401_with_www_authenticate(anonymous: httpx.AsyncClient) -> None:
@@ -68,13 +69,13 @@ async def test_open_service_warns_at_start_up(
 def test_empty_api_key_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "")
     monkeypatch.setenv("API_KEYS", "")
-    assert Settings(_env_file=None).actor_keys() == []  # type: ignore[call-arg]
+    assert Settings(_env_file=None).actor_keys() == []
 
 
 def test_api_keys_parse_name_key_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "k0")
     monkeypatch.setenv("API_KEYS", "ci:k1, ops:k2")
-    assert Settings(_env_file=None).actor_keys() == [  # type: ignore[call-arg]
+    assert Settings(_env_file=None).actor_keys() == [
         ("ci", "k1"),
         ("ops", "k2"),
         ("default", "k0"),
@@ -98,7 +99,7 @@ async def test_an_actor_may_hold_several_keys(
 ) -> None:
     monkeypatch.setenv("API_KEY", api_key)
     monkeypatch.setenv("API_KEYS", api_keys)
-    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         for number, (key, actor) in enumerate(accepted.items()):
@@ -115,18 +116,9 @@ async def test_an_actor_may_hold_several_keys(
 def test_one_key_for_two_actors_stops_start_up_naming_them(
     monkeypatch: pytest.MonkeyPatch, api_key: str, api_keys: str
 ) -> None:
-    from app.core.config import get_settings
-    from app.main import load_settings
-
     monkeypatch.setenv("API_KEY", api_key)
     monkeypatch.setenv("API_KEYS", api_keys)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
-    message = str(exit_info.value)
+    message = start_up_refusal()
     assert message.startswith("invalid setting API_KEYS: one key is given to two actors")
     assert "'ops'" in message
     assert "same" not in message
@@ -145,17 +137,8 @@ def test_one_key_for_two_actors_stops_start_up_naming_them(
 def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    from app.core.config import get_settings
-    from app.main import load_settings
-
     monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            load_settings()
-    finally:
-        get_settings.cache_clear()
-    message = str(exit_info.value)
+    message = start_up_refusal()
     assert message.startswith(f"invalid setting {name}:")
     assert "\n" not in message
 
@@ -167,7 +150,7 @@ async def test_request_id_is_echoed_when_well_formed(client: httpx.AsyncClient) 
 
 @pytest.mark.parametrize("given", ["has space", "x" * 129, "ünï", ""])
 async def test_malformed_request_id_is_replaced(client: httpx.AsyncClient, given: str) -> None:
-    response = await client.get("/health", headers={"X-Request-ID": given.encode()})
+    response = await client.get("/health", headers={b"X-Request-ID": given.encode()})
     assert response.headers["X-Request-ID"] != given
     assert len(response.headers["X-Request-ID"]) == 32
 
@@ -191,7 +174,7 @@ async def test_body_over_one_mebibyte_is_413(client: httpx.AsyncClient) -> None:
 
 
 async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b"x" * 65536
 
@@ -204,12 +187,12 @@ async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) ->
 async def test_unexpected_exception_is_a_500_problem_without_details(
     app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app.api.deps import get_context
+    from app.api.deps import get_database
 
     def broken() -> None:
         raise RuntimeError("secret internals")
 
-    app.dependency_overrides[get_context] = broken
+    app.dependency_overrides[get_database] = broken
     response = await client.get("/inventory/1", headers={"X-Request-ID": "boom-1"})
 
     body = assert_problem(response, 500, "internal-error")

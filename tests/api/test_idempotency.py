@@ -1,24 +1,25 @@
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from sqlalchemy import update
+from fastapi import FastAPI
+from sqlalchemy import insert, update
 
-from app.api.deps import Context, get_context
+from app.api.deps import get_catalog
 from app.clients.products import ProductLookup, ProductStatus
 from app.core.database import Database
 from app.core.errors import ProductsUnavailable
 from app.models import IdempotencyKey
 from app.models.base import utcnow
-from app.services.idempotency import purge_expired
-from tests.api.test_purchases import order
-from tests.api.test_stock import assert_problem
-from tests.conftest import client_for
-from tests.factories import make_stock, purchase_count, quantity_of, snapshot
+from app.schemas.purchases import PurchaseIn
+from app.services.idempotency import fingerprint, purge_expired
+from tests.support.factories import make_stock, purchase_count, quantity_of, snapshot
+from tests.support.orders import order
+from tests.support.problems import assert_problem
+from tests.support.service import client_for
 
 KEY = {"Idempotency-Key": "order-1001-attempt"}
 
@@ -103,7 +104,7 @@ async def test_malformed_idempotency_key_is_422(
     before = await snapshot(db)
 
     response = await client.post(
-        "/inventory/purchase", json=order(("a", 1)), headers={"Idempotency-Key": key.encode()}
+        "/inventory/purchase", json=order(("a", 1)), headers={b"Idempotency-Key": key.encode()}
     )
 
     assert_problem(response, 422, "validation-error")
@@ -195,10 +196,10 @@ async def test_a_503_is_not_stored_so_the_same_key_can_be_retried(
     await make_stock(db, "a", 5)
     catalog = FlakyCatalog()
 
-    async def with_flaky_catalog(request: Request) -> Context:
-        return replace(await get_context(request), catalog=catalog)
+    async def flaky_catalog() -> FlakyCatalog:
+        return catalog
 
-    app.dependency_overrides[get_context] = with_flaky_catalog
+    app.dependency_overrides[get_catalog] = flaky_catalog
 
     first = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
     retry = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
@@ -209,3 +210,53 @@ async def test_a_503_is_not_stored_so_the_same_key_can_be_retried(
     assert "Idempotent-Replayed" not in retry.headers
     assert retry.json()["total"] == "5.00"
     assert await quantity_of(db, "a") == 3
+
+
+async def test_the_path_is_part_of_the_fingerprint(client: httpx.AsyncClient, db: Database) -> None:
+    await make_stock(db, "a", 5)
+    await make_stock(db, "b", 5)
+    adjustment = {"delta": -1, "reason": "damaged"}
+    first = await client.post("/inventory/a/adjustments", json=adjustment, headers=KEY)
+    assert first.status_code == 200
+
+    other = await client.post("/inventory/b/adjustments", json=adjustment, headers=KEY)
+
+    assert_problem(other, 422, "idempotency-key-reuse")
+    assert await quantity_of(db, "b") == 5
+
+
+async def test_an_answer_stored_before_is_replayed_as_it_was_written(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Stored answers outlive a deployment: their text is replayed whatever wrote it."""
+    body = order(("a", 2))
+    asked = PurchaseIn.model_validate(body).model_dump(mode="json")
+    receipt = {"id": "a-receipt", "status": "completed", "note": "ünïcode"}
+    written = (
+        '{"status": 201, "headers": {"Location": "/inventory/purchases/a-receipt"}, '
+        '"body": {"id": "a-receipt", "status": "completed", "note": "\\u00fcn\\u00efcode"}}'
+    )
+    now = utcnow()
+    await db.write(
+        lambda connection: connection.execute(
+            insert(IdempotencyKey).values(
+                actor="default",
+                key=KEY["Idempotency-Key"],
+                fingerprint=fingerprint("POST", "/inventory/purchase", asked),
+                owner="an-earlier-process",
+                lease_until=now,
+                status_code=201,
+                answer=written,
+                created_at=now,
+                expires_at=now + timedelta(hours=24),
+            )
+        )
+    )
+
+    again = await client.post("/inventory/purchase", json=body, headers=KEY)
+
+    assert again.status_code == 201
+    assert again.headers["Location"] == "/inventory/purchases/a-receipt"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == json.dumps(receipt, ensure_ascii=False, separators=(",", ":")).encode()
+    assert await purchase_count(db) == 0

@@ -11,8 +11,8 @@ from fastapi.routing import APIRoute
 
 from app.api.jsonapi import REQUEST_TYPES, RESPONSE_TYPES
 from app.core.database import Database
-from tests.conftest import API_KEY, client_for
-from tests.factories import make_stock, snapshot
+from tests.support.factories import make_stock, snapshot
+from tests.support.service import API_KEY, client_for
 
 MEDIA_TYPE = "application/vnd.api+json"
 ACCEPT = {"Accept": MEDIA_TYPE}
@@ -298,6 +298,7 @@ def test_every_resource_route_has_its_resource_type(app: FastAPI) -> None:
     for route in routes:
         assert route.path in RESPONSE_TYPES, route.path
         if route.body_field is not None:
+            assert route.methods is not None
             [method] = route.methods
             assert f"{method} {route.path}" in REQUEST_TYPES, route.path
 

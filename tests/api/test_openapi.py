@@ -3,6 +3,7 @@ examples of its own status and slug, and the request examples work as Swagger UI
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,10 @@ from fastapi import FastAPI
 
 from app.api.deps import IF_MATCH_PATTERN
 from app.main import create_app
-from tests.conftest import make_settings
+from app.schemas.events import EVENT_ID_PATTERN, EVENT_TYPES
+from app.schemas.webhooks import URL_PATTERN
+from app.services.cursors import CURSOR_PATTERN, encode_cursor, list_scope
+from tests.support.service import make_settings
 
 DOCUMENT = create_app(make_settings("sqlite:///unused-for-openapi.db")).openapi()
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -53,24 +57,24 @@ def _validate(schema: dict[str, Any], example: Any) -> None:
     jsonschema_rs.validator_for(root).validate(example)
 
 
-def test_every_schema_example_validates_against_its_schema() -> None:
-    found = list(_schemas_with_examples(DOCUMENT, "#"))
-    assert len(found) > 20
+def _assert_examples_validate(found: list[tuple[str, dict[str, Any], Any]]) -> None:
     for place, schema, example in found:
         try:
             _validate(schema, example)
         except jsonschema_rs.ValidationError as error:
             pytest.fail(f"{place}: {example!r}: {error}")
+
+
+def test_every_schema_example_validates_against_its_schema() -> None:
+    found = list(_schemas_with_examples(DOCUMENT, "#"))
+    assert len(found) > 20
+    _assert_examples_validate(found)
 
 
 def test_every_body_example_validates_against_its_schema() -> None:
     found = list(_media_examples())
     assert len(found) > 40
-    for place, schema, example in found:
-        try:
-            _validate(schema, example)
-        except jsonschema_rs.ValidationError as error:
-            pytest.fail(f"{place}: {example!r}: {error}")
+    _assert_examples_validate(found)
 
 
 def test_every_documented_error_has_examples_of_its_own_status_and_slug() -> None:
@@ -182,3 +186,54 @@ def test_no_parameter_is_documented_as_nullable() -> None:
         for method, operation in operations.items():
             for parameter in operation.get("parameters", []):
                 assert "null" not in str(parameter["schema"]), (method, path, parameter)
+
+
+def _parameter(path: str, method: str, name: str) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = DOCUMENT["paths"][path][method]["parameters"]
+    [parameter] = [p for p in parameters if p["name"].lower() == name]
+    return parameter
+
+
+def test_the_document_states_the_shapes_of_what_the_service_issues() -> None:
+    assert _parameter("/events", "get", "after")["schema"]["pattern"] == EVENT_ID_PATTERN
+    cursor = _parameter("/inventory", "get", "cursor")["schema"]
+    assert cursor["pattern"] == CURSOR_PATTERN
+    assert _parameter("/inventory/{product_id}", "put", "if-none-match")["schema"]["const"] == "*"
+    assert _parameter("/inventory/{product_id}", "delete", "if-match")["schema"]["format"] == "etag"
+    webhook = DOCUMENT["components"]["schemas"]["WebhookIn"]["properties"]
+    assert webhook["url"]["pattern"] == URL_PATTERN
+    assert set(webhook["events"]["items"]["enum"]) == {*EVENT_TYPES, "*"}
+    deletion = DOCUMENT["paths"]["/inventory/{product_id}"]["delete"]["responses"]
+    assert _problem_slugs("/inventory/{product_id}", "delete", "409") == {"insufficient-stock"}
+    assert "412" in deletion
+
+
+def test_issued_values_match_their_documented_patterns() -> None:
+    """What the service hands out passes back through the document's own rules."""
+    assert re.fullmatch(CURSOR_PATTERN, encode_cursor(list_scope("x"), 1))
+    assert re.fullmatch(EVENT_ID_PATTERN, "evt_00000000000002f10000000000000a1c")
+    # JSON Schema patterns are searched, not matched whole.
+    assert re.search(URL_PATTERN, "https://shop.example/hooks/inventory")
+
+
+def test_every_link_names_an_operation_and_its_parameter() -> None:
+    operations = {
+        operation["operationId"]: operation
+        for methods in DOCUMENT["paths"].values()
+        for operation in methods.values()
+    }
+    links = [
+        (source, link)
+        for path, methods in DOCUMENT["paths"].items()
+        for method, operation in methods.items()
+        for response in operation["responses"].values()
+        for source in [f"{method.upper()} {path}"]
+        for link in response.get("links", {}).values()
+    ]
+    sources = {source for source, _ in links}
+    assert sources == {"POST /webhooks", "POST /inventory/purchase", "POST /reservations"}
+    assert len(links) == 11
+    for source, link in links:
+        target = operations[link["operationId"]]
+        names = {parameter["name"] for parameter in target["parameters"]}
+        assert set(link["parameters"]) <= names, (source, link)

@@ -16,8 +16,8 @@ from app.api.health import DATABASE_PROBE_SECONDS
 from app.core.database import Database
 from app.core.migrations import head_revision
 from app.main import create_app
-from tests import databases
-from tests.conftest import client_for, make_settings
+from devtools import databases
+from tests.support.service import client_for, make_settings
 
 
 async def test_health_is_ok(anonymous: httpx.AsyncClient) -> None:
@@ -40,15 +40,21 @@ def _unreachable_database(database_url: str, tmp_path: Path) -> Database:
     return Database("postgresql://postgres@127.0.0.1:1/postgres")  # nothing listens on port 1
 
 
+async def _ready_on(
+    app: FastAPI, anonymous: httpx.AsyncClient, database: Database
+) -> httpx.Response:
+    """`GET /ready` answered with `database` in place of the app's own."""
+    app.dependency_overrides[get_database] = lambda: database
+    try:
+        return await anonymous.get("/ready")
+    finally:
+        await database.dispose()
+
+
 async def test_ready_is_503_when_the_database_is_down(
     app: FastAPI, anonymous: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
-    broken = _unreachable_database(database_url, tmp_path)
-    app.dependency_overrides[get_database] = lambda: broken
-    try:
-        response = await anonymous.get("/ready")
-    finally:
-        await broken.dispose()
+    response = await _ready_on(app, anonymous, _unreachable_database(database_url, tmp_path))
 
     assert response.status_code == 503
     assert response.json() == {
@@ -61,12 +67,7 @@ async def test_ready_is_503_when_the_database_is_down(
 async def test_ready_names_a_schema_other_than_the_one_the_service_needs(
     app: FastAPI, anonymous: httpx.AsyncClient, database_url: str
 ) -> None:
-    elsewhere = Database(database_url, schema_revision="9999")
-    app.dependency_overrides[get_database] = lambda: elsewhere
-    try:
-        response = await anonymous.get("/ready")
-    finally:
-        await elsewhere.dispose()
+    response = await _ready_on(app, anonymous, Database(database_url, schema_revision="9999"))
 
     assert response.status_code == 503
     assert response.json()["reasons"] == {
@@ -158,11 +159,13 @@ async def test_requests_are_counted_by_route_template_method_and_status(
     assert latency_after == latency_before + 2
 
 
-async def test_unknown_paths_share_one_route_label(anonymous: httpx.AsyncClient) -> None:
+async def test_unknown_paths_share_one_route_label(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
     labels = {"route": "(unmatched)", "method": "GET", "status": "404"}
     before = await _metric(anonymous, "inventory_http_requests_total", **labels)
-    await anonymous.get("/random-1")
-    await anonymous.get("/random-2")
+    await client.get("/random-1")
+    await client.get("/random-2")
     assert await _metric(anonymous, "inventory_http_requests_total", **labels) == before + 2
 
 

@@ -9,15 +9,15 @@ import httpx
 import pytest
 
 from app.core.database import Database
-from tests.api.test_stock import assert_problem
-from tests.factories import make_stock, snapshot
+from tests.support.factories import make_stock, snapshot
+from tests.support.problems import assert_problem
 
 RESERVED = ["purchase", "purchases"]
 
 
 def assert_invalid(response: httpx.Response, field: str, message: str) -> None:
     body = assert_problem(response, 422, "validation-error")
-    assert {"field": field, "message": message} in body["errors"], body  # type: ignore[operator]
+    assert {"field": field, "message": message} in body["errors"], body
 
 
 @pytest.mark.parametrize("reserved", RESERVED)

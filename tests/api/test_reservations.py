@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from app.core.database import Database
-from tests.api.test_stock import assert_problem
-from tests.factories import ledger_sum, make_stock, quantity_of
-from tests.invariants import broken_invariants
+from devtools.invariants import broken_invariants
+from tests.support.factories import ledger_sum, make_stock, quantity_of
+from tests.support.problems import assert_problem
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -208,7 +208,8 @@ async def test_an_expired_hold_frees_its_units_and_can_be_released_but_not_confi
     assert (await level(client, "a"))["available"] == 0
 
     async def freed() -> bool:
-        return (await level(client, "a"))["available"] == 3
+        available: int = (await level(client, "a"))["available"]
+        return available == 3
 
     await until(freed)
     status = (await client.get(f"/reservations/{reservation_id}")).json()["status"]

@@ -4,19 +4,8 @@ import httpx
 import pytest
 
 from app.core.database import Database
-from tests.factories import ledger_sum, make_stock, quantity_of
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, object] = response.json()
-    assert body["type"] == f"/problems/{slug}"
-    assert body["status"] == status
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    return body
+from tests.support.factories import ledger_sum, make_stock, quantity_of
+from tests.support.problems import assert_problem
 
 
 async def test_put_creates_a_stock_level_with_location_and_etag(client: httpx.AsyncClient) -> None:
@@ -87,7 +76,7 @@ async def test_put_with_invalid_body_is_422_and_changes_nothing(
 ) -> None:
     body_out = assert_problem(await client.put("/inventory/9", json=body), 422, "validation-error")
 
-    assert [error["field"] for error in body_out["errors"]] == [field]  # type: ignore[attr-defined]
+    assert [error["field"] for error in body_out["errors"]] == [field]
     assert await quantity_of(db, "9") is None
 
 
@@ -269,7 +258,9 @@ async def test_movements_paginate(client: httpx.AsyncClient, db: Database) -> No
     seen: list[int] = []
     cursor = None
     while True:
-        params: dict[str, str | int] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, str | int] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
         page = (await client.get("/inventory/5/movements", params=params)).json()
         seen += [m["quantity_after"] for m in page["items"]]
         cursor = page["next_cursor"]
@@ -321,7 +312,7 @@ async def test_list_filters_by_product_ids_and_max_quantity(
     ],
 )
 async def test_list_with_bad_parameters_is_422(
-    client: httpx.AsyncClient, params: dict[str, object]
+    client: httpx.AsyncClient, params: dict[str, int | str]
 ) -> None:
     assert_problem(await client.get("/inventory", params=params), 422, "validation-error")
 

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 from app.core.config import Settings
 from app.core.database import Database
 from tests.api.test_events import caught_up
-from tests.conftest import make_settings
-from tests.receiver import Receiver, receiving
+from tests.support.receiver import Receiver, receiving
+from tests.support.service import make_settings
 
 TIMEOUT = 1.0
 

@@ -11,8 +11,8 @@ import trustme
 
 from app.core.config import Settings
 from tests.api.test_webhooks import TIMEOUT, subscribe
-from tests.conftest import make_settings
-from tests.receiver import receiving
+from tests.support.receiver import receiving
+from tests.support.service import make_settings
 
 
 def _certificate(ca: trustme.CA, directory: Path, name: str) -> tuple[Path, Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +14,23 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from app import cli
-from app.core.config import get_settings
 from app.core.database import Database
 from app.core.metrics import MULTIPROCESS_ENV
 from app.models import Movement
 from app.server import BoundedHttpToolsProtocol
-from tests import databases
-from tests.conftest import API_KEY
+from devtools import databases
+from devtools.fake_products import FakeProductsServer
+from tests.support.service import API_KEY
 
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the environment, as in a real run; no stray `.env` is read."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("API_KEYS", f"ops:{API_KEY}")
     monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -44,7 +40,6 @@ def url(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def run(*args: str) -> Result:
-    get_settings.cache_clear()
     return runner.invoke(cli.cli, list(args))
 
 
@@ -139,6 +134,22 @@ def test_check_reports_settings_without_secrets(url: str) -> None:
     assert "database: ok" in result.stdout
     assert "schema: at head" in result.stdout
     assert "products: disabled" in result.stdout
+
+
+def test_check_probes_the_products_service_with_its_key(
+    url: str, fake_products: FakeProductsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRODUCTS_SERVICE_URL", fake_products.url)
+    fake_products.required_api_key = "right-key"
+    monkeypatch.setenv("PRODUCTS_API_KEY", "wrong-key")
+    assert "products: unauthorized" in run("check").stdout
+    monkeypatch.setenv("PRODUCTS_API_KEY", "right-key")
+
+    result = run("check")
+
+    assert result.exit_code == 0, result.output
+    assert "products: ok" in result.stdout
+    assert [request.path for request in fake_products.requests] == ["/health"] * 2
 
 
 def test_check_fails_on_a_database_behind_head(

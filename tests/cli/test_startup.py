@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import databases
-from tests.conftest import API_KEY
+from devtools import databases
+from tests.support.service import API_KEY
 
 TIMEOUT_SECONDS = 60
 

@@ -1,4 +1,4 @@
-"""The products client against a real HTTP server of our own (tests/fake_products.py)."""
+"""The products client against a real HTTP server of our own (devtools/fake_products.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,32 +23,10 @@ from app.clients.products import (
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
-from tests.fake_products import BodyShape, FakeProductsServer
+from devtools.fake_products import BodyShape, FakeProductsServer
+from tests.support.products import SCHEDULING_MARGIN_SECONDS, catalog_for, catalog_settings
 
 TOWEL = {"id": "42", "name": "Towel", "price": 12.9}
-# Room for the event loop and the OS to schedule us, on top of the computed worst case.
-SCHEDULING_MARGIN_SECONDS = 0.3
-
-
-def settings_for(url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "products_service_url": url,
-        "products_api_key": None,
-        "products_timeout_seconds": 0.3,
-        "products_retries": 2,
-        "products_backoff_seconds": 0.02,
-        "products_backoff_max_seconds": 0.05,
-        "products_circuit_failures": 5,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
-
-
-@asynccontextmanager
-async def catalog_for(url: str, **overrides: Any) -> AsyncIterator[HttpProductsCatalog]:
-    settings = settings_for(url, **overrides)
-    async with build_http_client(settings) as client:
-        yield HttpProductsCatalog(client, settings)
 
 
 def product_requests(fake: FakeProductsServer) -> list[str]:
@@ -152,10 +127,20 @@ async def test_body_that_is_not_json_cannot_answer(fake_products: FakeProductsSe
             await catalog.lookup("42")
 
 
+async def seconds_to_fail(settings: Settings, reason: str) -> float:
+    """How long a look-up takes to fail with `ProductsUnavailable` for `reason`."""
+    async with build_http_client(settings) as client:
+        catalog = HttpProductsCatalog(client, settings)
+        started = time.monotonic()
+        with pytest.raises(ProductsUnavailable, match=reason):
+            await catalog.lookup("42")
+        return time.monotonic() - started
+
+
 async def test_slow_service_fails_within_the_computed_deadline(
     fake_products: FakeProductsServer,
 ) -> None:
-    settings = settings_for(
+    settings = catalog_settings(
         fake_products.url,
         products_timeout_seconds=0.2,
         products_retries=2,
@@ -164,12 +149,7 @@ async def test_slow_service_fails_within_the_computed_deadline(
     )
     fake_products.be_slow(10 * settings.products_timeout_seconds)
 
-    async with build_http_client(settings) as client:
-        catalog = HttpProductsCatalog(client, settings)
-        started = time.monotonic()
-        with pytest.raises(ProductsUnavailable, match="no answer"):
-            await catalog.lookup("42")
-        elapsed = time.monotonic() - started
+    elapsed = await seconds_to_fail(settings, "no answer")
 
     attempts = settings.products_retries + 1
     assert elapsed <= lookup_deadline_seconds(settings) + SCHEDULING_MARGIN_SECONDS
@@ -178,14 +158,9 @@ async def test_slow_service_fails_within_the_computed_deadline(
 
 
 async def test_closed_port_is_unavailable_quickly(closed_port_url: str) -> None:
-    settings = settings_for(closed_port_url, products_timeout_seconds=2.0, products_retries=2)
+    settings = catalog_settings(closed_port_url, products_timeout_seconds=2.0, products_retries=2)
 
-    async with build_http_client(settings) as client:
-        catalog = HttpProductsCatalog(client, settings)
-        started = time.monotonic()
-        with pytest.raises(ProductsUnavailable, match="ConnectError"):
-            await catalog.lookup("42")
-        elapsed = time.monotonic() - started
+    elapsed = await seconds_to_fail(settings, "ConnectError")
 
     # Refused connections fail at once: no attempt waits for its timeout.
     assert elapsed < settings.products_timeout_seconds
@@ -265,7 +240,7 @@ def test_runs_standalone_with_a_demo_catalog() -> None:
         port = sock.getsockname()[1]
     repo = Path(__file__).resolve().parents[2]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_products", "--port", str(port)],
+        [sys.executable, "-m", "devtools.fake_products", "--port", str(port)],
         cwd=repo,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.core.errors import ProductsUnavailable
-from tests.clients.test_products_fake_server import catalog_for
-from tests.fake_products import FakeProductsServer
+from devtools.fake_products import FakeProductsServer
+from tests.support.products import catalog_for
 
 
 def _lookups(outcome: str) -> float:

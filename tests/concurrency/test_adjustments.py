@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 
 from app.core.database import Database
-from tests.factories import ledger_sum, make_stock, quantity_of
+from tests.support.factories import ledger_sum, make_stock, quantity_of
 
 
 async def test_fifty_concurrent_decrements_of_thirty_units(

@@ -4,14 +4,14 @@ handed out at insert, transactions commit in another order)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import Connection
 
 from app.core.database import Database
 from app.services import events
-from tests import databases
+from devtools import databases
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ async def postgres(postgres_url: str) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-def _emit(name: str, *, hold_seconds: float = 0.0):  # type: ignore[no-untyped-def]
+def _emit(name: str, *, hold_seconds: float = 0.0) -> Callable[[Connection], None]:
     def unit(connection: Connection) -> None:
         events.emit(connection, "stock.changed", {"name": name})
         if hold_seconds:

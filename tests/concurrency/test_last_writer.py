@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 
 from app.core.database import Database
-from tests.factories import ledger_sum, quantity_of
+from tests.support.factories import ledger_sum, quantity_of
 
 ROUNDS = 40
 

@@ -9,10 +9,9 @@ import httpx
 import pytest
 
 from app.core.database import Database
-from tests.concurrency.test_purchases import sold
-from tests.factories import ledger_sum, make_stock, quantity_of
-from tests.invariants import broken_invariants
-from tests.servers import running_service
+from devtools.invariants import broken_invariants
+from devtools.servers import running_service
+from tests.support.factories import ledger_sum, make_stock, quantity_of, sold
 
 # Left out of `make test-fast`: several processes, a crash, or generated cases.
 pytestmark = pytest.mark.slow

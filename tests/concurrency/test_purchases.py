@@ -6,24 +6,11 @@ import asyncio
 from collections import Counter
 
 import httpx
-from sqlalchemy import func, select
 
 from app.core.database import Database
-from app.models import Purchase, PurchaseLine
-from tests.api.test_purchases import order
-from tests.factories import ledger_sum, make_stock, quantity_of
-from tests.invariants import broken_invariants
-
-
-async def sold(db: Database, product_id: str) -> int:
-    total = await db.read(
-        lambda c: c.scalar(
-            select(func.coalesce(func.sum(PurchaseLine.quantity), 0))
-            .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
-            .where(PurchaseLine.product_id == product_id, Purchase.status == "completed")
-        )
-    )
-    return int(total or 0)
+from devtools.invariants import broken_invariants
+from tests.support.factories import ledger_sum, make_stock, quantity_of, sold
+from tests.support.orders import order
 
 
 async def test_two_hundred_buyers_of_one_unit_against_stock_of_one_hundred(

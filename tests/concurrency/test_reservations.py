@@ -18,9 +18,9 @@ from app.repositories import stock_levels
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn
 from app.schemas.reservations import ReservationIn
 from app.services import expiry, purchases, reservations
-from tests.factories import TEST_CALLER, make_stock, quantity_of
-from tests.invariants import broken_invariants, units_sold
-from tests.servers import running_service
+from devtools.invariants import broken_invariants, units_sold
+from devtools.servers import running_service
+from tests.support.factories import TEST_CALLER, make_stock, quantity_of
 
 ONE = [PurchaseItemIn(product_id="hot", quantity=1)]
 TTL = timedelta(minutes=10)
@@ -34,13 +34,12 @@ def db(database_url: str) -> Database:
 
 async def _hold(db: Database, ttl: timedelta = TTL) -> str | None:
     try:
-        answer = await reservations.hold(
+        held = await reservations.hold(
             db, StandaloneCatalog(), TEST_CALLER, order=ReservationIn(items=ONE), ttl=ttl
         )
     except InsufficientStock:
         return None
-    reservation_id: str = answer.body["id"]
-    return reservation_id
+    return held.id
 
 
 async def _buy(db: Database) -> bool:
@@ -142,7 +141,7 @@ async def test_an_expired_hold_frees_its_units_within_a_second_with_no_request_t
 
         # Free for writers too, before any sweep: another hold takes the unit.
         assert await _hold(db) is not None
-        stored = await reservations.get_reservation(db, reservation_id=held.body["id"])
+        stored = await reservations.get_reservation(db, reservation_id=held.id)
         assert stored.status == "expired"
         assert await expiry.sweep(db) == 1
         assert await broken_invariants(db) == []

@@ -10,9 +10,9 @@ import pytest
 
 from app.core.database import Database
 from app.services import events
-from tests.factories import make_stock
-from tests.receiver import Receiver, receiving
-from tests.servers import free_port, kill_service, start_service, stop_service
+from devtools.servers import free_port, kill_service, start_service, stop_service
+from tests.support.factories import make_stock
+from tests.support.receiver import Receiver, receiving
 
 pytestmark = pytest.mark.slow
 

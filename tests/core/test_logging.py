@@ -9,12 +9,12 @@ import pytest
 import structlog
 from fastapi import FastAPI
 
-from app.core.logging import MASK, configure_logging
+from app.core.logging import MASK, MaskSecrets, configure_logging
 from app.main import create_app
-from tests import databases
-from tests.conftest import API_KEY, client_for, make_settings
-from tests.logs import events, json_lines
-from tests.servers import serving
+from devtools import databases
+from devtools.servers import serving
+from tests.support.logs import events, json_lines
+from tests.support.service import API_KEY, client_for, make_settings
 
 PRODUCTS_KEY = "products-secret-987654"
 
@@ -62,7 +62,7 @@ async def test_every_line_of_a_request_carries_its_request_id(
 async def test_unrouted_request_logs_its_raw_path(
     json_app: FastAPI, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with client_for(json_app) as http:
+    async with client_for(json_app, **{"X-API-KEY": API_KEY}) as http:
         await http.get("/no/such/thing")
 
     [line] = events(json_lines(capsys), "http.request")
@@ -132,7 +132,7 @@ async def test_crash_is_logged_with_request_id_and_answered_500(
         raise RuntimeError("boom")
 
     json_app.add_api_route("/explode", explode)
-    async with client_for(json_app, **{"X-Request-ID": "crash-1"}) as http:
+    async with client_for(json_app, **{"X-Request-ID": "crash-1", "X-API-KEY": API_KEY}) as http:
         response = await http.get("/explode")
 
     assert response.status_code == 500
@@ -155,3 +155,9 @@ async def test_a_request_served_by_uvicorn_writes_one_access_line(
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert access == []
     assert len(events(lines, "http.request")) == 1
+
+
+def test_a_secret_is_masked_as_a_token_not_inside_words() -> None:
+    mask = MaskSecrets(["k", "s3cr3t-key"])
+    masked = mask(None, "info", {"event": "stock levels k, key=k; url user:s3cr3t-key@host"})
+    assert masked["event"] == f"stock levels {MASK}, key={MASK}; url user:{MASK}@host"

@@ -18,11 +18,11 @@ from app.core.database import Database, Unit
 from app.core.errors import DatabaseUnavailable, InsufficientStock
 from app.models.base import utcnow
 from app.repositories import stock_levels
-from tests import databases
-from tests.api.test_purchases import order
-from tests.conftest import API_KEY, client_for, make_settings
-from tests.factories import make_stock, quantity_of, snapshot
-from tests.invariants import broken_invariants, units_sold
+from devtools import databases
+from devtools.invariants import broken_invariants, units_sold
+from tests.support.factories import make_stock, quantity_of, snapshot
+from tests.support.orders import order
+from tests.support.service import API_KEY, client_for, make_settings
 
 # What "the loop answered at once" means on a busy 2-core machine.
 PROMPT_SECONDS = 0.5

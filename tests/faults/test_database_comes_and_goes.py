@@ -15,11 +15,11 @@ from sqlalchemy.engine import make_url
 
 from app.core.migrations import head_revision
 from app.main import create_app
-from tests import databases
-from tests.api.test_stock import assert_problem
-from tests.conftest import API_KEY, client_for, make_settings
-from tests.logs import json_lines
-from tests.servers import start_service, stop_service
+from devtools import databases
+from devtools.servers import start_service, stop_service
+from tests.support.logs import json_lines
+from tests.support.problems import assert_problem
+from tests.support.service import API_KEY, client_for, make_settings
 
 UNREACHABLE = "The database cannot answer right now."
 

@@ -17,12 +17,13 @@ from sqlalchemy.engine import make_url
 from app.core.database import Database
 from app.core.errors import DatabaseUnavailable
 from app.main import create_app
-from tests import databases
-from tests.api.test_stock import assert_problem
-from tests.conftest import API_KEY, client_for, make_settings
-from tests.factories import ledger_sum, quantity_of
-from tests.faults.password_server import PasswordRejectingServer
-from tests.faults.proxy import TcpProxy, free_port
+from devtools import databases
+from devtools.servers import free_port
+from tests.support.factories import ledger_sum, quantity_of
+from tests.support.password_server import PasswordRejectingServer
+from tests.support.problems import assert_problem
+from tests.support.proxy import TcpProxy
+from tests.support.service import API_KEY, client_for, make_settings
 
 
 def _via(url: str, port: int) -> str:

@@ -12,13 +12,25 @@ import pytest
 
 from app.core.context import Caller
 from app.core.database import Database, T, Unit
-from app.core.errors import DatabaseUnavailable
+from app.core.errors import DatabaseUnavailable, ProblemError
 from app.services import idempotency
-from app.services.answers import Answer
-from tests import databases
-from tests.faults.proxy import free_port
+from devtools import databases
+from devtools.servers import free_port
 
 CALLER = Caller(actor="default", request_id="fault-test")
+
+
+class NeverWrites:
+    """For work that fails before there is an answer to write down."""
+
+    def result(self, result: None, /) -> idempotency.Written:
+        raise AssertionError("no result to write down")
+
+    def refusal(self, error: ProblemError, /) -> idempotency.Written:
+        raise AssertionError("no refusal to write down")
+
+
+NEVER_WRITES = NeverWrites()
 
 
 class OutageAfterFirstTransaction(Database):
@@ -41,18 +53,19 @@ async def test_a_release_that_fails_in_an_outage_does_not_hide_the_original_erro
     db = OutageAfterFirstTransaction(databases.fresh_sqlite(sqlite_template, tmp_path))
     original = DatabaseUnavailable("the work itself failed")
 
-    async def work(_claim: idempotency.Claim | None) -> Answer:
+    async def work(_claim: idempotency.Claim[None] | None) -> None:
         raise original
 
     try:
         with pytest.raises(DatabaseUnavailable) as raised:
             await idempotency.run_once(
                 db,
-                CALLER,
+                CALLER.actor,
                 key="k-1",
                 request_fingerprint="f",
                 ttl=timedelta(hours=24),
                 lease=timedelta(seconds=60),
+                writer=NEVER_WRITES,
                 work=work,
             )
     finally:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import schemathesis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, settings
-from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
@@ -34,7 +33,10 @@ from schemathesis.specs.openapi.checks import (
 from app.api.deps import get_webhook_sender
 from app.clients.webhooks import WebhookSender
 from app.main import create_app
-from tests.conftest import API_KEY, client_for, make_settings
+from tests.support.service import API_KEY, client_for, make_settings
+
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 # Left out of `make test-fast`: several processes, a crash, or generated cases.
 pytestmark = pytest.mark.slow
@@ -129,7 +131,9 @@ def _httpx_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_operation_answers_as_documented(case: Case, fuzz_client: InProcessClient) -> None:
+def test_every_operation_answers_as_documented(
+    case: OpenApiCase, fuzz_client: InProcessClient
+) -> None:
     kwargs = case.as_transport_kwargs(base_url="http://test")
     response = fuzz_client.request(**_httpx_arguments(kwargs))
     case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)

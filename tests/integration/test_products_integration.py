@@ -1,7 +1,7 @@
 """The inventory service talking to a real products service of our own.
 
 The whole app runs with its lifespan (engine, pooled products client, catalog) and is
-driven over ASGI; the products service is tests/fake_products.py, a real HTTP server on
+driven over ASGI; the products service is devtools/fake_products.py, a real HTTP server on
 127.0.0.1 whose behaviour each test switches. Every test runs on SQLite and PostgreSQL.
 """
 
@@ -10,97 +10,43 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from app.clients.products import lookup_deadline_seconds
 from app.core.config import Settings
-from app.core.database import Database
-from app.main import create_app
-from tests.api.test_purchases import order
-from tests.api.test_stock import assert_problem
-from tests.conftest import API_KEY, client_for, make_settings
-from tests.factories import ledger_sum, make_stock, quantity_of, snapshot
-from tests.fake_products import BodyShape, FakeProductsServer, RecordedRequest
+from devtools.fake_products import BodyShape, FakeProductsServer, RecordedRequest
+from tests.support.factories import ledger_sum, make_stock, quantity_of, snapshot
+from tests.support.orders import order
+from tests.support.problems import assert_problem
+from tests.support.products import (
+    PRODUCTS_KEY,
+    SCHEDULING_MARGIN_SECONDS,
+    SLOW_SECONDS,
+    TIMEOUT_SECONDS,
+    assert_unavailable,
+    product_lookups,
+    settings_for,
+)
+from tests.support.service import Inventory, running
 
-# The key the inventory sends to the products service; the fake requires it in every test,
-# so every successful look-up also proves it was forwarded.
-PRODUCTS_KEY = "products-key-9876543210"
-# Room for the event loop and the OS to schedule us, on top of the computed worst case.
-SCHEDULING_MARGIN_SECONDS = 0.3
-# Ample for the fake to answer on a loaded machine: an answer that is meant to come must not
-# time out. Tests of a slow products service use the short timeout, so they end quickly.
-TIMEOUT_SECONDS = 2.0
 SHORT_TIMEOUT_SECONDS = 0.2
-# Far beyond any timeout below; the fake's teardown cuts such waits short.
-SLOW_SECONDS = 30.0
 
 
-def settings_for(database_url: str, products_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "products_service_url": products_url,
-        "products_api_key": PRODUCTS_KEY,
-        "products_timeout_seconds": TIMEOUT_SECONDS,
-        "products_retries": 2,
-        "products_backoff_seconds": 0.02,
-        "products_backoff_max_seconds": 0.05,
-        # No cache: every request asks the fake, so a switched mode shows at once.
-        "products_cache_ttl_seconds": 0,
-        # The circuit stays closed unless a test is about the circuit.
-        "products_circuit_failures": 1000,
-        "products_circuit_reset_seconds": 30,
-    }
-    return make_settings(database_url, **(values | overrides))
-
-
-@dataclass(frozen=True, slots=True)
-class Inventory:
-    http: httpx.AsyncClient
-    db: Database
-    settings: Settings
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Inventory]:
-    """The service as `uvicorn app.main:app` would run it, lifespan included."""
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        client_for(app, **{"X-API-KEY": API_KEY}) as http,
-    ):
-        yield Inventory(http, app.state.database, settings)
-
-
-@pytest.fixture
-async def inventory(
-    database_url: str, fake_products: FakeProductsServer
-) -> AsyncIterator[Inventory]:
-    fake_products.require_api_key(PRODUCTS_KEY)
-    async with running(settings_for(database_url, fake_products.url)) as service:
-        yield service
+def too_slow(database_url: str, fake: FakeProductsServer, **overrides: Any) -> Settings:
+    """Settings for the service with the short timeout, and `fake` made slower than any."""
+    fake.require_api_key(PRODUCTS_KEY)
+    fake.be_slow(SLOW_SECONDS)
+    return settings_for(
+        database_url, fake.url, products_timeout_seconds=SHORT_TIMEOUT_SECONDS, **overrides
+    )
 
 
 def asked(fake: FakeProductsServer, product_id: str) -> list[RecordedRequest]:
     """The fake's look-ups of this product, in order."""
     return [request for request in fake.requests if request.path == f"/products/{product_id}"]
-
-
-def product_lookups(fake: FakeProductsServer) -> list[RecordedRequest]:
-    return [request for request in fake.requests if request.path.startswith("/products/")]
-
-
-def assert_unavailable(response: httpx.Response) -> int:
-    """A 503 products-unavailable with a usable Retry-After; returns its seconds."""
-    body = assert_problem(response, 503, "products-unavailable")
-    assert body["detail"]
-    retry_after = response.headers["Retry-After"]
-    assert retry_after.isdigit(), retry_after
-    assert int(retry_after) >= 1
-    return int(retry_after)
 
 
 # --- the products service answers ---------------------------------------------------------
@@ -401,16 +347,13 @@ async def test_retries_are_bounded(inventory: Inventory, fake_products: FakeProd
 async def test_an_open_circuit_fails_fast_and_ready_stays_ready(
     database_url: str, fake_products: FakeProductsServer
 ) -> None:
-    settings = settings_for(
+    settings = too_slow(
         database_url,
-        fake_products.url,
-        products_timeout_seconds=SHORT_TIMEOUT_SECONDS,
+        fake_products,
         products_retries=0,
         products_circuit_failures=3,
         products_circuit_reset_seconds=30,
     )
-    fake_products.require_api_key(PRODUCTS_KEY)
-    fake_products.be_slow(SLOW_SECONDS)
     async with running(settings) as service:
         await make_stock(service.db, "1", 10)
         snap = await snapshot(service.db)
@@ -453,16 +396,13 @@ async def test_a_purchase_fails_within_the_computed_bound_when_the_service_is_sl
     database_url: str, fake_products: FakeProductsServer
 ) -> None:
     # Pauses that weigh in the bound, so that pausing too long shows beyond the margin.
-    settings = settings_for(
+    settings = too_slow(
         database_url,
-        fake_products.url,
-        products_timeout_seconds=SHORT_TIMEOUT_SECONDS,
+        fake_products,
         products_retries=2,
         products_backoff_seconds=0.2,
         products_backoff_max_seconds=0.3,
     )
-    fake_products.require_api_key(PRODUCTS_KEY)
-    fake_products.be_slow(SLOW_SECONDS)
     # More products than any batch size a purchase could use: the bound holds for all at once.
     product_ids = [str(n) for n in range(1, 12)]
     bound = lookup_deadline_seconds(settings) + SCHEDULING_MARGIN_SECONDS

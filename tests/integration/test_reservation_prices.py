@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from tests.api.test_stock import assert_problem
-from tests.factories import make_stock
-from tests.fake_products import FakeProductsServer
-from tests.integration.test_products_integration import (
-    PRODUCTS_KEY,
-    Inventory,
-    product_lookups,
-    running,
-    settings_for,
-)
-
-
-@pytest.fixture
-async def inventory(
-    database_url: str, fake_products: FakeProductsServer
-) -> AsyncIterator[Inventory]:
-    fake_products.require_api_key(PRODUCTS_KEY)
-    async with running(settings_for(database_url, fake_products.url)) as service:
-        yield service
+from devtools.fake_products import FakeProductsServer
+from tests.support.factories import make_stock
+from tests.support.problems import assert_problem
+from tests.support.products import product_lookups
+from tests.support.service import Inventory
 
 
 async def test_a_confirm_after_the_products_service_went_down_charges_the_held_prices(

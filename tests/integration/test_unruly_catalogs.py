@@ -1,6 +1,6 @@
 """Buyers are never failed for a neighbour's sake: slow, misconfigured or lying catalogs.
 
-Every test runs the whole app against the real fake products service of tests/fake_products.py
+Every test runs the whole app against the real fake products service of devtools/fake_products.py
 on SQLite and PostgreSQL.
 """
 
@@ -16,19 +16,19 @@ import httpx
 import pytest
 
 from app.cli import settings_summary
-from app.clients.products import MAX_PRODUCT_BYTES, MAX_PRODUCT_DEPTH
-from tests.api.test_purchases import order
-from tests.api.test_stock import assert_problem
-from tests.factories import ledger_sum, make_stock, quantity_of, snapshot
-from tests.fake_products import FakeProductsServer
-from tests.integration.test_products_integration import (
+from app.clients.products.payload import MAX_PRODUCT_BYTES, MAX_PRODUCT_DEPTH
+from devtools.fake_products import FakeProductsServer, IdStyle
+from tests.support.factories import ledger_sum, make_stock, quantity_of, snapshot
+from tests.support.orders import order
+from tests.support.problems import assert_problem
+from tests.support.products import (
     PRODUCTS_KEY,
     SLOW_SECONDS,
     assert_unavailable,
     product_lookups,
-    running,
     settings_for,
 )
+from tests.support.service import running
 
 # A healthy catalog that takes its time, and fewer connections than buyers, so that look-ups
 # queue for connections far longer than one attempt may take.
@@ -115,13 +115,13 @@ async def test_ids_the_catalog_rejects_never_open_the_circuit(
 async def test_a_product_answered_under_another_id_gets_no_second_stock_level(
     database_url: str,
     fake_products: FakeProductsServer,
-    style: str,
+    style: IdStyle,
     catalog_id: str,
     asked: str,
     answered: str,
 ) -> None:
     fake_products.catalog[catalog_id] = {"name": "Mug", "price": 9.5}
-    fake_products.read_ids(style)  # type: ignore[arg-type]
+    fake_products.read_ids(style)
     fake_products.require_api_key(PRODUCTS_KEY)
     async with running(settings_for(database_url, fake_products.url)) as service:
         twin = await service.http.put(f"/inventory/{asked}", json={"quantity": 5})

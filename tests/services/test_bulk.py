@@ -4,7 +4,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.clients.products import StandaloneCatalog
 from app.core.database import Database
@@ -12,7 +12,14 @@ from app.models import Movement, StockLevel
 from app.schemas.reservations import ReservationIn
 from app.services import bulk
 from app.services import reservations as reservations_service
-from tests.factories import TEST_CALLER, ledger_sum, make_stock, quantity_of, snapshot
+from tests.support.factories import (
+    TEST_CALLER,
+    ledger_sum,
+    make_stock,
+    movement_count,
+    quantity_of,
+    snapshot,
+)
 
 
 def _parse(text: str) -> list[bulk.ImportRow]:
@@ -23,10 +30,6 @@ def _errors(text: str) -> list[tuple[int, str]]:
     with pytest.raises(bulk.InvalidImport) as invalid:
         _parse(text)
     return [(error.line, error.message) for error in invalid.value.errors]
-
-
-async def _movement_count(db: Database) -> int:
-    return int(await db.read(lambda c: c.scalar(select(func.count()).select_from(Movement))) or 0)
 
 
 def test_parse_reads_rows_with_or_without_header() -> None:
@@ -115,12 +118,12 @@ async def test_import_bumps_the_version_of_updated_rows(db: Database) -> None:
 async def test_importing_twice_changes_nothing_the_second_time(db: Database) -> None:
     rows = _parse("a,1\nb,2\nc,3\n")
     await bulk.import_stock(db, TEST_CALLER, rows)
-    movements = await _movement_count(db)
+    movements = await movement_count(db)
 
     again = await bulk.import_stock(db, TEST_CALLER, rows)
 
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
-    assert await _movement_count(db) == movements
+    assert await movement_count(db) == movements
 
 
 async def test_dry_run_counts_and_writes_nothing(db: Database) -> None:

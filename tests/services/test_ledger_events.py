@@ -11,9 +11,9 @@ from sqlalchemy import Connection
 from app.core.database import Database, after_commit
 from app.core.logging import configure_logging
 from app.services.ledger import record_movement
-from tests.conftest import make_settings
-from tests.factories import TEST_CALLER, make_stock
-from tests.logs import events, json_lines
+from tests.support.factories import TEST_CALLER, make_stock
+from tests.support.logs import events, json_lines
+from tests.support.service import make_settings
 
 
 @pytest.fixture(autouse=True)

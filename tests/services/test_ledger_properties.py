@@ -2,69 +2,42 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
 from sqlalchemy import Connection, func, select
 
 from app.clients.products import StandaloneCatalog
-from app.core.database import Database
 from app.core.errors import InsufficientStock, NotFound
 from app.models import Movement, Purchase, PurchaseLine, StockLevel
 from app.schemas.purchases import PurchaseIn
 from app.services import purchases, stock
-from tests.factories import TEST_CALLER
+from tests.support.factories import TEST_CALLER, make_stock
+from tests.support.machines import DatabaseMachine, run_machine
 
 # Left out of `make test-fast`: several processes, a crash, or generated cases.
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
 PRODUCTS = ["p0", "p1", "p2", "p3"]
 product_ids = st.sampled_from(PRODUCTS)
 
 
 def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
-    class StockMachine(RuleBasedStateMachine):
+    class StockMachine(DatabaseMachine):
         bought = Bundle("purchases")
 
         def __init__(self) -> None:
-            super().__init__()
-            self.loop = asyncio.new_event_loop()
-            self.db = Database(database_url)
-            # Product ids unique to this run, so runs sharing a database do not meet.
-            self.prefix = uuid.uuid4().hex[:8]
+            super().__init__(database_url)
             self.expected: dict[str, int] = {}
-
-        def run(self, step: Coroutine[Any, Any, T]) -> T:
-            return self.loop.run_until_complete(step)
-
-        def pid(self, name: str) -> str:
-            return f"{self.prefix}-{name}"
 
         @rule(name=product_ids, quantity=st.integers(0, 20))
         def set_quantity(self, name: str, quantity: int) -> None:
-            self.run(
-                stock.set_quantity(
-                    self.db,
-                    StandaloneCatalog(),
-                    TEST_CALLER,
-                    product_id=self.pid(name),
-                    quantity=quantity,
-                    reason="property",
-                )
-            )
+            self.run(make_stock(self.db, self.pid(name), quantity))
             self.expected[name] = quantity
 
         @rule(name=product_ids, delta=st.integers(-10, 10).filter(bool))
@@ -94,7 +67,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 {"items": [{"product_id": self.pid(n), "quantity": q} for n, q in lines]}
             )
             try:
-                answer = self.run(
+                receipt = self.run(
                     purchases.buy(self.db, StandaloneCatalog(), TEST_CALLER, order=order)
                 )
             except InsufficientStock:
@@ -104,7 +77,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 return ""
             for name, quantity in wanted.items():
                 self.expected[name] -= quantity
-            return str(answer.body["id"])
+            return receipt.id
 
         @rule(purchase_id=bought)
         def cancel(self, purchase_id: str) -> None:
@@ -170,20 +143,8 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 assert sums.get(product_id, 0) == levels.get(product_id, 0)
             assert unmatched == 0
 
-        def teardown(self) -> None:
-            self.run(self.db.dispose())
-            self.loop.close()
-
     return StockMachine
 
 
 def test_random_operations_keep_the_books_balanced(database_url: str) -> None:
-    run_state_machine_as_test(
-        machine_for(database_url),
-        settings=settings(
-            max_examples=25,
-            stateful_step_count=15,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(machine_for(database_url), examples=25, steps=15)

@@ -9,7 +9,7 @@ from app.core.database import Database
 from app.schemas.purchases import PurchaseIn
 from app.services import purchases
 from app.services.pricing import money, total, unit_price
-from tests.factories import TEST_CALLER, make_stock, snapshot
+from tests.support.factories import TEST_CALLER, make_stock, snapshot
 
 
 class Boom(RuntimeError):

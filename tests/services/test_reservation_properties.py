@@ -3,21 +3,17 @@ step `reserved ≤ quantity`, `available = quantity − reserved`, and the books
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import update
 
 from app.clients.products import StandaloneCatalog
-from app.core.database import Database
 from app.core.errors import InsufficientStock, NotFound, ReservationNotActive
 from app.models import Reservation, ReservationLine
 from app.models.base import utcnow
@@ -25,12 +21,12 @@ from app.repositories import stock_levels
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn
 from app.schemas.reservations import ReservationIn
 from app.services import expiry, purchases, reservations, stock
-from tests.factories import TEST_CALLER, ledger_sum
-from tests.invariants import broken_invariants
+from devtools.invariants import broken_invariants
+from tests.support.factories import TEST_CALLER, ledger_sum, make_stock
+from tests.support.machines import DatabaseMachine, run_machine
 
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
 NAMES = ["p0", "p1", "p2"]
 names = st.sampled_from(NAMES)
 TTL = timedelta(hours=1)
@@ -44,20 +40,11 @@ class Hold:
 
 
 def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
-    class ReservationMachine(RuleBasedStateMachine):
+    class ReservationMachine(DatabaseMachine):
         def __init__(self) -> None:
-            super().__init__()
-            self.loop = asyncio.new_event_loop()
-            self.db = Database(database_url)
-            self.prefix = uuid.uuid4().hex[:8]
+            super().__init__(database_url)
             self.quantity: dict[str, int] = {}
             self.holds: list[Hold] = []
-
-        def run(self, step: Coroutine[Any, Any, T]) -> T:
-            return self.loop.run_until_complete(step)
-
-        def pid(self, name: str) -> str:
-            return f"{self.prefix}-{name}"
 
         def reserved(self, name: str) -> int:
             return sum(h.lines.get(name, 0) for h in self.holds if h.state == "active")
@@ -67,14 +54,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
 
         @rule(name=names, quantity=st.integers(0, 12))
         def set_quantity(self, name: str, quantity: int) -> None:
-            step = stock.set_quantity(
-                self.db,
-                StandaloneCatalog(),
-                TEST_CALLER,
-                product_id=self.pid(name),
-                quantity=quantity,
-                reason="property",
-            )
+            step = make_stock(self.db, self.pid(name), quantity)
             if quantity < self.reserved(name):
                 with pytest.raises(InsufficientStock):
                     self.run(step)
@@ -118,8 +98,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 with pytest.raises(InsufficientStock):
                     self.run(step)
                 return
-            answer = self.run(step)
-            self.holds.append(Hold(answer.body["id"], dict(lines)))
+            self.holds.append(Hold(self.run(step).id, dict(lines)))
 
         @rule(data=st.data())
         def confirm(self, data: st.DataObject) -> None:
@@ -131,8 +110,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 with pytest.raises(ReservationNotActive):
                     self.run(step)
                 return
-            answer = self.run(step)
-            assert answer.status == (200 if held.state == "confirmed" else 201)
+            assert self.run(step).created == (held.state == "active")
             if held.state == "active":
                 for name, quantity in held.lines.items():
                     self.quantity[name] -= quantity
@@ -182,7 +160,7 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
         def books_balance(self) -> None:
             for name in NAMES:
                 level = self.run(
-                    self.db.read_one(lambda c, n=name: stock_levels.find(c, self.pid(n)))
+                    self.db.read_one(partial(stock_levels.find, product_id=self.pid(name)))
                 )
                 if name not in self.quantity:
                     assert level is None
@@ -194,20 +172,8 @@ def machine_for(database_url: str) -> type[RuleBasedStateMachine]:
                 assert self.run(ledger_sum(self.db, self.pid(name))) == level.quantity
             assert self.run(broken_invariants(self.db)) == []
 
-        def teardown(self) -> None:
-            self.run(self.db.dispose())
-            self.loop.close()
-
     return ReservationMachine
 
 
 def test_random_reservation_operations_keep_reserved_within_quantity(database_url: str) -> None:
-    run_state_machine_as_test(
-        machine_for(database_url),
-        settings=settings(
-            max_examples=20,
-            stateful_step_count=20,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(machine_for(database_url), examples=20, steps=20)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import httpx
@@ -12,13 +12,14 @@ from sqlalchemy import Connection, select, update
 
 from app.clients.webhooks import AddressRefused, Outcome, WebhookSender, checked_address
 from app.core.database import Database
+from app.core.metrics import DeliveryOutcome
 from app.models import WebhookDelivery, WebhookEndpoint
 from app.models.base import utcnow
 from app.repositories import webhooks as rows
 from app.schemas.webhooks import WebhookIn
 from app.services import webhooks
 from app.services.webhooks import DISABLE_AFTER, MAX_RETRY_DELAY_SECONDS, RETRY_FOR, retry_delay
-from tests.receiver import receiving
+from tests.support.receiver import receiving
 
 
 @pytest.fixture
@@ -47,7 +48,9 @@ async def _endpoint_with_delivery(db: Database, url: str = "https://hooks.exampl
     sender = WebhookSender(timeout_seconds=1, allowed_hosts=(), resolver=_public)
     created = await webhooks.create_endpoint(db, sender, body=WebhookIn(url=url, events=["*"]))
     await webhooks.send_test_event(db, endpoint_id=created.id)
-    return int(await db.read(lambda c: c.scalar(select(WebhookDelivery.id))))
+    delivery_id: int | None = await db.read(lambda c: c.scalar(select(WebhookDelivery.id)))
+    assert delivery_id is not None
+    return delivery_id
 
 
 async def _public(_host: str, _port: int) -> list[str]:
@@ -63,8 +66,10 @@ async def _claim(db: Database) -> rows.Claimed:
     return claimed
 
 
-def _record(claimed: rows.Claimed, outcome: Outcome, now_offset: timedelta = timedelta()):  # type: ignore[no-untyped-def]
-    def unit(connection: Connection) -> object:
+def _record(
+    claimed: rows.Claimed, outcome: Outcome, now_offset: timedelta = timedelta()
+) -> Callable[[Connection], DeliveryOutcome | None]:
+    def unit(connection: Connection) -> DeliveryOutcome | None:
         [recorded] = webhooks.record_outcomes(
             connection,
             [(claimed, outcome)],
@@ -93,10 +98,10 @@ async def test_a_failure_is_retried_until_a_day_has_passed_then_given_up(db: Dat
     # A second outcome for the same claim (another process took over) changes nothing more.
     assert await db.write(_record(claimed, FAILED, RETRY_FOR)) == "failed"
     assert await db.write(_record(claimed, DELIVERED)) is None
-    status = await db.read(
+    settled: str | None = await db.read(
         lambda c: c.scalar(select(WebhookDelivery.status).where(WebhookDelivery.id == delivery_id))
     )
-    assert status == "failed"
+    assert settled == "failed"
 
 
 async def test_an_endpoint_failing_for_five_days_is_disabled(db: Database) -> None:
@@ -110,6 +115,7 @@ async def test_an_endpoint_failing_for_five_days_is_disabled(db: Database) -> No
         lambda c: c.execute(select(WebhookEndpoint.enabled, WebhookEndpoint.disabled_reason)).one()
     )
     assert enabled is False
+    assert reason is not None
     assert reason.startswith("every delivery failed since")
 
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
+    """A loopback port nobody listens on (at the moment of asking)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -30,11 +31,16 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, **config: Any) -> AsyncIterator[tuple[str, int]]:
+async def serving(app: ASGIApp, **config: Any) -> AsyncIterator[tuple[str, int]]:
     """`app` (its lifespan already running) behind a real uvicorn on a loopback port, in
     this event loop; yields the host and port. `config` is more uvicorn settings."""
     port = free_port()
-    settings = {"host": "127.0.0.1", "port": port, "log_config": None, "lifespan": "off"}
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "log_config": None,
+        "lifespan": "off",
+    }
     server = uvicorn.Server(uvicorn.Config(app, **(settings | config)))
     task = asyncio.create_task(server.serve())
     try:

@@ -1,4 +1,4 @@
-"""Throw-away databases for tests, built by running the migrations."""
+"""Throw-away databases for the tests and `make stress`, built by running the migrations."""
 
 from __future__ import annotations
 

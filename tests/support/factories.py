@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from app.clients.products import StandaloneCatalog
 from app.core.context import Caller
 from app.core.database import Database
-from app.models import Movement, Purchase, StockLevel
+from app.models import Base, Movement, Purchase, PurchaseLine, StockLevel
 from app.schemas.stock import StockLevelOut
 from app.services import stock
 
@@ -19,9 +19,7 @@ async def make_stock(db: Database, product_id: str = "7", quantity: int = 3) -> 
         db,
         StandaloneCatalog(),
         TEST_CALLER,
-        product_id=product_id,
-        quantity=quantity,
-        reason="factory",
+        change=stock.NewQuantity(product_id, quantity, "factory"),
     )
     return result.stock
 
@@ -45,11 +43,16 @@ async def ledger_sum(db: Database, product_id: str) -> int:
 
 
 async def purchase_count(db: Database) -> int:
-    return int(await db.read(lambda c: c.scalar(select(func.count()).select_from(Purchase))) or 0)
+    return await _row_count(db, Purchase)
 
 
 async def movement_count(db: Database) -> int:
-    return int(await db.read(lambda c: c.scalar(select(func.count()).select_from(Movement))) or 0)
+    return await _row_count(db, Movement)
+
+
+async def _row_count(db: Database, model: type[Base]) -> int:
+    count: int | None = await db.read(lambda c: c.scalar(select(func.count()).select_from(model)))
+    return count or 0
 
 
 async def snapshot(db: Database) -> tuple[list[tuple[object, ...]], int, int]:
@@ -63,3 +66,14 @@ async def snapshot(db: Database) -> tuple[list[tuple[object, ...]], int, int]:
     )
     rows = [tuple(row) for row in levels]
     return rows, await movement_count(db), await purchase_count(db)
+
+
+async def sold(db: Database, product_id: str) -> int:
+    total = await db.read(
+        lambda c: c.scalar(
+            select(func.coalesce(func.sum(PurchaseLine.quantity), 0))
+            .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
+            .where(PurchaseLine.product_id == product_id, Purchase.status == "completed")
+        )
+    )
+    return int(total or 0)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.servers import serving
+from devtools.servers import serving
 
 
 @dataclass
@@ -89,6 +89,6 @@ async def receiving(
     config: dict[str, Any] = {"timeout_graceful_shutdown": 1} | ({"port": port} if port else {})
     if tls is not None:
         config |= {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
-    async with serving(app, **config) as (host, free):  # type: ignore[arg-type]
+    async with serving(app, **config) as (host, free):
         receiver.url = f"{'https' if tls else 'http'}://{host}:{port or free}/hook"
         yield receiver

@@ -1,46 +1,48 @@
-"""The products catalog as the inventory sees it: does a product exist, and what is said of it."""
+"""The products service over HTTP: bounded retries, a connection queue, a cache and a breaker."""
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import json
 import logging
-import math
 import random
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
-from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 from cachetools import TTLCache
 
+from app.clients.products.breaker import CircuitBreaker
+from app.clients.products.catalog import (
+    ProductLookup,
+    ProductsCatalog,
+    ProductStatus,
+    StandaloneCatalog,
+)
+from app.clients.products.payload import (
+    UnreadablePayload,
+    flatten_product,
+    parse_product_body,
+    read_capped,
+)
 from app.core import metrics
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
 from app.core.logging import MASK
+from app.core.metrics import CircuitState
 
 logger = logging.getLogger(__name__)
 
-CircuitState = Literal["closed", "open", "half_open"]
-
 _ACCEPT = "application/json, application/vnd.api+json"
-# A product is a small document. What is read of an answer, and how deeply it may nest, is
-# capped so that a broken or hostile catalog cannot make us hold, parse or echo a huge one.
-MAX_PRODUCT_BYTES = 1024 * 1024
-MAX_PRODUCT_DEPTH = 32
 # The catalog says "no such product" with these, as much as with a 404: an id it cannot
 # parse (400, 422) or one it has retired (410). A healthy catalog talking.
 _NOT_FOUND_STATUSES = frozenset({400, 404, 410, 422})
 # Our credentials are refused: a configuration fault on our side, not a missing product.
 _AUTH_STATUSES = frozenset({401, 403})
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # A gateway in front of the products service said it got no answer, so the request
 # may never have reached it and asking again is safe. A 500 is the service's own verdict.
 _RETRYABLE_STATUSES = frozenset({502, 503, 504})
@@ -52,50 +54,6 @@ _RETRYABLE_ERRORS = (
     httpx.RemoteProtocolError,
     TimeoutError,
 )
-# A body made of these JSON:API top-level members only is an envelope around the product.
-_DOCUMENT_MEMBERS = frozenset({"data", "meta", "links", "included", "jsonapi"})
-# A `data` object made of these members only is a JSON:API resource object.
-_RESOURCE_MEMBERS = frozenset({"id", "lid", "type", "attributes", "relationships", "links", "meta"})
-
-
-class ProductStatus(enum.Enum):
-    FOUND = "found"
-    NOT_FOUND = "not_found"
-    UNCHECKED = "unchecked"  # standalone mode: nobody was asked
-
-
-@dataclass(frozen=True, slots=True)
-class ProductLookup:
-    product_id: str
-    status: ProductStatus
-    product: dict[str, Any] | None = field(default=None)
-    # NOT_FOUND because the catalog answered with another product: the id it gave.
-    catalog_id: str | None = None
-
-
-class ProductsCatalog(Protocol):
-    """Where product look-ups go. Raises `ProductsUnavailable` when the catalog cannot answer."""
-
-    @property
-    def enabled(self) -> bool: ...
-
-    async def lookup(self, product_id: str) -> ProductLookup: ...
-
-    async def probe(self) -> str:
-        """`ok`, `unauthorized`, `unavailable` or `disabled`, from a real request made now."""
-        ...
-
-
-class StandaloneCatalog:
-    """No products service configured: nothing is checked and nothing is known."""
-
-    enabled = False
-
-    async def lookup(self, product_id: str) -> ProductLookup:
-        return ProductLookup(product_id, ProductStatus.UNCHECKED)
-
-    async def probe(self) -> str:
-        return "disabled"
 
 
 def backoff_cap(base_seconds: float, max_seconds: float, retry: int) -> float:
@@ -110,105 +68,6 @@ def lookup_deadline_seconds(settings: Settings) -> float:
         for retry in range(settings.products_retries)
     )
     return (settings.products_retries + 1) * settings.products_timeout_seconds + pauses
-
-
-def flatten_product(body: object, product_id: str) -> dict[str, Any] | None:
-    """One flat product from a plain, `{"data": …}` or JSON:API body; None if it holds none.
-
-    The `id` is always a string: the body's own id (integers become their decimal string),
-    or the id that was asked for when the body carries none.
-    """
-    if not isinstance(body, dict):
-        return None
-    resource: object = body
-    # Only a body that is nothing but an envelope is unwrapped, so a plain product that
-    # happens to have a field called `data` stays what it is.
-    if "data" in body and body.keys() <= _DOCUMENT_MEMBERS:
-        resource = body["data"]
-    if not isinstance(resource, dict):
-        return None
-    attributes = resource.get("attributes")
-    if isinstance(attributes, dict) and resource.keys() <= _RESOURCE_MEMBERS:
-        product = dict(attributes)
-    else:
-        product = dict(resource)
-    product["id"] = _id_string(resource.get("id"), product_id)
-    return product
-
-
-def _id_string(raw: object, fallback: str) -> str:
-    if isinstance(raw, str) and raw:
-        return raw
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return str(raw)
-    return fallback
-
-
-class CircuitBreaker:
-    """Stops calling a products service that keeps failing; one probe later finds out if it is back.
-
-    closed: every look-up goes out; `failure_threshold` failures in a row open it.
-    open: nothing goes out for `reset_seconds`.
-    half_open: the first look-up goes out as the probe, the others are refused until it
-    answers; its success closes the circuit, its failure opens it again.
-    """
-
-    def __init__(
-        self,
-        *,
-        failure_threshold: int,
-        reset_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._failure_threshold = failure_threshold
-        self._reset_seconds = reset_seconds
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._probe_out = False
-
-    @property
-    def state(self) -> CircuitState:
-        if self._opened_at is None:
-            return "closed"
-        return "open" if self.seconds_until_half_open() > 0 else "half_open"
-
-    def seconds_until_half_open(self) -> float:
-        if self._opened_at is None:
-            return 0.0
-        return max(0.0, self._opened_at + self._reset_seconds - self._clock())
-
-    def try_acquire(self) -> bool:
-        """Whether a look-up may go out now; in half_open only the probe may."""
-        state = self.state
-        if state == "closed":
-            return True
-        if state == "open" or self._probe_out:
-            return False
-        self._probe_out = True
-        return True
-
-    def record_success(self) -> None:
-        if self._opened_at is not None:
-            logger.info("products circuit closed: the service answers again")
-        self._failures = 0
-        self._opened_at = None
-        self._probe_out = False
-
-    def record_failure(self) -> None:
-        self._failures += 1
-        self._probe_out = False
-        if self._failures >= self._failure_threshold:
-            self._opened_at = self._clock()
-            logger.warning(
-                "products circuit open for %ss after %d failed look-ups",
-                self._reset_seconds,
-                self._failures,
-            )
-
-    def release_probe(self) -> None:
-        """The probe ended without a verdict on the service (cancelled, or a bug of ours)."""
-        self._probe_out = False
 
 
 class _CannotAnswer(Exception):
@@ -437,7 +296,9 @@ class HttpProductsCatalog:
                 ):
                     if response.status_code != httpx.codes.OK:
                         return response.status_code, b""
-                    return response.status_code, await _read_capped(response)
+                    return response.status_code, await read_capped(response)
+            except UnreadablePayload as refused:
+                raise _CannotAnswer(str(refused), retryable=False) from refused
             except _RETRYABLE_ERRORS as error:
                 raise _CannotAnswer(
                     f"no answer ({type(error).__name__})", retryable=True
@@ -454,7 +315,10 @@ class HttpProductsCatalog:
             self._refuse_credentials(status)
         if status != httpx.codes.OK:
             raise _CannotAnswer(f"it answered {status}", retryable=status in _RETRYABLE_STATUSES)
-        product = flatten_product(parse_product_body(body), product_id)
+        try:
+            product = flatten_product(parse_product_body(body), product_id)
+        except UnreadablePayload as refused:
+            raise _CannotAnswer(str(refused), retryable=False) from refused
         if product is None:
             raise _CannotAnswer(
                 "it answered 200 with a body that is not a product", retryable=False
@@ -484,68 +348,6 @@ class HttpProductsCatalog:
         if self._api_key is not None:
             headers["X-API-KEY"] = self._api_key
         return headers
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    """The raw body, refused when it is larger than MAX_PRODUCT_BYTES or compressed.
-
-    We ask for `identity`; a catalog that compresses anyway is not inflated at all, so a
-    small answer cannot unpack into gigabytes.
-    """
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise _CannotAnswer(f"it answered with {encoding} encoding", retryable=False)
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_PRODUCT_BYTES:
-        raise _CannotAnswer(f"its answer is larger than {MAX_PRODUCT_BYTES} bytes", retryable=False)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > MAX_PRODUCT_BYTES:
-            raise _CannotAnswer(
-                f"its answer is larger than {MAX_PRODUCT_BYTES} bytes", retryable=False
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_product_body(body: bytes) -> object:
-    """Strict JSON (UTF-8, no NaN or Infinity) that we can hand on unchanged: nested at most
-    MAX_PRODUCT_DEPTH deep, finite numbers, and strings that UTF-8 can encode. Anything
-    else raises `_CannotAnswer`, so nothing the catalog says can fail a response of ours."""
-    try:
-        parsed: object = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as error:
-        raise _CannotAnswer(
-            "it answered 200 with a body that is not JSON", retryable=False
-        ) from error
-    problem = _unrepresentable(parsed)
-    if problem is not None:
-        raise _CannotAnswer(f"it answered 200 with {problem}", retryable=False)
-    return parsed
-
-
-def _unrepresentable(document: object) -> str | None:
-    """What in a parsed JSON document we could not echo, or None. Iterative, so depth is ours
-    to bound rather than the interpreter's recursion limit."""
-    pending: list[tuple[object, int]] = [(document, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_PRODUCT_DEPTH:
-                return f"a body nested deeper than {MAX_PRODUCT_DEPTH} levels"
-            members = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            pending.extend((member, depth + 1) for member in members)
-        elif isinstance(value, str) and _LONE_SURROGATE.search(value):
-            return "a string holding a lone surrogate"
-        elif isinstance(value, float) and not math.isfinite(value):
-            return "a number too large to represent"
-    return None
 
 
 def _detached(lookup: ProductLookup) -> ProductLookup:
@@ -583,54 +385,3 @@ def build_catalog(settings: Settings, client: httpx.AsyncClient | None) -> Produ
             "PRODUCTS_SERVICE_URL is set, so the products catalog needs an HTTP client"
         )
     return HttpProductsCatalog(client, settings)
-
-
-async def lookup_all(
-    catalog: ProductsCatalog, product_ids: Iterable[str]
-) -> dict[str, ProductLookup]:
-    """Every product looked up at once, by product id.
-
-    No limit of its own: the catalog's connection queue orders look-ups across all requests,
-    so a purchase of many products waits about as long as one of few.
-
-    All or nothing: when the catalog cannot answer for any of them this raises
-    `ProductsUnavailable` naming them, with the longest Retry-After among the failures, so a
-    caller who waits that long is not refused again. NOT_FOUND look-ups are returned; what
-    they mean (a 422, usually) is the caller's business.
-    """
-    unique_ids = list(dict.fromkeys(product_ids))
-    outcomes: list[ProductLookup | BaseException]
-    if len(unique_ids) == 1:
-        # The usual purchase: one product, so no task to spawn and no extra turn of the loop.
-        outcomes = [await _outcome(catalog.lookup(unique_ids[0]))]
-    else:
-        outcomes = await asyncio.gather(
-            *(catalog.lookup(product_id) for product_id in unique_ids), return_exceptions=True
-        )
-    lookups: dict[str, ProductLookup] = {}
-    failures: dict[str, ProductsUnavailable] = {}
-    for product_id, outcome in zip(unique_ids, outcomes, strict=True):
-        if isinstance(outcome, ProductsUnavailable):
-            failures[product_id] = outcome
-        elif isinstance(outcome, BaseException):
-            raise outcome
-        else:
-            lookups[product_id] = outcome
-    if failures:
-        named = ", ".join(repr(product_id) for product_id in failures)
-        some = len(failures) < len(unique_ids)
-        share = f" ({len(failures)} of {len(unique_ids)})" if some else ""
-        raise ProductsUnavailable(
-            f"The products service cannot answer for {named}{share}; nothing was changed.",
-            retry_after=max(failure.retry_after for failure in failures.values()),
-            product_ids=list(failures),
-        )
-    return lookups
-
-
-async def _outcome(lookup: Awaitable[ProductLookup]) -> ProductLookup | BaseException:
-    """What `asyncio.gather(..., return_exceptions=True)` would have made of one look-up."""
-    try:
-        return await lookup
-    except Exception as error:
-        return error

@@ -3,7 +3,7 @@
 In tests it runs in a background thread (see the `fake_products` fixture) and each test
 switches how it behaves. Standalone it serves a small demo catalog:
 
-    python -m tests.fake_products --port 8003
+    python -m devtools.fake_products --port 8003
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ class FakeProductsServer:
             self.not_json = False
             self.required_api_key: str | None = None
             self.prefix = "/products/"
+            self.knows_every_id = False
             self.id_style: IdStyle = "as-asked"
             self.raw: tuple[bytes, dict[str, str]] | None = None
             # Slow handlers of an earlier test may still be waiting: they no longer count.
@@ -251,6 +252,8 @@ class FakeProductsServer:
             "lowercase": asked.lower(),
         }[self.id_style]
         product = self.catalog.get(product_id)
+        if product is None and self.knows_every_id:
+            product = {"name": f"Product {product_id}", "price": 1.5}
         if product is None:
             return JSONResponse(
                 {"errors": [{"status": "404", "title": "Not found"}]}, status_code=404
@@ -284,11 +287,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8003)
     parser.add_argument("--shape", choices=["plain", "data", "jsonapi"], default="plain")
     parser.add_argument("--api-key", help="require this X-API-KEY (401 otherwise)")
+    parser.add_argument(
+        "--every-id", action="store_true", help="know every product id asked about (fuzzing)"
+    )
     args = parser.parse_args(argv)
     fake = FakeProductsServer(host=args.host, port=args.port)
     fake.serve_shape(args.shape)
     if args.api_key:
         fake.require_api_key(args.api_key)
+    fake.knows_every_id = args.every_id
     print(
         f"fake products service on http://{args.host}:{args.port}, products: {sorted(fake.catalog)}"
     )
