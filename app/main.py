@@ -104,7 +104,7 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await task
         finally:
-            webhook_sender.close()
+            await webhook_sender.close()
             if http_client is not None:
                 await http_client.aclose()
             await database.dispose()

@@ -1,5 +1,6 @@
 """A tiny webhook receiver for the bench: answers every POST 204 at once, counts them, and
-says how many at `GET /count`. HTTP/1.1 with keep-alive, nothing else; loopback only.
+says how many at `GET /count` (how many distinct `webhook-id`s at `GET /unique`). HTTP/1.1
+with keep-alive, nothing else; loopback only.
 
     python -m bench.receiver --port 8099
 """
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import ClassVar
 
 
 class Counter:
     posts = 0
+    ids: ClassVar[set[str]] = set()
 
 
 async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -20,17 +23,22 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             length = 0
+            webhook_id = ""
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 if name.strip().lower() == "content-length":
                     length = int(value.strip())
+                elif name.strip().lower() == "webhook-id":
+                    webhook_id = value.strip()
             if length:
                 await reader.readexactly(length)
-            if lines[0].startswith("GET /count"):
-                body = str(Counter.posts).encode()
+            if lines[0].startswith(("GET /count", "GET /unique")):
+                count = Counter.posts if lines[0].startswith("GET /count") else len(Counter.ids)
+                body = str(count).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             else:
                 Counter.posts += 1
+                Counter.ids.add(webhook_id)
                 writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):

@@ -2,6 +2,7 @@
 
     python -m bench.run            # short: 1 worker, both engines, a few seconds per scenario
     python -m bench.run --full     # the whole grid: 1 and 2 workers, longer runs
+    python -m bench.run --webhook-pairs 3   # purchase-hot with, then without, a webhook endpoint
 
 Every scenario runs first on its ceiling, then on the service, back to back on the same
 settings, so a noisy neighbour weighs on both figures of a ratio alike. The table goes into
@@ -15,9 +16,11 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -174,6 +177,14 @@ def main() -> None:
         action="store_true",
         help=f"skip rerunning {', '.join(WEBHOOK_SCENARIOS)} with a webhook endpoint subscribed",
     )
+    parser.add_argument(
+        "--webhook-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only purchase-hot, 1 worker: N pairs of runs with one webhook endpoint, then "
+        "without, interleaved on one database; prints each pair's ratio and their median",
+    )
     args = parser.parse_args()
 
     seconds = args.seconds or (10.0 if args.full else 3.0)
@@ -195,6 +206,9 @@ def main() -> None:
         plan.engines.remove("postgresql")
         plan.notes.append(f"PostgreSQL at {plan.postgres_url} did not answer: skipped.")
 
+    if args.webhook_pairs:
+        print(webhook_pairs(plan, args.webhook_pairs))
+        return
     started = datetime.now(UTC)
     began = time.monotonic()
     rows = run(plan)
@@ -225,12 +239,7 @@ def _postgres_answers(url: str) -> bool:
 
 def run(plan: Plan) -> list[Row]:
     rows: list[Row] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp,
-        uvicorn(
-            "fake products", "bench.fake_catalog:app", workers=1, env={}, health="/health"
-        ) as catalog,
-    ):
+    with _catalog() as (tmp, catalog):
         for workers in plan.workers:
             with uvicorn(
                 "bare ceiling",
@@ -248,6 +257,31 @@ def run(plan: Plan) -> list[Row]:
 
 
 @contextmanager
+def _catalog() -> Iterator[tuple[str, Server]]:
+    """A scratch directory, and the fake products service."""
+    with (
+        tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp,
+        uvicorn(
+            "fake products", "bench.fake_catalog:app", workers=1, env={}, health="/health"
+        ) as catalog,
+    ):
+        yield tmp, catalog
+
+
+def _service_env(plan: Plan, app_url: str, catalog: Server) -> dict[str, str]:
+    """The service's settings in every run: the realistic path, quiet logs."""
+    return {
+        "DATABASE_URL": app_url,
+        "API_KEY": API_KEY,
+        "API_KEYS": "",
+        "PRODUCTS_SERVICE_URL": catalog.url,
+        "PRODUCTS_API_KEY": "",
+        "LOG_LEVEL": "WARNING",
+        "CORS_ORIGINS": "",
+    } | plan.app_env
+
+
+@contextmanager
 def _databases(engine: str, plan: Plan, directory: Path) -> Iterator[tuple[str, str]]:
     if engine == "sqlite":
         manager = data.sqlite_databases(directory, 2)
@@ -262,15 +296,7 @@ def _databases(engine: str, plan: Plan, directory: Path) -> Iterator[tuple[str, 
 def _engine_rows(
     plan: Plan, engine: str, workers: int, app_url: str, raw_url: str, catalog: Server, bare: Server
 ) -> list[Row]:
-    app_env = {
-        "DATABASE_URL": app_url,
-        "API_KEY": API_KEY,
-        "API_KEYS": "",
-        "PRODUCTS_SERVICE_URL": catalog.url,
-        "PRODUCTS_API_KEY": "",
-        "LOG_LEVEL": "WARNING",
-        "CORS_ORIGINS": "",
-    } | plan.app_env
+    app_env = _service_env(plan, app_url, catalog)
     variants = [("", app_env, plan.scenarios)]
     if plan.shed_limit:
         shed_env = app_env | {"MAX_REQUESTS_IN_PROGRESS": str(plan.shed_limit)}
@@ -312,11 +338,99 @@ def _engine_rows(
     return rows
 
 
-def _subscribe(app_url: str, hook_url: str) -> None:
+def webhook_pairs(plan: Plan, pairs: int) -> str:
+    """purchase-hot with one endpoint subscribed to everything, then without, `pairs` times
+    per engine on one database, each run on a fresh server: the ratio of each pair is taken
+    minutes apart at most, so that a busy neighbour weighs on both of its runs alike."""
+    scenario = next(s for s in SCENARIOS if s.name == "purchase-hot")
+    started = datetime.now(UTC)
+    lines = [
+        f"Run of {started:%Y-%m-%d %H:%M} UTC: `python -m bench.run --webhook-pairs {pairs}`",
+        "",
+        f"Machine: {_machine()}.",
+        f"Load: wrk, 1 thread, {plan.load.connections} connections, {plan.warmup.seconds:g} s "
+        f"warm-up then {plan.load.seconds:g} s measured per run, 1 worker.",
+        "",
+        "| engine | pair | with (req/s) | without (req/s) | with ÷ without "
+        "| CPU µs per purchase, with | without | without ÷ with | deliveries |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    medians = []
+    with _catalog() as (tmp, catalog):
+        for engine in plan.engines:
+            directory = Path(tmp) / engine
+            directory.mkdir()
+            with _databases(engine, plan, directory) as (app_url, _):
+                env = _service_env(plan, app_url, catalog) | {"WEBHOOK_ALLOWED_HOSTS": HOST}
+                ratios: list[float] = []
+                cpu_ratios: list[float] = []
+                for pair in range(1, pairs + 1):
+                    with (
+                        uvicorn(
+                            "inventory", "app.main:app", workers=1, env=env, health="/health"
+                        ) as app,
+                        receiver() as hook_url,
+                    ):
+                        events_before = asyncio.run(data.event_count(app_url))
+                        endpoint = _subscribe(app.url, hook_url)
+                        cpu = _cpu_seconds(app)
+                        hooked = _measure(plan, app, scenario.name, scenario)
+                        written = asyncio.run(data.event_count(app_url)) - events_before
+                        backlog = _backlog(engine, 1, written, hook_url)
+                        # Until every delivery is made: what a purchase costs with its events'.
+                        hooked_cpu = (_cpu_seconds(app) - cpu) / (written / 2)
+                        _unsubscribe(app.url, endpoint)
+                    with uvicorn(
+                        "inventory", "app.main:app", workers=1, env=env, health="/health"
+                    ) as app:
+                        events_before = asyncio.run(data.event_count(app_url))
+                        cpu = _cpu_seconds(app)
+                        plain = _measure(plan, app, scenario.name, scenario)
+                        time.sleep(1)
+                        written = asyncio.run(data.event_count(app_url)) - events_before
+                        plain_cpu = (_cpu_seconds(app) - cpu) / (written / 2)
+                    ratio = hooked.rps / plain.rps if plain.rps else 0.0
+                    ratios.append(ratio)
+                    cpu_ratios.append(plain_cpu / hooked_cpu)
+                    print(
+                        f"{engine} pair {pair}: {hooked.rps:,.0f} / {plain.rps:,.0f} = "
+                        f"{ratio:.2f}; CPU per purchase {hooked_cpu * 1e6:,.0f} / "
+                        f"{plain_cpu * 1e6:,.0f} µs; {backlog}",
+                        flush=True,
+                    )
+                    lines.append(
+                        f"| {engine} | {pair} | {hooked.rps:,.0f} | {plain.rps:,.0f} "
+                        f"| {ratio:.2f} | {hooked_cpu * 1e6:,.0f} | {plain_cpu * 1e6:,.0f} "
+                        f"| {plain_cpu / hooked_cpu:.2f} | {backlog.split(': ', 1)[1]} |"
+                    )
+                medians.append(
+                    f"- {engine}: median with ÷ without {statistics.median(ratios):.2f}; "
+                    f"CPU per purchase, median without ÷ with {statistics.median(cpu_ratios):.2f}"
+                )
+    return "\n".join([*lines, "", *medians])
+
+
+def _cpu_seconds(server: Server) -> float:
+    """CPU time the server's process has used so far (with one worker, the app's own)."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _subscribe(app_url: str, hook_url: str) -> str:
+    """Subscribe the receiver to every event; the endpoint's id."""
     body = {"url": hook_url, "events": ["*"], "description": "bench"}
     status, answer = post_json(f"{app_url}/webhooks", body, {"X-API-KEY": API_KEY})
     if status != 201:
         raise RuntimeError(f"subscribing the bench receiver answered {status}: {answer}")
+    return str(answer["id"])
+
+
+def _unsubscribe(app_url: str, endpoint: str) -> None:
+    request = urllib.request.Request(
+        f"{app_url}/webhooks/{endpoint}", method="DELETE", headers={"X-API-KEY": API_KEY}
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
 
 
 def _backlog(engine: str, workers: int, written: int, hook_url: str) -> str:
@@ -328,10 +442,12 @@ def _backlog(engine: str, workers: int, written: int, hook_url: str) -> str:
     while delivered < written and time.monotonic() - began < 120:
         time.sleep(0.5)
         delivered = received(hook_url)
+    waited = time.monotonic() - began
+    distinct = received(hook_url, distinct=True)
     return (
         f"Webhook run ({engine}, {workers} worker(s)): {written:,} events written; "
-        f"{at_end:,} delivered when the last run ended, {delivered:,} after "
-        f"{time.monotonic() - began:.0f} s more."
+        f"{at_end:,} delivered when the last run ended, {delivered:,} ({distinct:,} distinct) "
+        f"after {waited:.0f} s more."
     )
 
 

@@ -77,10 +77,13 @@ def receiver() -> Iterator[str]:
         stop(process)
 
 
-def received(url: str) -> int:
-    """How many webhooks the receiver at `url` (its base or hook URL) has answered."""
+def received(url: str, *, distinct: bool = False) -> int:
+    """How many webhooks the receiver at `url` (its base or hook URL) has answered, or how
+    many distinct events they carried."""
     base = url.removesuffix("/hook")
-    with urllib.request.urlopen(f"{base}/count", timeout=5) as response:
+    with urllib.request.urlopen(
+        f"{base}/{'unique' if distinct else 'count'}", timeout=5
+    ) as response:
         return int(response.read())
 
 

@@ -10,9 +10,12 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-import h11
+import aiohttp
 import httpx
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 
 from app.core.config import Settings
@@ -24,11 +27,16 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 _MAX_ANSWER_BYTES = 64 * 1024
 
 
-class AddressRefused(Exception):
+class AddressRefused(OSError):
     """The target is a loopback, private, link-local or metadata address that is not allowed."""
 
 
 async def resolve(host: str, port: int) -> list[str]:
+    try:
+        # An address needs no look-up (and no trip through the resolver's thread pool).
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -41,6 +49,14 @@ def _is_public(address: str) -> bool:
     # `is_global` is False for loopback, private, link-local (cloud metadata lives at
     # 169.254.169.254), shared (100.64/10), reserved and unspecified addresses.
     return ip.is_global and not ip.is_multicast
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def default_port(url: httpx.URL) -> int:
@@ -82,28 +98,40 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class _Connection:
-    """One HTTP/1.1 connection to one address, kept alive between requests."""
+class _GuardedResolver(AbstractResolver):
+    """aiohttp's look-ups for webhook hosts, through the SSRF guard: the connector only ever
+    connects to addresses this returns, so a name cannot lead to a refused address."""
 
-    __slots__ = ("http", "reader", "writer")
+    def __init__(self, allowed_hosts: Collection[str], resolver: Resolver) -> None:
+        self._allowed = allowed_hosts
+        self._resolver = resolver
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.http = h11.Connection(h11.CLIENT)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        address = await checked_address(
+            httpx.URL(scheme="http", host=host, port=port or None), self._allowed, self._resolver
+        )
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
 
-    def close(self) -> None:
-        self.writer.close()
+    async def close(self) -> None:
+        pass
 
 
 class WebhookSender:
-    """Sends one event to one endpoint, signed per Standard Webhooks, to a checked address.
-
-    Requests go over connections of its own, kept alive per address, framed by h11: httpx's
-    pool checks every idle connection's socket on every request, and that scan slowed the
-    purchases committing beside the deliveries (docs/performance.md). Redirects are never
-    followed (a 3xx is just not a 2xx).
-    """
+    """Sends one event to one endpoint, signed per Standard Webhooks, to a checked address,
+    through one aiohttp session per process (connections kept alive between deliveries).
+    Redirects are never followed (a 3xx is just not a 2xx)."""
 
     def __init__(
         self,
@@ -111,23 +139,48 @@ class WebhookSender:
         timeout_seconds: float,
         allowed_hosts: Collection[str],
         resolver: Resolver = resolve,
+        ca_file: Path | None = None,
     ) -> None:
         self._timeout = timeout_seconds
         self._allowed = frozenset(allowed_hosts)
         self._resolver = resolver
-        self._idle: dict[tuple[str, str, int, str], list[_Connection]] = {}
         self._tls = ssl.create_default_context()
+        if ca_file is not None:
+            self._tls.load_verify_locations(cafile=ca_file)
+        self._signers: dict[str, Webhook] = {}
+        self._session: aiohttp.ClientSession | None = None
+        # Endpoint URLs, parsed once: few endpoints, many deliveries.
+        self._targets: dict[str, yarl.URL] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSender:
         return cls(
             timeout_seconds=settings.webhook_timeout_seconds,
             allowed_hosts=settings.webhook_allowed_hosts,
+            ca_file=settings.webhook_ca_file,
         )
 
     async def check(self, url: httpx.URL) -> str:
         """The address `url` would be sent to now; `AddressRefused` when it may not be."""
         return await checked_address(url, self._allowed, self._resolver)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                # Every new connection's look-up goes through the guard again, none is
+                # answered from a cache; the dispatcher bounds requests per endpoint itself.
+                resolver=_GuardedResolver(self._allowed, self._resolver),
+                use_dns_cache=False,
+                ssl=self._tls,
+                limit=0,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                auto_decompress=False,
+                skip_auto_headers=("Accept", "Accept-Encoding"),
+            )
+        return self._session
 
     async def send(self, *, url: str, secret: str, event_id: str, payload: str) -> Outcome:
         started = time.perf_counter()
@@ -135,99 +188,47 @@ class WebhookSender:
         def outcome(status: int | None, error: str | None, *, refused: bool = False) -> Outcome:
             return Outcome(status, error, (time.perf_counter() - started) * 1000, refused)
 
-        target = httpx.URL(url)
-        try:
-            address = await self.check(target)
-        except AddressRefused as refused:
-            return outcome(None, str(refused)[:200], refused=True)
+        target = self._targets.get(url)
+        if target is None:
+            target = self._targets[url] = yarl.URL(url)
+        if target.host is not None and _is_address(target.host):
+            # aiohttp never looks an address up: checked here. A name is checked by the
+            # connector's resolver, on the very addresses it connects to.
+            try:
+                await self.check(httpx.URL(url))
+            except AddressRefused as refused:
+                return outcome(None, str(refused)[:200], refused=True)
         timestamp = datetime.now(UTC)
-        body = payload.encode()
-        request = h11.Request(
-            method="POST",
-            target=target.raw_path.decode("ascii"),
-            headers=[
-                ("Host", target.netloc.decode("ascii")),
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("User-Agent", "inventory-webhooks"),
-                ("webhook-id", event_id),
-                ("webhook-timestamp", str(int(timestamp.timestamp()))),
-                ("webhook-signature", Webhook(secret).sign(event_id, timestamp, payload)),
-            ],
-        )
-        key = (target.scheme, address, default_port(target), target.host)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "inventory-webhooks",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(timestamp.timestamp())),
+            "webhook-signature": self._signer(secret).sign(event_id, timestamp, payload),
+        }
         try:
-            async with asyncio.timeout(self._timeout):
-                status = await self._exchange(key, request, body)
+            async with self._client().post(
+                target, data=payload.encode(), headers=headers, allow_redirects=False
+            ) as response:
+                await response.content.read(_MAX_ANSWER_BYTES)
+                return outcome(response.status, None)
+        except aiohttp.ClientConnectorError as error:
+            if isinstance(error.os_error, AddressRefused):
+                return outcome(None, str(error.os_error)[:200], refused=True)
+            return outcome(None, f"{type(error).__name__}: {error}"[:200])
         except TimeoutError:
             return outcome(None, f"no answer within {self._timeout:g} s")
-        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as error:
+        except (aiohttp.ClientError, OSError) as error:
             return outcome(None, f"{type(error).__name__}: {error}"[:200])
-        return outcome(status, None)
 
-    async def _exchange(
-        self, key: tuple[str, str, int, str], request: h11.Request, body: bytes
-    ) -> int:
-        idle = self._idle.setdefault(key, [])
-        while idle:
-            connection = idle.pop()
-            try:
-                return await self._request(key, connection, request, body)
-            except (OSError, h11.ProtocolError, asyncio.IncompleteReadError):
-                # A kept-alive connection the receiver closed meanwhile: try the next one.
-                continue
-        return await self._request(key, await self._connect(key), request, body)
+    def _signer(self, secret: str) -> Webhook:
+        signer = self._signers.get(secret)
+        if signer is None:
+            signer = self._signers[secret] = Webhook(secret)
+        return signer
 
-    async def _connect(self, key: tuple[str, str, int, str]) -> _Connection:
-        scheme, address, port, host = key
-        # The connection goes to the address just checked, not to whatever the name resolves
-        # to a moment later; TLS still checks the certificate against the name.
-        tls = {"ssl": self._tls, "server_hostname": host} if scheme == "https" else {}
-        reader, writer = await asyncio.open_connection(address, port, **tls)  # type: ignore[arg-type]
-        return _Connection(reader, writer)
-
-    async def _request(
-        self,
-        key: tuple[str, str, int, str],
-        connection: _Connection,
-        request: h11.Request,
-        body: bytes,
-    ) -> int:
-        http = connection.http
-        try:
-            connection.writer.write(
-                http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
-            )
-            await connection.writer.drain()
-            status = 0
-            read = 0
-            while True:
-                event = http.next_event()
-                if event is h11.NEED_DATA:
-                    http.receive_data(await connection.reader.read(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    read += len(event.data)
-                    if read > _MAX_ANSWER_BYTES:
-                        break
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    break
-        except BaseException:
-            connection.close()
-            raise
-        if http.our_state is h11.DONE and http.their_state is h11.DONE:
-            http.start_next_cycle()
-            self._idle.setdefault(key, []).append(connection)
-        else:
-            connection.close()
-        if not status:
-            raise h11.RemoteProtocolError("the connection closed before an answer")
-        return status
-
-    def close(self) -> None:
-        """Close every kept-alive connection."""
-        for connections in self._idle.values():
-            for connection in connections:
-                connection.close()
-        self._idle.clear()
+    async def close(self) -> None:
+        """Close the session and its kept-alive connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Hosts (names or addresses) that webhooks may reach although they are loopback,
     # private, link-local or metadata addresses.
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # CA certificates (PEM) that HTTPS webhook receivers may also be signed by, besides the
+    # system's: a private CA's receivers.
+    webhook_ca_file: FilePath | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None

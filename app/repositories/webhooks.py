@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -113,8 +113,47 @@ def move_cursor(
     )
 
 
+_claimed_columns = (
+    WebhookDelivery.id,
+    WebhookDelivery.endpoint_id,
+    WebhookDelivery.event_id,
+    WebhookDelivery.payload,
+    WebhookDelivery.attempts,
+    WebhookDelivery.created_at,
+)
+_insert_delivery = insert(WebhookDelivery)
+_insert_claimed = insert(WebhookDelivery).returning(*_claimed_columns, sort_by_parameter_order=True)
+_settle_delivered = (
+    update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id.in_(bindparam("ids", expanding=True)),
+        WebhookDelivery.status == "pending",
+    )
+    .values(
+        status="delivered",
+        attempts=WebhookDelivery.attempts + 1,
+        next_attempt_at=bindparam("settled_at"),
+    )
+    .returning(WebhookDelivery.id)
+)
+_insert_attempt = insert(WebhookAttempt)
+_end_streak = (
+    update(WebhookEndpoint)
+    .where(
+        WebhookEndpoint.id == bindparam("endpoint_id"), WebhookEndpoint.failing_since.is_not(None)
+    )
+    .values(failing_since=None)
+)
+
+
 def insert_deliveries(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    connection.execute(insert(WebhookDelivery), list(rows))
+    connection.execute(_insert_delivery, list(rows))
+
+
+def insert_claimed(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Claimed]:
+    """Insert deliveries whose `next_attempt_at` is already a claim's end (see `claim_due`),
+    for the caller to send now."""
+    return [Claimed._make(row) for row in connection.execute(_insert_claimed, list(rows))]
 
 
 def claim_due(
@@ -140,14 +179,7 @@ def claim_due(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(ids))
         .values(next_attempt_at=until)
-        .returning(
-            WebhookDelivery.id,
-            WebhookDelivery.endpoint_id,
-            WebhookDelivery.event_id,
-            WebhookDelivery.payload,
-            WebhookDelivery.attempts,
-            WebhookDelivery.created_at,
-        )
+        .returning(*_claimed_columns)
     )
     return sorted((Claimed._make(row) for row in rows), key=lambda c: c.id)
 
@@ -169,16 +201,20 @@ def settle_delivery(
     return result.rowcount == 1
 
 
-def insert_attempt(connection: Connection, values: dict[str, Any]) -> None:
-    connection.execute(insert(WebhookAttempt), values)
+def settle_delivered(connection: Connection, ids: Sequence[int], now: datetime) -> set[int]:
+    """Record a successful attempt on each of these deliveries that is still pending, in one
+    statement; the ids it was recorded on (another process may have settled the others)."""
+    if not ids:
+        return set()
+    return set(connection.scalars(_settle_delivered, {"ids": list(ids), "settled_at": now}))
+
+
+def insert_attempts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    connection.execute(_insert_attempt, list(rows))
 
 
 def endpoint_succeeded(connection: Connection, endpoint_id: str) -> None:
-    connection.execute(
-        update(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_not(None))
-        .values(failing_since=None)
-    )
+    connection.execute(_end_streak, {"endpoint_id": endpoint_id})
 
 
 def endpoint_failed(connection: Connection, endpoint_id: str, now: datetime) -> datetime | None:

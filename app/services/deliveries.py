@@ -1,13 +1,13 @@
 """The delivery loop of one process: events become deliveries, deliveries become requests.
 
-Each cycle, in one unit of work, hands the feed's new events to every endpoint that no other
-process is serving (its row locked with SKIP LOCKED on PostgreSQL, the writer's lock on
-SQLite), then claims a batch of due deliveries for each endpoint this process is not already
-sending to. Each endpoint's batch is sent concurrently in a task of its own and its outcomes
-recorded together in one unit of work, so a slow or dead endpoint only ever holds up its own
-batch. A claim pushes the delivery's due time past the attempt's deadline: if the process
-dies while sending, another process sends it again then (at least once; the receiver
-dedupes on `webhook-id`).
+Each cycle, in one unit of work, claims a batch of due deliveries for each endpoint this
+process is not already sending to, then hands the feed's new events to every endpoint that no
+other process is serving (its row locked with SKIP LOCKED on PostgreSQL, the writer's lock on
+SQLite), the first of them claimed at once to fill those batches. Each endpoint's batch is
+sent concurrently in a task of its own and its outcomes recorded together in one unit of
+work, so a slow or dead endpoint only ever holds up its own batch. A claim pushes the
+delivery's due time past the attempt's deadline: if the process dies while sending, another
+process sends it again then (at least once; the receiver dedupes on `webhook-id`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from functools import partial
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.clients.webhooks import WebhookSender
+from app.clients.webhooks import Outcome, WebhookSender
 from app.core import metrics
 from app.core.database import Database
 from app.core.errors import DatabaseUnavailable
@@ -31,13 +31,12 @@ from app.models.base import utcnow
 from app.repositories import webhooks
 from app.repositories.webhooks import Claimed
 from app.services import events
-from app.services.webhooks import fan_out, record_outcome
+from app.services.webhooks import fan_out, record_outcomes
 
 logger = logging.getLogger("app.webhooks")
 
 # Deliveries one process claims for one endpoint at a time, and how many of them it sends at
-# once: few connections per endpoint, since httpx's pool costs more the more it holds
-# (docs/performance.md).
+# once: a receiver sees a few connections from each process, not one per delivery.
 BATCH_PER_ENDPOINT = 64
 SENDS_PER_ENDPOINT = 8
 # Cycles start at most this often, however many commits wake the loop: under load each cycle
@@ -114,46 +113,50 @@ class Dispatcher:
         return sum(len(batch) for batch in batches.values())
 
     def _claim(self, connection: Connection) -> dict[str, list[Claimed]]:
-        fan_out(connection, batch=FAN_OUT_BATCH)
         now = utcnow()
         until = now + timedelta(seconds=2 * self.timeout_seconds + 1)
         batches: dict[str, list[Claimed]] = {}
+        room: dict[str, int] = {}
         for endpoint in webhooks.enabled_endpoints(connection):
             self._secrets[endpoint.id] = (endpoint.url, endpoint.secret)
             if endpoint.id in self._sending:
                 continue
+            # Deliveries already due (retries, a backlog) go first; new events fill the rest.
             batch = webhooks.claim_due(
                 connection, endpoint.id, now=now, until=until, limit=BATCH_PER_ENDPOINT
             )
             if batch:
                 batches[endpoint.id] = batch
+            room[endpoint.id] = BATCH_PER_ENDPOINT - len(batch)
+        for endpoint_id, fresh in fan_out(
+            connection, batch=FAN_OUT_BATCH, claim=room, until=until
+        ).items():
+            batches.setdefault(endpoint_id, []).extend(fresh)
         return batches
 
     async def _deliver(self, endpoint_id: str, batch: list[Claimed]) -> None:
         url, secret = self._secrets[endpoint_id]
+        under_way = asyncio.Semaphore(SENDS_PER_ENDPOINT)
+
+        async def send(delivery: Claimed) -> Outcome:
+            async with under_way:
+                return await self.sender.send(
+                    url=url, secret=secret, event_id=delivery.event_id, payload=delivery.payload
+                )
+
         try:
-            outcomes = await asyncio.gather(
-                *(
-                    self.sender.send(url=url, secret=secret, event_id=d.event_id, payload=d.payload)
-                    for d in batch
+            outcomes = await asyncio.gather(*(send(delivery) for delivery in batch))
+            results = list(zip(batch, outcomes, strict=True))
+            recorded = await self.db.write(
+                lambda connection: record_outcomes(
+                    connection,
+                    results,
+                    now=utcnow(),
+                    retry_base_seconds=self.retry_base_seconds,
+                    rng=self.rng,
                 )
             )
-
-            def record(connection: Connection) -> list[metrics.DeliveryOutcome | None]:
-                now = utcnow()
-                return [
-                    record_outcome(
-                        connection,
-                        delivery,
-                        outcome,
-                        now=now,
-                        retry_base_seconds=self.retry_base_seconds,
-                        rng=self.rng,
-                    )
-                    for delivery, outcome in zip(batch, outcomes, strict=True)
-                ]
-
-            for result in await self.db.write(record):
+            for result in recorded:
                 if result is not None:
                     metrics.count_delivery(result)
         except (DatabaseUnavailable, SQLAlchemyError):

@@ -3,12 +3,13 @@ rollback; low-stock thresholds."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Connection, text, update
 
 from app.core.database import Database
 from app.models import Reservation
@@ -17,8 +18,28 @@ from app.services.expiry import sweep
 from tests.support.factories import make_stock
 
 
-async def feed(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
-    """Every event, paging with `after` as a consumer does."""
+def _held_back(connection: Connection) -> bool:
+    if connection.dialect.name != "postgresql":
+        return False
+    unsettled = (
+        "SELECT EXISTS (SELECT 1 FROM events"
+        " WHERE txid >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
+    )
+    return bool(connection.scalar(text(unsettled)))
+
+
+async def caught_up(db: Database) -> None:
+    """Until the feed serves every event committed so far. On PostgreSQL it serves an event
+    once every transaction older than the event's has ended, in the whole cluster: an open
+    transaction in another database of the same server holds the feed back meanwhile."""
+    async with asyncio.timeout(30):
+        while await db.read(_held_back):  # noqa: ASYNC110 - the horizon offers no event
+            await asyncio.sleep(0.02)
+
+
+async def feed(client: httpx.AsyncClient, db: Database, **params: Any) -> list[dict[str, Any]]:
+    """Every event committed so far, paging with `after` as a consumer does."""
+    await caught_up(db)
     seen: list[dict[str, Any]] = []
     after: str | None = None
     while True:
@@ -37,7 +58,7 @@ def types(events: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_a_purchase_writes_its_events_in_the_order_they_happened(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, db: Database
 ) -> None:
     put = await client.put("/inventory/42", json={"quantity": 6, "low_stock_threshold": 5})
     assert put.json()["low_stock_threshold"] == 5
@@ -46,7 +67,7 @@ async def test_a_purchase_writes_its_events_in_the_order_they_happened(
     )
     assert bought.status_code == 201
 
-    events = await feed(client)
+    events = await feed(client, db)
     assert types(events) == [
         "stock.changed",
         "stock.restocked",
@@ -64,9 +85,9 @@ async def test_a_purchase_writes_its_events_in_the_order_they_happened(
     assert events[1]["data"] == {"product_id": "42", "quantity": 6, "available": 6}
 
 
-async def test_a_change_that_fails_writes_no_event(client: httpx.AsyncClient) -> None:
+async def test_a_change_that_fails_writes_no_event(client: httpx.AsyncClient, db: Database) -> None:
     await client.put("/inventory/1", json={"quantity": 1})
-    before = await feed(client)
+    before = await feed(client, db)
     short = await client.post(
         "/inventory/purchase", json={"items": [{"product_id": "1", "quantity": 2}]}
     )
@@ -74,31 +95,33 @@ async def test_a_change_that_fails_writes_no_event(client: httpx.AsyncClient) ->
     assert (
         await client.post("/inventory/1/adjustments", json={"delta": -5, "reason": "x"})
     ).status_code == 409
-    assert await feed(client) == before
+    assert await feed(client, db) == before
 
 
-async def test_stock_low_is_sent_once_per_crossing(client: httpx.AsyncClient) -> None:
+async def test_stock_low_is_sent_once_per_crossing(client: httpx.AsyncClient, db: Database) -> None:
     await client.put("/inventory/9", json={"quantity": 10, "low_stock_threshold": 5})
     for delta in (-5, -1, 6, -2, -8):
         response = await client.post(
             "/inventory/9/adjustments", json={"delta": delta, "reason": "r"}
         )
         assert response.status_code == 200, response.text
-    lows = [e["data"]["quantity"] for e in await feed(client, type="stock.low")]
+    lows = [e["data"]["quantity"] for e in await feed(client, db, type="stock.low")]
     # 10 → 5 crosses, 5 → 4 does not, 4 → 10 → 8 does not, 8 → 0 crosses again.
     assert lows == [5, 0]
-    assert [e["data"]["quantity"] for e in await feed(client, type="stock.depleted")] == [0]
-    assert [e["data"]["quantity"] for e in await feed(client, type="stock.restocked")] == [10]
+    assert [e["data"]["quantity"] for e in await feed(client, db, type="stock.depleted")] == [0]
+    assert [e["data"]["quantity"] for e in await feed(client, db, type="stock.restocked")] == [10]
 
 
-async def test_cancelling_writes_the_cancelled_receipt(client: httpx.AsyncClient) -> None:
+async def test_cancelling_writes_the_cancelled_receipt(
+    client: httpx.AsyncClient, db: Database
+) -> None:
     await client.put("/inventory/3", json={"quantity": 2})
     bought = await client.post(
         "/inventory/purchase", json={"items": [{"product_id": "3", "quantity": 2}]}
     )
     cancelled = await client.post(f"/inventory/purchases/{bought.json()['id']}/cancel")
     await client.post(f"/inventory/purchases/{bought.json()['id']}/cancel")
-    [event] = await feed(client, type="purchase.cancelled")
+    [event] = await feed(client, db, type="purchase.cancelled")
     assert event["data"] == cancelled.json()
     assert event["data"]["status"] == "cancelled"
 
@@ -133,7 +156,7 @@ async def test_the_feed_filters_by_type_and_refuses_foreign_positions(
     client: httpx.AsyncClient, db: Database
 ) -> None:
     await make_stock(db, "5", 1)
-    assert types(await feed(client, type="stock.changed")) == ["stock.changed"]
+    assert types(await feed(client, db, type="stock.changed")) == ["stock.changed"]
     for params in ({"after": "42"}, {"after": "evt_x"}, {"type": "nope"}, {"limit": 501}):
         response = await client.get("/events", params=params)
         assert response.status_code == 422, params
@@ -152,7 +175,7 @@ async def test_a_bulk_import_writes_its_events(client: httpx.AsyncClient, db: Da
     from tests.support.factories import TEST_CALLER
 
     await import_stock(db, TEST_CALLER, parse_import(["product_id,quantity", "x,1", "y,0"]))
-    events = await feed(client, type="stock.changed")
+    events = await feed(client, db, type="stock.changed")
     assert [e["data"]["product_id"] for e in events] == ["x", "y"]
 
 
@@ -175,7 +198,9 @@ async def test_reservations_write_created_confirmed_released_and_expired(
     )
     await sweep(db)
 
-    events = [e for e in await feed(client) if e["type"].startswith(("reservation.", "purchase."))]
+    events = [
+        e for e in await feed(client, db) if e["type"].startswith(("reservation.", "purchase."))
+    ]
     assert [(e["type"], e["data"]["id"]) for e in events] == [
         ("reservation.created", confirmed["id"]),
         ("reservation.created", released["id"]),
@@ -199,7 +224,9 @@ async def test_a_hold_of_the_last_units_depletes_and_its_release_restocks(
     held = await client.post("/reservations", json={"items": [{"product_id": "7", "quantity": 2}]})
     await client.post(f"/reservations/{held.json()['id']}/release")
 
-    events = [e for e in await feed(client) if e["type"] in ("stock.depleted", "stock.restocked")]
+    events = [
+        e for e in await feed(client, db) if e["type"] in ("stock.depleted", "stock.restocked")
+    ]
     assert [(e["type"], e["data"]) for e in events] == [
         ("stock.restocked", {"product_id": "7", "quantity": 2, "available": 2}),
         ("stock.depleted", {"product_id": "7", "quantity": 2, "available": 0}),

@@ -11,6 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.core.config import Settings
+from app.core.database import Database
+from tests.api.test_events import caught_up
 from tests.support.receiver import Receiver, receiving
 from tests.support.service import make_settings
 
@@ -83,12 +85,15 @@ async def test_a_bad_subscription_is_422(client: httpx.AsyncClient, body: dict[s
     assert response.json()["type"] == "/problems/validation-error"
 
 
-async def test_events_are_delivered_signed_with_the_feed_ids(client: httpx.AsyncClient) -> None:
+async def test_events_are_delivered_signed_with_the_feed_ids(
+    client: httpx.AsyncClient, db: Database
+) -> None:
     async with receiving() as everything, receiving() as low_only:
         await subscribe(client, everything)
         await subscribe(client, low_only, ["stock.low"])
         await client.put("/inventory/42", json={"quantity": 3, "low_stock_threshold": 1})
         await buy(client, quantity=2)
+        await caught_up(db)
         feed = (await client.get("/events")).json()["items"]
         await everything.wait_for(len(feed))
         await low_only.wait_for(1)
@@ -131,7 +136,9 @@ async def test_a_failed_delivery_is_retried_and_logged(client: httpx.AsyncClient
     assert retried == sorted(retried)
 
 
-async def test_a_dead_endpoint_does_not_delay_a_healthy_one(client: httpx.AsyncClient) -> None:
+async def test_a_dead_endpoint_does_not_delay_a_healthy_one(
+    client: httpx.AsyncClient, db: Database
+) -> None:
     hanging = Receiver(answer=lambda _n: 30.0)
     async with receiving(hanging) as dead, receiving() as healthy:
         await subscribe(client, dead)
@@ -140,6 +147,7 @@ async def test_a_dead_endpoint_does_not_delay_a_healthy_one(client: httpx.AsyncC
         started = time.monotonic()
         for _ in range(20):
             await buy(client)
+        await caught_up(db)
         expected = len((await client.get("/events", params={"limit": 500})).json()["items"])
         await healthy.wait_for(expected)
         # Every event reached the healthy endpoint before one attempt at the dead one could

@@ -70,14 +70,14 @@ def _record(
     claimed: rows.Claimed, outcome: Outcome, now_offset: timedelta = timedelta()
 ) -> Callable[[Connection], DeliveryOutcome | None]:
     def unit(connection: Connection) -> DeliveryOutcome | None:
-        return webhooks.record_outcome(
+        [recorded] = webhooks.record_outcomes(
             connection,
-            claimed,
-            outcome,
+            [(claimed, outcome)],
             now=utcnow() + now_offset,
             retry_base_seconds=5,
             rng=random.Random(1),
         )
+        return recorded
 
     return unit
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -76,12 +77,18 @@ def _valid(secret: str, body: bytes, headers: dict[str, str]) -> bool:
 
 @asynccontextmanager
 async def receiving(
-    receiver: Receiver | None = None, *, port: int | None = None
+    receiver: Receiver | None = None,
+    *,
+    port: int | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> AsyncIterator[Receiver]:
-    """`receiver` served on a loopback port (a free one unless given), in this event loop."""
+    """`receiver` served on a loopback port (a free one unless given), in this event loop;
+    over HTTPS with `tls` (its certificate chain and key files)."""
     receiver = receiver or Receiver()
     app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
     config: dict[str, Any] = {"timeout_graceful_shutdown": 1} | ({"port": port} if port else {})
+    if tls is not None:
+        config |= {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
     async with serving(app, **config) as (host, free):
-        receiver.url = f"http://{host}:{port or free}/hook"
+        receiver.url = f"{'https' if tls else 'http'}://{host}:{port or free}/hook"
         yield receiver
