@@ -12,11 +12,9 @@ from prometheus_client import REGISTRY
 
 from app.core.config import Settings
 from app.core.database import Database
-from tests.api.test_events import caught_up
-from tests.support.receiver import Receiver, receiving
+from tests.support.feed import caught_up
+from tests.support.receiver import TIMEOUT, Receiver, receiving, subscribe
 from tests.support.service import make_settings
-
-TIMEOUT = 1.0
 
 
 @pytest.fixture
@@ -27,15 +25,6 @@ def settings(database_url: str) -> Settings:
         webhook_retry_base_seconds=0.05,
         webhook_timeout_seconds=TIMEOUT,
     )
-
-
-async def subscribe(
-    client: httpx.AsyncClient, receiver: Receiver, events: list[str] | None = None
-) -> dict[str, Any]:
-    response = await client.post("/webhooks", json={"url": receiver.url, "events": events or ["*"]})
-    assert response.status_code == 201, response.text
-    receiver.secrets.append(response.json()["secret"])
-    return dict(response.json())
 
 
 async def buy(client: httpx.AsyncClient, product_id: str = "42", quantity: int = 1) -> None:

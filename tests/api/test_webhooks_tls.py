@@ -10,8 +10,7 @@ import pytest
 import trustme
 
 from app.core.config import Settings
-from tests.api.test_webhooks import TIMEOUT, subscribe
-from tests.support.receiver import receiving
+from tests.support.receiver import TIMEOUT, receiving, subscribe
 from tests.support.service import make_settings
 
 

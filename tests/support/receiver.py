@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -92,3 +93,16 @@ async def receiving(
     async with serving(app, **config) as (host, free):
         receiver.url = f"{'https' if tls else 'http'}://{host}:{port or free}/hook"
         yield receiver
+
+
+# The webhook timeout of the services that deliver to these receivers, in seconds.
+TIMEOUT = 1.0
+
+
+async def subscribe(
+    client: httpx.AsyncClient, receiver: Receiver, events: list[str] | None = None
+) -> dict[str, Any]:
+    response = await client.post("/webhooks", json={"url": receiver.url, "events": events or ["*"]})
+    assert response.status_code == 201, response.text
+    receiver.secrets.append(response.json()["secret"])
+    return dict(response.json())
