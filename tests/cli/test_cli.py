@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from app import cli
+from app.cli import serve
 from app.core.database import Database
 from app.core.metrics import MULTIPROCESS_ENV
 from app.models import Movement
@@ -233,7 +234,7 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
     # Nothing listens, so whether the port is free on this machine is not the question here.
-    monkeypatch.setattr(cli, "_check_port_is_free", lambda host, port: None)
+    monkeypatch.setattr(serve, "_check_port_is_free", lambda host, port: None)
     return calls
 
 
@@ -250,7 +251,7 @@ def test_serve_runs_uvicorn_without_its_access_log(
     assert call["access_log"] is False
     assert call["http"] is BoundedHttpToolsProtocol
     assert call["timeout_graceful_shutdown"] == 30
-    assert call["timeout_worker_healthcheck"] == cli.WORKER_HEALTHCHECK_SECONDS
+    assert call["timeout_worker_healthcheck"] == serve.WORKER_HEALTHCHECK_SECONDS
     assert call["metrics_dir"] is None
 
 

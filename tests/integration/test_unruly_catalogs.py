@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from app.cli import settings_summary
+from app.cli.check import settings_summary
 from app.clients.products.payload import MAX_PRODUCT_BYTES, MAX_PRODUCT_DEPTH
 from devtools.fake_products import FakeProductsServer, IdStyle
 from tests.support.factories import ledger_sum, make_stock, quantity_of, snapshot

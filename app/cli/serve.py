@@ -1,0 +1,101 @@
+"""`inventory serve`: the process supervisor of the HTTP service."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.common import StartupFailure, configured_settings, one_line_failures
+
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8002,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    graceful_timeout: Annotated[
+        int, typer.Option(min=0, help="Seconds in-flight requests get to finish on shutdown.")
+    ] = 30,
+) -> None:
+    """Run the HTTP service.
+
+    On SIGTERM or Ctrl-C it stops accepting connections, lets in-flight requests finish
+    (up to --graceful-timeout seconds) and then closes the database pool. Uvicorn's own
+    access log is off: the service writes one `http.request` line per request itself.
+    """
+    import uvicorn
+
+    from app.server import BoundedHttpToolsProtocol
+
+    configured_settings(log_stream="stdout")  # the supervisor's lines go where its workers' go
+    with one_line_failures():
+        _check_port_is_free(host, port)
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "app.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,  # the service configures logging, uvicorn's lines included
+            access_log=False,
+            # Limits on header size and on how long a request may take to arrive.
+            http=BoundedHttpToolsProtocol,
+            timeout_graceful_shutdown=graceful_timeout,
+            # A worker answers the supervisor's pings only once it has imported the app;
+            # uvicorn's default of 5 s kills slow starters (cold imports on a busy machine).
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
+
+
+def _check_port_is_free(host: str, port: int) -> None:
+    """Uvicorn reports a taken port in several log lines and an exit code of 3; we say it in
+    one line before starting. Bound as uvicorn binds (SO_REUSEADDR), so a port in TIME_WAIT
+    is not reported."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise StartupFailure(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    family, kind, protocol, _, address = infos[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise StartupFailure(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """Multiprocess metrics for several workers: a fresh directory, removed at exit.
+
+    A directory named by the operator in PROMETHEUS_MULTIPROC_DIR is used instead and
+    emptied first, as prometheus-client requires between runs.
+    """
+    from app.core.metrics import MULTIPROCESS_ENV
+
+    named = os.environ.get(MULTIPROCESS_ENV)
+    if named:
+        Path(named).mkdir(parents=True, exist_ok=True)
+        for stale in Path(named).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="inventory-metrics-")
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
