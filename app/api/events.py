@@ -8,15 +8,17 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import DatabaseDep
 from app.api.docs import INVENTORY, problems
+from app.api.routing import ResourceRoute, resource_type
 from app.schemas.events import EVENT_ID_PATTERN, EVENT_TYPES, EventsPage
 from app.services import events
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=ResourceRoute)
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
 @router.get("", summary="The events feed", responses=problems(*INVENTORY))
+@resource_type("events")
 async def list_events(
     database: DatabaseDep,
     after: Annotated[

@@ -20,7 +20,6 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.middleware import route_template
 from app.core.errors import (
     PROBLEM_MEDIA_TYPE,
     TypeMismatch,
@@ -31,30 +30,10 @@ from app.core.errors import (
 MEDIA_TYPE = "application/vnd.api+json"
 JSON_MEDIA_TYPE = "application/json"
 
-# The type of the resources each route answers with, by route template.
-RESPONSE_TYPES: Mapping[str, str] = {
-    "/inventory": "stock-levels",
-    "/inventory/{product_id}": "stock-levels",
-    "/inventory/{product_id}/adjustments": "stock-levels",
-    "/inventory/{product_id}/movements": "movements",
-    "/inventory/purchase": "purchases",
-    "/inventory/purchases/{purchase_id}": "purchases",
-    "/inventory/purchases/{purchase_id}/cancel": "purchases",
-    "/reservations": "reservations",
-    "/reservations/{reservation_id}": "reservations",
-    "/reservations/{reservation_id}/confirm": "purchases",
-    "/reservations/{reservation_id}/release": "reservations",
-}
-# The type of the resource each route takes as its body (an adjustment is not a stock level).
-REQUEST_TYPES: Mapping[str, str] = {
-    "PUT /inventory/{product_id}": "stock-levels",
-    "POST /inventory/{product_id}/adjustments": "adjustments",
-    "POST /inventory/purchase": "purchases",
-    "POST /reservations": "reservations",
-    "PATCH /reservations/{reservation_id}": "reservations",
-}
 # The member that is a resource's id; it leaves `attributes`, where JSON:API forbids `id`.
 _ID_MEMBERS: Mapping[str, str] = {"stock-levels": "product_id"}
+# Members renamed in `attributes`, which JSON:API forbids to hold a `type` (§7.2.2.1).
+_RENAMED: Mapping[str, Mapping[str, str]] = {"events": {"type": "event_type"}}
 # Media type parameters JSON:API allows besides `ext`; no extension is supported, so `ext`
 # makes an instance unusable. `charset` is accepted as it is for application/json.
 _ALLOWED_PARAMETERS = frozenset({"profile", "charset"})
@@ -78,19 +57,27 @@ def _media_type(value: str) -> tuple[str, dict[str, str]]:
 def negotiate(accept: str | None) -> Negotiated:
     """JSON:API when `Accept` names its media type usably (JSON:API 1.1 §5.2.2).
 
-    Instances with parameters other than `profile` (and the `q` weight) are ignored; when
-    every instance is such, the answer is 406.
+    `q` is a weight (RFC 9110 §12.4.2), not a media type parameter: an instance weighted 0
+    is not acceptable, as if absent. Instances with parameters other than `profile` are
+    ignored; when every acceptable instance is such, the answer is 406.
     """
     if not accept or MEDIA_TYPE not in accept.lower():
         return Negotiated.JSON
     instances = [
         params for kind, params in map(_media_type, accept.split(",")) if kind == MEDIA_TYPE
     ]
-    for params in instances:
-        weight = params.pop("q", "1")
-        if set(params) <= {"profile"} and weight.strip("0.") != "":
-            return Negotiated.JSONAPI
-    return Negotiated.NOT_ACCEPTABLE
+    acceptable = [params for params in instances if _weight(params.pop("q", "1")) > 0]
+    if any(set(params) <= {"profile"} for params in acceptable):
+        return Negotiated.JSONAPI
+    return Negotiated.NOT_ACCEPTABLE if acceptable else Negotiated.JSON
+
+
+def _weight(value: str) -> float:
+    """A `q` value; one that is no number counts as 1, the weight of an instance without."""
+    try:
+        return float(value)
+    except ValueError:
+        return 1.0
 
 
 def body_is_jsonapi(content_type: str | None) -> bool:
@@ -139,7 +126,10 @@ def _shape_error(field: str, message: str) -> ValidationFailed:
 
 def resource(resource_type: str, body: Mapping[str, Any]) -> dict[str, Any]:
     id_member = _ID_MEMBERS.get(resource_type, "id")
-    attributes = {name: value for name, value in body.items() if name != id_member}
+    renamed = _RENAMED.get(resource_type, {})
+    attributes = {
+        renamed.get(name, name): value for name, value in body.items() if name != id_member
+    }
     return {"type": resource_type, "id": str(body[id_member]), "attributes": attributes}
 
 
@@ -151,6 +141,9 @@ def document(resource_type: str, body: Any, scope: Scope) -> dict[str, Any]:
             "data": [resource(resource_type, item) for item in body["items"]],
             "links": {"next": None if cursor is None else _page_link(scope, cursor)},
         }
+    # The events feed pages by `after`, the id of its last event, not by a cursor.
+    if isinstance(body, dict) and set(body) == {"items"}:
+        return {"data": [resource(resource_type, item) for item in body["items"]]}
     return {"data": resource(resource_type, body)}
 
 
@@ -229,11 +222,12 @@ def _varying_on_accept(send: Send) -> Send:
 async def _send_rewritten(scope: Scope, start: Message, body: bytes, send: Send) -> None:
     headers = MutableHeaders(scope=start)
     content_type = _media_type(headers.get("content-type", ""))[0]
-    resource_type = RESPONSE_TYPES.get(route_template(scope) or "")
+    # The route's own type (`ResourceRoute`); routes that are no resource have none.
+    resource_type = getattr(scope.get("route"), "resource_type", None)
     rewritten: dict[str, Any] | None = None
     if body and content_type == PROBLEM_MEDIA_TYPE:
         rewritten = errors(json.loads(body))
-    elif body and content_type == JSON_MEDIA_TYPE and resource_type is not None:
+    elif body and content_type == JSON_MEDIA_TYPE and isinstance(resource_type, str):
         rewritten = document(resource_type, json.loads(body), scope)
     if rewritten is not None:
         body = json.dumps(rewritten, separators=(",", ":"), ensure_ascii=False).encode()

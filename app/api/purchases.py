@@ -10,13 +10,13 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CallerDep, CatalogDep, DatabaseDep
 from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
 from app.api.idempotency import Answer, Idempotency
-from app.api.strict_json import StrictJsonRoute
+from app.api.routing import ResourceRoute, resource_type
 from app.core import metrics
 from app.core.errors import InsufficientStock, ProblemError, ProductsUnavailable, UnknownProduct
 from app.schemas.purchases import PurchaseIn, PurchaseOut
 from app.services import purchases
 
-router = APIRouter(prefix="/inventory", tags=["purchases"], route_class=StrictJsonRoute)
+router = APIRouter(prefix="/inventory", tags=["purchases"], route_class=ResourceRoute)
 
 _OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
     InsufficientStock: "insufficient_stock",
@@ -60,6 +60,7 @@ def receipt_answer(receipt: PurchaseOut, *, created: bool = True) -> Answer:
         ),
     },
 )
+@resource_type("purchases", takes="purchases")
 async def create_purchase(
     order: PurchaseIn,
     database: DatabaseDep,
@@ -90,6 +91,7 @@ async def create_purchase(
     summary="A purchase's receipt",
     responses=problems(*INVENTORY, "not-found"),
 )
+@resource_type("purchases")
 async def get_purchase(purchase_id: PurchaseId, database: DatabaseDep) -> PurchaseOut:
     """The purchase as it stands: completed or cancelled."""
     return await purchases.get_purchase(database, purchase_id=purchase_id)
@@ -101,6 +103,7 @@ async def get_purchase(purchase_id: PurchaseId, database: DatabaseDep) -> Purcha
     # A body is not read, but one over the limit is still refused before the route runs.
     responses=problems(*INVENTORY, "not-found", "payload-too-large"),
 )
+@resource_type("purchases")
 async def cancel_purchase(
     purchase_id: PurchaseId, database: DatabaseDep, caller: CallerDep
 ) -> PurchaseOut:

@@ -13,7 +13,7 @@ from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
 from app.api.idempotency import Answer, Idempotency
 from app.api.params import Cursor, Limit
 from app.api.purchases import receipt_answer
-from app.api.strict_json import StrictJsonRoute
+from app.api.routing import ResourceRoute, resource_type
 from app.models.reservation import ReservationStatus
 from app.schemas.common import PRODUCT_ID_PATTERN, Page
 from app.schemas.purchases import PurchaseOut
@@ -24,7 +24,7 @@ from app.services.reservations import Confirmation
 router = APIRouter(
     prefix="/reservations",
     tags=["reservations"],
-    route_class=StrictJsonRoute,
+    route_class=ResourceRoute,
 )
 
 ReservationId = Annotated[str, Path(max_length=36, description="The reservation's id.")]
@@ -66,6 +66,7 @@ def _confirmed_answer(confirmation: Confirmation) -> Answer:
         ),
     },
 )
+@resource_type("reservations", takes="reservations")
 async def create_reservation(
     order: ReservationIn,
     database: DatabaseDep,
@@ -91,6 +92,7 @@ async def create_reservation(
 
 
 @router.get("", summary="List reservations", responses=problems(*INVENTORY))
+@resource_type("reservations")
 async def list_reservations(
     database: DatabaseDep,
     status: Annotated[ReservationStatus | None, Query(description="Only this status.")] = None,
@@ -109,6 +111,7 @@ async def list_reservations(
 @router.get(
     "/{reservation_id}", summary="A reservation", responses=problems(*INVENTORY, "not-found")
 )
+@resource_type("reservations")
 async def get_reservation(reservation_id: ReservationId, database: DatabaseDep) -> ReservationOut:
     """The reservation as it stands: `active`, `confirmed`, `released` or `expired`."""
     return await reservations.get_reservation(database, reservation_id=reservation_id)
@@ -119,6 +122,7 @@ async def get_reservation(reservation_id: ReservationId, database: DatabaseDep) 
     summary="Extend a reservation",
     responses=problems(*INVENTORY, *WITH_BODY, "not-found", "reservation-not-active"),
 )
+@resource_type("reservations", takes="reservations")
 async def extend_reservation(
     reservation_id: ReservationId,
     body: ReservationExtension,
@@ -150,6 +154,7 @@ async def extend_reservation(
         ),
     },
 )
+@resource_type("purchases")
 async def confirm_reservation(
     reservation_id: ReservationId,
     database: DatabaseDep,
@@ -175,6 +180,7 @@ async def confirm_reservation(
     summary="Release a reservation",
     responses=problems(*INVENTORY, "not-found", "reservation-not-active"),
 )
+@resource_type("reservations")
 async def release_reservation(
     reservation_id: ReservationId, database: DatabaseDep, caller: CallerDep
 ) -> ReservationOut:

@@ -11,13 +11,13 @@ from app.api.deps import CallerDep, CatalogDep, DatabaseDep, IfMatch, ProductIdP
 from app.api.docs import INVENTORY, WITH_BODY, problems
 from app.api.idempotency import Answer, Idempotency
 from app.api.params import Cursor, Limit
-from app.api.strict_json import StrictJsonRoute
+from app.api.routing import ResourceRoute, resource_type
 from app.models.stock_level import MAX_QUANTITY
 from app.schemas.common import Page, ProductId
 from app.schemas.stock import Adjustment, MovementOut, SetQuantity, StockLevelOut
 from app.services import ledger, stock
 
-router = APIRouter(prefix="/inventory", tags=["stock"], route_class=StrictJsonRoute)
+router = APIRouter(prefix="/inventory", tags=["stock"], route_class=ResourceRoute)
 
 
 def _stock_response(
@@ -39,6 +39,7 @@ def _stock_answer(stock_level: StockLevelOut) -> Answer:
 
 
 @router.get("", summary="List stock levels", responses=problems(*INVENTORY))
+@resource_type("stock-levels")
 async def list_stock_levels(
     database: DatabaseDep,
     product_id: Annotated[
@@ -75,6 +76,7 @@ async def list_stock_levels(
     response_model=StockLevelOut,
     responses=problems(*INVENTORY, "not-found"),
 )
+@resource_type("stock-levels")
 async def get_stock_level(
     product_id: ProductIdPath, database: DatabaseDep, catalog: CatalogDep
 ) -> Response:
@@ -97,6 +99,7 @@ async def get_stock_level(
         ),
     },
 )
+@resource_type("stock-levels", takes="stock-levels")
 async def set_stock_level(
     product_id: ProductIdPath,
     body: SetQuantity,
@@ -138,6 +141,7 @@ def _created(stock_level: StockLevelOut) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(*INVENTORY, "not-found", "insufficient-stock", "version-mismatch"),
 )
+@resource_type("stock-levels")
 async def delete_stock_level(
     product_id: ProductIdPath, database: DatabaseDep, caller: CallerDep, if_match: IfMatch
 ) -> Response:
@@ -161,6 +165,7 @@ async def delete_stock_level(
         "idempotency-key-reuse",
     ),
 )
+@resource_type("stock-levels", takes="adjustments")
 async def adjust_stock_level(
     product_id: ProductIdPath,
     body: Adjustment,
@@ -193,6 +198,7 @@ async def adjust_stock_level(
     summary="A product's ledger",
     responses=problems(*INVENTORY, "not-found"),
 )
+@resource_type("movements")
 async def list_movements(
     product_id: ProductIdPath, database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[MovementOut]:

@@ -11,14 +11,9 @@ or with integers too long to convert, are refused as invalid JSON as well.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
-
-from app.api import jsonapi
-from app.core.errors import MalformedJson, NotAcceptable
+from fastapi import Request
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -48,58 +43,9 @@ def loads(body: bytes | str) -> Any:
 
 
 class StrictJsonRequest(Request):
+    """A request whose JSON body is parsed by `loads`."""
+
     async def json(self) -> Any:
         if not hasattr(self, "_strict_json"):
             self._strict_json = loads(await self.body())
         return self._strict_json
-
-    async def read_as_jsonapi(self, resource_type: str) -> None:
-        """Read the body as a JSON:API document: the route then sees its attributes.
-
-        Done before FastAPI reads the body, which would turn our errors into a bare 400; a
-        body that is not JSON at all is left for FastAPI to report as such.
-        """
-        try:
-            document = await self.json()
-        except json.JSONDecodeError:
-            return
-        self._strict_json = jsonapi.unwrap(
-            document, resource_type=resource_type, resource_id=self.path_params.get("product_id")
-        )
-
-
-class StrictJsonRoute(APIRoute):
-    """A route whose body must be sent as JSON (415 otherwise) and is parsed by `loads`.
-
-    It also refuses, with 406, a request that accepts only JSON:API variants we cannot give.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        body_type = next(
-            (
-                jsonapi.REQUEST_TYPES[f"{method} {self.path}"]
-                for method in self.methods or ()
-                if f"{method} {self.path}" in jsonapi.REQUEST_TYPES
-            ),
-            None,
-        )
-
-        async def strict_handler(request: Request) -> Response:
-            accepted = jsonapi.negotiate(request.headers.get("accept"))
-            if accepted is jsonapi.Negotiated.NOT_ACCEPTABLE:
-                raise NotAcceptable(
-                    f"{jsonapi.MEDIA_TYPE} is accepted only without parameters other than "
-                    "`profile` (no JSON:API extension is supported); or accept application/json."
-                )
-            if self.body_field is None:
-                return await handler(request)
-            is_jsonapi = jsonapi.body_is_jsonapi(request.headers.get("content-type"))
-            strict = StrictJsonRequest(request.scope, request.receive)
-            if not await strict.body():
-                raise MalformedJson("The request body is empty.", reason="Empty body")
-            if is_jsonapi and body_type is not None:
-                await strict.read_as_jsonapi(body_type)
-            return await handler(strict)
-
-        return strict_handler

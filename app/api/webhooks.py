@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Response, status
 from app.api.deps import DatabaseDep, WebhookSenderDep
 from app.api.docs import INVENTORY, WITH_BODY, links_to, problems
 from app.api.params import Cursor, Limit
-from app.api.strict_json import StrictJsonRoute
+from app.api.routing import ResourceRoute, resource_type
 from app.schemas.common import Page
 from app.schemas.events import EventOut
 from app.schemas.webhooks import AttemptOut, WebhookCreated, WebhookIn, WebhookOut, WebhookPatch
@@ -18,7 +18,7 @@ from app.services import webhooks
 router = APIRouter(
     prefix="/webhooks",
     tags=["webhooks"],
-    route_class=StrictJsonRoute,
+    route_class=ResourceRoute,
 )
 
 # Endpoint ids are lowercase UUIDs: nothing else (no NUL byte, say) reaches a query.
@@ -50,6 +50,7 @@ EndpointId = Annotated[
         **problems(*INVENTORY, *WITH_BODY),
     },
 )
+@resource_type("webhook-endpoints", takes="webhook-endpoints")
 async def create_webhook(
     body: WebhookIn, database: DatabaseDep, sender: WebhookSenderDep, response: Response
 ) -> WebhookCreated:
@@ -63,6 +64,7 @@ async def create_webhook(
 
 
 @router.get("", summary="List webhook endpoints", responses=problems(*INVENTORY))
+@resource_type("webhook-endpoints")
 async def list_webhooks(
     database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[WebhookOut]:
@@ -75,6 +77,7 @@ async def list_webhooks(
     summary="Get a webhook endpoint",
     responses=problems(*INVENTORY, "not-found"),
 )
+@resource_type("webhook-endpoints")
 async def get_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> WebhookOut:
     """One endpoint, without its secret."""
     return await webhooks.get_endpoint(database, endpoint_id=endpoint_id)
@@ -85,6 +88,7 @@ async def get_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> Webhook
     summary="Change a webhook endpoint",
     responses=problems(*INVENTORY, *WITH_BODY, "not-found"),
 )
+@resource_type("webhook-endpoints", takes="webhook-endpoints")
 async def update_webhook(
     endpoint_id: EndpointId, body: WebhookPatch, database: DatabaseDep
 ) -> WebhookOut:
@@ -99,6 +103,7 @@ async def update_webhook(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(*INVENTORY, "not-found"),
 )
+@resource_type("webhook-endpoints")
 async def delete_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> Response:
     """Forget the endpoint, its pending deliveries and its log."""
     await webhooks.delete_endpoint(database, endpoint_id=endpoint_id)
@@ -110,6 +115,7 @@ async def delete_webhook(endpoint_id: EndpointId, database: DatabaseDep) -> Resp
     summary="An endpoint's deliveries log",
     responses=problems(*INVENTORY, "not-found"),
 )
+@resource_type("delivery-attempts")
 async def list_deliveries(
     endpoint_id: EndpointId, database: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[AttemptOut]:
@@ -126,6 +132,7 @@ async def list_deliveries(
     status_code=status.HTTP_202_ACCEPTED,
     responses=problems(*INVENTORY, "not-found"),
 )
+@resource_type("events")
 async def send_test_event(endpoint_id: EndpointId, database: DatabaseDep) -> EventOut:
     """Queue a `webhook.test` event for this endpoint, delivered (and retried) like any
     other; it is not in the feed. Its attempts show in the deliveries log."""

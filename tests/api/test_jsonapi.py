@@ -9,10 +9,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from app.api.jsonapi import REQUEST_TYPES, RESPONSE_TYPES
+from app.api.routing import ResourceRoute
+from app.core.config import Settings
 from app.core.database import Database
 from tests.support.factories import make_stock, snapshot
-from tests.support.service import API_KEY, client_for
+from tests.support.service import API_KEY, client_for, make_settings
 
 MEDIA_TYPE = "application/vnd.api+json"
 ACCEPT = {"Accept": MEDIA_TYPE}
@@ -20,6 +21,12 @@ SEND = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
 # Members JSON:API 1.1 allows at the top of a document.
 TOP_LEVEL = {"data", "errors", "meta", "jsonapi", "links", "included"}
 ERROR_MEMBERS = {"id", "links", "status", "code", "title", "detail", "source", "meta"}
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Webhook endpoints on this machine are allowed, so that they can be registered."""
+    return make_settings(database_url, webhook_allowed_hosts=["127.0.0.1"])
 
 
 def assert_resource(resource: Any, resource_type: str) -> dict[str, Any]:
@@ -277,6 +284,84 @@ async def test_a_usable_jsonapi_instance_among_others_is_jsonapi(
         one(response, 200, "stock-levels")
 
 
+async def test_jsonapi_weighted_zero_is_refused_so_plain_json_is_the_answer(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """`q` is a weight, not a parameter: q=0 says "not JSON:API" (RFC 9110 §12.4.2)."""
+    await make_stock(db, "7", 1)
+    for accept in (
+        f"application/json, {MEDIA_TYPE};q=0",
+        f"{MEDIA_TYPE}; q=0.000, application/json;q=0.5",
+        f"{MEDIA_TYPE};q=0, */*",
+    ):
+        response = await client.get("/inventory/7", headers={"Accept": accept})
+        assert response.status_code == 200, (accept, response.text)
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["product_id"] == "7"
+
+
+async def test_the_events_feed_is_a_list_of_events(client: httpx.AsyncClient) -> None:
+    await client.put("/inventory/7", json={"quantity": 5})
+
+    document = jsonapi(await client.get("/events", headers=ACCEPT), 200)
+    plain = (await client.get("/events")).json()["items"]
+
+    assert [item["id"] for item in document["data"]] == [event["id"] for event in plain]
+    for item, event in zip(document["data"], plain, strict=True):
+        attributes = assert_resource(item, "events")
+        assert attributes["event_type"] == event["type"]
+        assert attributes["data"] == event["data"]
+
+
+async def test_webhook_endpoints_are_registered_read_and_changed_in_jsonapi(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "data": {
+            "type": "webhook-endpoints",
+            "attributes": {"url": "http://127.0.0.1:9/hook", "events": ["*"]},
+        }
+    }
+
+    created = await client.post("/webhooks", json=body, headers=SEND)
+    endpoint_id, attributes = one(created, 201, "webhook-endpoints")
+    listed, next_link = page(await client.get("/webhooks", headers=ACCEPT), "webhook-endpoints")
+    patch = {
+        "data": {"type": "webhook-endpoints", "id": endpoint_id, "attributes": {"enabled": False}}
+    }
+    changed = await client.patch(f"/webhooks/{endpoint_id}", json=patch, headers=SEND)
+    tested = await client.post(f"/webhooks/{endpoint_id}/test", headers=ACCEPT)
+    deliveries = await client.get(f"/webhooks/{endpoint_id}/deliveries", headers=ACCEPT)
+
+    assert attributes["secret"].startswith("whsec_")
+    assert (listed, next_link) == ([endpoint_id], None)
+    assert one(changed, 200, "webhook-endpoints")[1]["enabled"] is False
+    assert one(tested, 202, "events")[1]["event_type"] == "webhook.test"
+    assert page(deliveries, "delivery-attempts") == ([], None)
+
+
+async def test_a_jsonapi_body_names_the_resource_its_path_names(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "7", 3)
+    held = await client.post("/reservations", json={"items": [{"product_id": "7", "quantity": 1}]})
+    reservation_id = held.json()["id"]
+
+    def extension(resource_id: str) -> dict[str, Any]:
+        resource = {"type": "reservations", "id": resource_id, "attributes": {"ttl_seconds": 60}}
+        return {"data": resource}
+
+    extended = await client.patch(
+        f"/reservations/{reservation_id}", json=extension(reservation_id), headers=SEND
+    )
+    other = await client.patch(
+        f"/reservations/{reservation_id}", json=extension("someone-else"), headers=SEND
+    )
+
+    assert one(extended, 200, "reservations")[0] == reservation_id
+    error(other, 409, "type-mismatch")
+
+
 async def test_a_head_in_jsonapi_has_the_headers_of_its_get(
     client: httpx.AsyncClient, db: Database
 ) -> None:
@@ -290,17 +375,14 @@ async def test_a_head_in_jsonapi_has_the_headers_of_its_get(
 
 
 def test_every_resource_route_has_its_resource_type(app: FastAPI) -> None:
-    routes = [
-        r
-        for r in app.routes
-        if isinstance(r, APIRoute) and r.path.startswith(("/inventory", "/reservations"))
-    ]
+    """Every route but the operational ones is a resource route, with the types it speaks."""
+    operational = {"/health", "/ready", "/metrics"}
+    routes = [r for r in app.routes if isinstance(r, APIRoute) and r.include_in_schema]
+    assert {r.path for r in routes if not isinstance(r, ResourceRoute)} <= operational
     for route in routes:
-        assert route.path in RESPONSE_TYPES, route.path
-        if route.body_field is not None:
-            assert route.methods is not None
-            [method] = route.methods
-            assert f"{method} {route.path}" in REQUEST_TYPES, route.path
+        if isinstance(route, ResourceRoute):
+            assert route.resource_type
+            assert (route.body_type is None) == (route.body_field is None), route.path
 
 
 async def test_the_key_is_still_required_for_jsonapi_writes(app: FastAPI, db: Database) -> None:
