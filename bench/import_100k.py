@@ -18,6 +18,7 @@ import time
 from contextlib import redirect_stderr
 from pathlib import Path
 
+from app.cli.importing import IMPORT_BATCH_SIZE
 from app.core.config import Settings
 from app.core.context import Caller
 from app.core.database import Database
@@ -46,7 +47,9 @@ async def _run(url: str) -> None:
         for attempt in ("first import", "second import (no change)"):
             started = time.perf_counter()
             with redirect_stderr(io.StringIO()):
-                summary = await bulk.import_stock(db, Caller("bench", "bench"), rows)
+                summary = await bulk.import_stock(
+                    db, Caller("bench", "bench"), rows, batch_size=IMPORT_BATCH_SIZE
+                )
             print(f"{attempt}: {time.perf_counter() - started:.2f} s  {summary}")
     finally:
         await db.dispose()

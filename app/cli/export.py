@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from app.cli.common import configured_settings, one_line_failures, plural
+from app.cli.common import StartupFailure, configured_settings, one_line_failures, plural
 from app.cli.database import open_database, require_sqlite_file
 
 if TYPE_CHECKING:
@@ -38,7 +38,11 @@ def _output(file: Path | None) -> Iterator[TextIO]:
     if file is None:
         yield sys.stdout
         return
-    with file.open("w", newline="", encoding="utf-8") as out:
+    try:
+        out = file.open("w", newline="", encoding="utf-8")
+    except OSError as error:
+        raise StartupFailure(f"cannot write {file}: {error.strerror or error}") from None
+    with out:
         yield out
 
 

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from app.cli.common import configured_settings, one_line_failures, plural
+from app.cli.common import (
+    between,
+    configured_settings,
+    length_between,
+    one_line_failures,
+    plural,
+)
 from app.cli.database import open_database, require_sqlite_file
 from app.cli.progress import progress
 
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
 
 # More than this many bad rows are summed up rather than listed.
 MAX_ERRORS_SHOWN = 100
+IMPORT_BATCH_SIZE = 1000
 
 
 def import_command(
@@ -34,12 +41,19 @@ def import_command(
         bool, typer.Option("--dry-run", help="Check the file and count changes; write nothing.")
     ] = False,
     actor: Annotated[
-        str, typer.Option(help="Actor named on the ledger movements.", min=1, max=128)
+        str,
+        typer.Option(
+            help="Actor named on the ledger movements, 1 to 128 characters.",
+            callback=length_between(1, 128),
+        ),
     ] = "cli",
     batch_size: Annotated[
-        int | None,
-        typer.Option(min=1, max=10_000, help="Rows per transaction.", show_default="1000"),
-    ] = None,
+        int,
+        typer.Option(
+            help="Rows per transaction, 1 to 10000 (fewer where a tenth of the rows ends).",
+            callback=between(1, 10_000),
+        ),
+    ] = IMPORT_BATCH_SIZE,
 ) -> None:
     """Set stock levels from a CSV file, after checking every row.
 
@@ -48,8 +62,8 @@ def import_command(
     not checked with the products service: bulk loads are trusted staff input.
 
     Progress is a bar on a terminal, else a line at every tenth of the rows. The ledger
-    movements are not logged one by one (they are events in the feed): the import logs one
-    summary line.
+    movements are not logged one by one (they are events in the feed): an import logs one
+    summary line, `inventory.imported`; a dry run logs none.
     """
     from app.core.context import Caller
     from app.services import bulk
@@ -71,6 +85,9 @@ def import_command(
                 # Found while writing (below what reservations hold): earlier batches stand,
                 # and a run of the mended file skips them.
                 _refuse(file, invalid, "the batches before it were imported; mend and run again")
+    # Logged once the bar is closed, so that on a terminal the line starts a line of its own.
+    if not dry_run:
+        bulk.log_imported(caller, rows=len(rows), summary=summary)
     verb = "would be " if dry_run else ""
     typer.echo(
         f"{summary.created} {verb}created, {summary.updated} {verb}updated, "
@@ -86,6 +103,11 @@ def _read_rows(file: Path) -> list[bulk.ImportRow]:
             return bulk.parse_import(lines)
     except UnicodeDecodeError:
         typer.echo(f"{file}: not UTF-8 text; nothing was imported", err=True)
+        raise typer.Exit(1) from None
+    except OSError as error:
+        typer.echo(
+            f"{file}: cannot read it ({error.strerror or error}); nothing was imported", err=True
+        )
         raise typer.Exit(1) from None
     except bulk.InvalidImport as invalid:
         _refuse(file, invalid, "nothing was imported")
@@ -108,7 +130,7 @@ async def _import(
     rows: list[bulk.ImportRow],
     *,
     dry_run: bool,
-    batch_size: int | None,
+    batch_size: int,
     on: Callable[[int], None],
 ) -> bulk.ImportSummary:
     from app.services import bulk
@@ -120,7 +142,7 @@ async def _import(
             caller,
             rows,
             dry_run=dry_run,
-            batch_size=batch_size or bulk.IMPORT_BATCH_SIZE,
+            batch_size=batch_size,
             progress=on,
         )
     finally:

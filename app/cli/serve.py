@@ -13,17 +13,24 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import StartupFailure, configured_settings, one_line_failures
+from app.cli.common import StartupFailure, between, configured_settings, one_line_failures
 
 WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8002,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on, 1 to 65535.", callback=between(1, 65535))
+    ] = 8002,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes, at least 1.", callback=between(1))
+    ] = 1,
     graceful_timeout: Annotated[
-        int, typer.Option(min=0, help="Seconds in-flight requests get to finish on shutdown.")
+        int,
+        typer.Option(
+            help="Seconds in-flight requests get to finish on shutdown.", callback=between(0)
+        ),
     ] = 30,
 ) -> None:
     """Run the HTTP service.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,7 +28,6 @@ from app.repositories.movements import NewMovement
 from app.schemas.common import ProductId, Reason
 from app.services.ledger import record_movements
 
-IMPORT_BATCH_SIZE = 1000
 EXPORT_PAGE_SIZE = 1000
 HEADER = ("product_id", "quantity", "reason")
 
@@ -133,9 +133,18 @@ def _parse_row(line: int, cells: list[str]) -> ImportRow:
     if reason:
         try:
             _reason.validate_python(reason)
-        except ValidationError:
-            raise ValueError("reason must be at most 200 printable characters") from None
+        except ValidationError as invalid:
+            raise ValueError(_reason_problem(reason, invalid)) from None
     return ImportRow(line, product_id, int(quantity), reason or None)
+
+
+def _reason_problem(reason: str, invalid: ValidationError) -> str:
+    # Category Cc is exactly what `PrintableText` refuses: C0, DEL and C1.
+    control = next((char for char in reason if unicodedata.category(char) == "Cc"), None)
+    if control is None:
+        return f"reason: {invalid.errors()[0]['msg']}"
+    named = "a tab" if control == "\t" else f"the control character U+{ord(control):04X}"
+    return f"reason contains {named}: only printable characters are allowed"
 
 
 async def import_stock(
@@ -143,36 +152,47 @@ async def import_stock(
     caller: Caller,
     rows: Sequence[ImportRow],
     *,
+    batch_size: int,
     dry_run: bool = False,
-    batch_size: int = IMPORT_BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Set the stock of every row, `batch_size` rows per transaction.
+    """Set the stock of every row, at most `batch_size` rows per transaction.
 
-    A failure stops the import with the earlier batches committed; running the same file
-    again finishes it, since rows already at their quantity are skipped. `dry_run` only
-    counts what would change.
+    A batch also ends at each tenth of the rows, so `progress`, told the rows of each batch
+    once it is done, can be shown at every tenth. A failure stops the import with the
+    earlier batches committed; running the same file again finishes it, since rows already
+    at their quantity are skipped. `dry_run` only counts what would change.
     """
     summary = ImportSummary()
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
+    for start, end in _batches(len(rows), batch_size):
+        batch = rows[start:end]
         unit = partial(
             _import_batch, caller=caller, batch=batch, summary=summary, write=not dry_run
         )
         await (db.read(unit) if dry_run else db.write(unit))
         if progress is not None:
             progress(len(batch))
+    return summary
+
+
+def log_imported(caller: Caller, *, rows: int, summary: ImportSummary) -> None:
+    """The one log line of an import: the ledger movements themselves are events."""
     logger.info(
         "inventory.imported",
-        rows=len(rows),
+        rows=rows,
         created=summary.created,
         updated=summary.updated,
         unchanged=summary.unchanged,
-        dry_run=dry_run,
         actor=caller.actor,
         request_id=caller.request_id,
     )
-    return summary
+
+
+def _batches(count: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """`(start, end)` of each batch: every `batch_size` rows, and at each tenth of them."""
+    tenths = {-(-count * tenth // 10) for tenth in range(1, 10)}
+    bounds = sorted({*range(0, count, batch_size), *tenths, count} - {0})
+    return zip([0, *bounds], bounds, strict=False)
 
 
 def _import_batch(

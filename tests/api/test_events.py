@@ -155,7 +155,8 @@ async def test_a_bulk_import_writes_its_events(client: httpx.AsyncClient, db: Da
     from app.services.bulk import import_stock, parse_import
     from tests.support.factories import TEST_CALLER
 
-    await import_stock(db, TEST_CALLER, parse_import(["product_id,quantity", "x,1", "y,0"]))
+    rows = parse_import(["product_id,quantity", "x,1", "y,0"])
+    await import_stock(db, TEST_CALLER, rows, batch_size=100)
     events = await feed(client, db, type="stock.changed")
     assert [e["data"]["product_id"] for e in events] == ["x", "y"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +315,20 @@ def test_import_refuses_reserved_ids_and_names_the_rule_each_id_broke(
     assert f"{source}:4: product id 'purchases'" in result.stderr
     assert "3 bad rows; nothing was imported" in result.stderr
     assert run("export").stdout.splitlines() == ["product_id,quantity"]
+
+
+def test_version_is_the_package_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"inventory {version('inventory')}\n"
+
+
+@pytest.mark.parametrize("actor", ["", "x" * 129])
+def test_an_actor_of_the_wrong_length_is_refused(tmp_path: Path, actor: str) -> None:
+    source = tmp_path / "stock.csv"
+    source.write_text("a,1\n")
+
+    result = run("import", "--actor", actor, str(source))
+
+    assert result.exit_code == 2
+    assert "must be 1 to 128 characters long" in result.stderr

@@ -59,7 +59,7 @@ def test_help_imports_nothing_of_the_service() -> None:
 def test_help_describes_every_option_without_breaking_sentences(project: Path) -> None:
     result = inventory("serve", "--help", cwd=project, COLUMNS="200")
     assert result.returncode == 0
-    assert "Port to listen on." in result.stdout
+    assert "Port to listen on, 1 to 65535." in result.stdout
     check = inventory("check", "--help", cwd=project, COLUMNS="200").stdout
     # Paragraphs are rewrapped: the docstring's own line break (after "and the") is gone.
     assert "its schema and the products service" in " ".join(check.split())
@@ -131,6 +131,53 @@ def test_import_without_a_terminal_prints_progress_lines_and_one_summary(project
     assert "50 created, 0 updated, 0 unchanged" in result.stdout
 
 
+def test_progress_lines_fall_at_each_tenth_whatever_the_batch_size(project: Path) -> None:
+    url = databases.sqlite_url(project / "inventory.db")
+    source = _import_rows(project, url, 50)
+
+    result = inventory("import", "--batch-size", "20", str(source), cwd=project, DATABASE_URL=url)
+
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("importing: ")]
+    assert progress == [f"importing: {done}/50 rows ({done * 2}%)" for done in range(5, 51, 5)]
+
+
+def test_a_dry_run_logs_no_import(project: Path) -> None:
+    url = databases.sqlite_url(project / "inventory.db")
+    source = _import_rows(project, url, 10)
+
+    result = inventory("import", "--dry-run", str(source), cwd=project, DATABASE_URL=url)
+
+    assert result.returncode == 0, result.stderr
+    assert "checking: 10/10 rows (100%)" in result.stderr
+    assert "inventory.imported" not in result.stderr + result.stdout
+    assert "10 would be created" in result.stdout
+
+
+def test_export_into_a_missing_folder_is_one_line(project: Path) -> None:
+    url = databases.sqlite_url(project / "inventory.db")
+    _import_rows(project, url, 1)
+    target = project / "no" / "such" / "x.csv"
+
+    result = inventory("export", str(target), cwd=project, DATABASE_URL=url)
+
+    assert_one_line_failure(result, f"cannot write {target}: No such file or directory")
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc")
+def test_an_unreadable_import_file_is_one_line(project: Path) -> None:
+    """A process's own memory file opens, and its first read fails (nothing is mapped at 0):
+    an unreadable file, even for root."""
+    url = databases.sqlite_url(project / "inventory.db")
+    _import_rows(project, url, 0)
+
+    result = inventory("import", "/proc/self/mem", cwd=project, DATABASE_URL=url)
+
+    assert_one_line_failure(
+        result, "/proc/self/mem: cannot read it (Input/output error); nothing was imported"
+    )
+
+
 def test_import_on_a_terminal_shows_a_bar(project: Path) -> None:
     url = databases.sqlite_url(project / "inventory.db")
     source = _import_rows(project, url, 20)
@@ -164,4 +211,19 @@ def test_import_on_a_terminal_shows_a_bar(project: Path) -> None:
     assert "100%" in shown
     assert "importing: " not in shown  # the bar, not the lines for pipes
     assert "inventory.changed" not in shown
+    # The summary log line starts a line of its own, after the finished bar.
+    [summary] = [line for line in shown.splitlines() if '"inventory.imported"' in line]
+    assert summary.startswith("{"), repr(summary)
     assert b"20 created" in stdout
+
+
+def test_help_shows_plain_defaults(project: Path) -> None:
+    serve = inventory("serve", "--help", cwd=project, COLUMNS="200").stdout
+    imports = inventory("import", "--help", cwd=project, COLUMNS="200").stdout
+    assert "[default: 8002]" in serve
+    assert "[default: 1000]" in imports
+    assert "[default: cli]" in imports
+    for shown in (serve, imports):
+        assert "<=" not in shown
+        assert ">=" not in shown
+        assert "range>" not in shown

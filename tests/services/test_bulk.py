@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from itertools import accumulate
 
 import pytest
 from sqlalchemy import select
@@ -108,7 +109,7 @@ async def test_import_creates_updates_and_skips_like_put(db: Database) -> None:
 
 async def test_import_bumps_the_version_of_updated_rows(db: Database) -> None:
     await make_stock(db, "v", 1)
-    await bulk.import_stock(db, TEST_CALLER, _parse("v,2\nw,5\n"))
+    await bulk.import_stock(db, TEST_CALLER, _parse("v,2\nw,5\n"), batch_size=100)
     versions = dict(
         await db.read(lambda c: c.execute(select(StockLevel.product_id, StockLevel.version)).all())
     )
@@ -117,10 +118,10 @@ async def test_import_bumps_the_version_of_updated_rows(db: Database) -> None:
 
 async def test_importing_twice_changes_nothing_the_second_time(db: Database) -> None:
     rows = _parse("a,1\nb,2\nc,3\n")
-    await bulk.import_stock(db, TEST_CALLER, rows)
+    await bulk.import_stock(db, TEST_CALLER, rows, batch_size=100)
     movements = await movement_count(db)
 
-    again = await bulk.import_stock(db, TEST_CALLER, rows)
+    again = await bulk.import_stock(db, TEST_CALLER, rows, batch_size=100)
 
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
     assert await movement_count(db) == movements
@@ -128,7 +129,9 @@ async def test_importing_twice_changes_nothing_the_second_time(db: Database) -> 
 
 async def test_dry_run_counts_and_writes_nothing(db: Database) -> None:
     await make_stock(db, "a", 1)
-    summary = await bulk.import_stock(db, TEST_CALLER, _parse("a,2\nb,3\n"), dry_run=True)
+    summary = await bulk.import_stock(
+        db, TEST_CALLER, _parse("a,2\nb,3\n"), batch_size=100, dry_run=True
+    )
     assert (summary.created, summary.updated) == (1, 1)
     assert await quantity_of(db, "a") == 1
     assert await quantity_of(db, "b") is None
@@ -136,7 +139,7 @@ async def test_dry_run_counts_and_writes_nothing(db: Database) -> None:
 
 async def test_export_pages_through_every_stock_level_in_order(db: Database) -> None:
     rows = _parse("".join(f"p{i:02d},{i}\n" for i in range(7)))
-    await bulk.import_stock(db, TEST_CALLER, rows)
+    await bulk.import_stock(db, TEST_CALLER, rows, batch_size=100)
 
     pages = [page async for page in bulk.export_stock(db, page_size=3)]
 
@@ -144,11 +147,35 @@ async def test_export_pages_through_every_stock_level_in_order(db: Database) -> 
     assert [item for page in pages for item in page] == [(f"p{i:02d}", i) for i in range(7)]
 
 
-async def test_progress_is_reported_per_batch(db: Database) -> None:
+async def test_batches_end_at_each_tenth_so_progress_is_told_there(db: Database) -> None:
     seen: list[int] = []
-    rows = _parse("".join(f"p{i},{i}\n" for i in range(5)))
-    await bulk.import_stock(db, TEST_CALLER, rows, batch_size=2, progress=seen.append)
-    assert seen == [2, 2, 1]
+    rows = _parse("".join(f"p{i},{i}\n" for i in range(25)))
+    await bulk.import_stock(db, TEST_CALLER, rows, batch_size=10, progress=seen.append)
+    assert list(accumulate(seen)) == [3, 5, 8, 10, 13, 15, 18, 20, 23, 25]
+
+
+async def test_batches_are_never_larger_than_the_batch_size(db: Database) -> None:
+    seen: list[int] = []
+    rows = _parse("".join(f"p{i},{i}\n" for i in range(40)))
+    await bulk.import_stock(db, TEST_CALLER, rows, batch_size=3, progress=seen.append)
+    assert max(seen) == 3
+    assert {4 * tenth for tenth in range(1, 11)} <= set(accumulate(seen))
+    assert sum(seen) == 40
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("broken\tglass", "reason contains a tab: only printable characters are allowed"),
+        (
+            "esc\x9b[2J",
+            "reason contains the control character U+009B: only printable characters are allowed",
+        ),
+        ("x" * 201, "reason: String should have at most 200 characters"),
+    ],
+)
+def test_a_bad_reason_is_told_for_what_it_is(reason: str, message: str) -> None:
+    assert _errors(f'p,1,"{reason}"\n') == [(1, message)]
 
 
 @pytest.mark.parametrize("quantity", ["٣", "１２", "۴", "३", "1٢", "²", "٣٣٣٣٣٣٣٣٣٣٣"])
@@ -173,7 +200,7 @@ async def test_import_never_takes_a_quantity_below_what_reservations_hold(db: Da
     before = await snapshot(db)
 
     with pytest.raises(bulk.InvalidImport) as refused:
-        await bulk.import_stock(db, TEST_CALLER, _parse("held,2\n"))
+        await bulk.import_stock(db, TEST_CALLER, _parse("held,2\n"), batch_size=100)
 
     assert [(e.line, e.message) for e in refused.value.errors] == [
         (1, "quantity below the 3 units held")
