@@ -92,7 +92,7 @@ def parse_target(text: str) -> yarl.URL:
 
 
 def is_host_name(host: str) -> bool:
-    """Whether `host` (in its ASCII form) is a DNS name a resolver takes, the way the
+    """Whether `host` (in its ASCII form) is a DNS name a resolver takes, read the way the
     standard library hands it to one (its IDNA codec)."""
     name = host[:-1] if host.endswith(".") else host
     if not name or len(name) > _MAX_NAME_LENGTH:
@@ -104,7 +104,8 @@ def is_host_name(host: str) -> bool:
     if not all(_LABEL.match(label) for label in labels):
         return False
     try:
-        name.encode("idna")
+        # Both ways: an `xn--` label must also be the encoding of something.
+        name.encode("idna").decode("idna")
     except UnicodeError:
         return False
     return True
