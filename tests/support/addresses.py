@@ -23,7 +23,7 @@ INVALID_URLS = [
 
 # One address per range the contract refuses, with the IPv6 forms that carry an IPv4.
 NOT_GLOBAL = {
-    "loopback": "127.0.0.1",
+    "loopback": "127.0.0.2",
     "loopback, high": "127.255.0.1",
     "this network": "0.0.0.0",
     "private 10/8": "10.1.2.3",
