@@ -85,7 +85,8 @@ class WebhookSender:
         ca_file: Path | None = None,
     ) -> None:
         self._timeout = timeout_seconds
-        self._allowed = frozenset(allowed_hosts)
+        # Compared with a URL's host in its ASCII form.
+        self._allowed = frozenset(_ascii(host) for host in allowed_hosts)
         self._resolver = resolver
         self._tls = ssl.create_default_context()
         if ca_file is not None:
@@ -180,6 +181,13 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _ascii(host: str) -> str:
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return host.lower()
 
 
 def _target(url: str) -> yarl.URL | InvalidTarget:

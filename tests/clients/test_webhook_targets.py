@@ -108,3 +108,11 @@ async def test_a_stored_url_that_is_no_target_is_a_refused_attempt(url: str) -> 
         await sender.close()
     assert outcome.refused
     assert outcome.error
+
+
+async def test_a_listed_host_may_be_written_in_unicode() -> None:
+    async def loopback(_host: str, _port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    sender = WebhookSender(timeout_seconds=1, allowed_hosts=("bücher.example",), resolver=loopback)
+    assert await sender.check(parse_target("http://Bücher.example/hook")) == "127.0.0.1"
