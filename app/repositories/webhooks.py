@@ -147,9 +147,9 @@ _end_streak = (
 
 
 def new_delivery(
-    endpoint_id: str, event_id: str, payload: str, occurred_at: datetime, *, due: datetime
+    endpoint_id: str, event_id: str, payload: str, occurred_at: datetime, *, now: datetime
 ) -> dict[str, Any]:
-    """A pending delivery's row, for `insert_deliveries` or `insert_claimed`."""
+    """A delivery created `now` and due at once, for `insert_deliveries` or `insert_claimed`."""
     return {
         "endpoint_id": endpoint_id,
         "event_id": event_id,
@@ -157,8 +157,8 @@ def new_delivery(
         "payload": payload,
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": due,
-        "created_at": due,
+        "next_attempt_at": now,
+        "created_at": now,
     }
 
 

@@ -262,7 +262,7 @@ def fan_out(
                 events.event_id(event.txid, event.id),
                 events.envelope_json(event),
                 event.occurred_at,
-                due=now,
+                now=now,
             )
             for event in new
             if ("*" in wanted or event.type in wanted)

@@ -194,7 +194,7 @@ async def send_test_event(db: Database, *, endpoint_id: str) -> EventOut:
             raise _not_found(endpoint_id)
         payload = json.dumps(event.model_dump(), separators=(",", ":"))
         webhooks.insert_deliveries(
-            connection, [webhooks.new_delivery(endpoint_id, event.id, payload, now, due=now)]
+            connection, [webhooks.new_delivery(endpoint_id, event.id, payload, now, now=now)]
         )
         after_commit(connection, events.endpoints_changed)
 
