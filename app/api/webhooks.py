@@ -56,8 +56,10 @@ async def create_webhook(
 ) -> WebhookCreated:
     """Register a URL for these event types (`["*"]`: all). The answer carries the signing
     `secret`, shown only here. The endpoint receives the events committed from now on.
-    Loopback, private, link-local and metadata addresses are refused (422) unless allowed by
-    `WEBHOOK_ALLOWED_HOSTS`."""
+    A host that is no valid name or address, a port outside 1-65535, and every address that
+    is not globally reachable (loopback, private, link-local, CGNAT, metadata, the IPv6 forms
+    that carry such an IPv4 address, site-local, …) are refused (422), the addresses unless
+    the host is listed in `WEBHOOK_ALLOWED_HOSTS`."""
     created = await webhooks.create_endpoint(database, sender, body=body)
     response.headers["Location"] = f"/webhooks/{created.id}"
     return created

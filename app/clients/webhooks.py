@@ -1,89 +1,34 @@
-"""Webhook requests: where they may go (the SSRF guard) and how they are signed and sent."""
+"""Webhook requests: signed and sent, only ever to an address the SSRF guard let through."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import httpx
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 
+from app.clients.webhook_targets import (
+    AddressRefused,
+    InvalidTarget,
+    Resolver,
+    checked_address,
+    is_address,
+    parse_target,
+    resolve,
+)
 from app.core.config import Settings
-
-# Every address of a host, resolved now: (host, port) -> addresses.
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # Read of a receiver's answer: enough to reuse the connection, never a hostile flood.
 _MAX_ANSWER_BYTES = 64 * 1024
-
-
-class AddressRefused(OSError):
-    """The target is a loopback, private, link-local or metadata address that is not allowed."""
-
-
-async def resolve(host: str, port: int) -> list[str]:
-    try:
-        # An address needs no look-up (and no trip through the resolver's thread pool).
-        return [str(ipaddress.ip_address(host))]
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # `is_global` is False for loopback, private, link-local (cloud metadata lives at
-    # 169.254.169.254), shared (100.64/10), reserved and unspecified addresses.
-    return ip.is_global and not ip.is_multicast
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-def default_port(url: httpx.URL) -> int:
-    return url.port or (443 if url.scheme == "https" else 80)
-
-
-async def checked_address(
-    url: httpx.URL, allowed_hosts: Collection[str], resolver: Resolver = resolve
-) -> str:
-    """The address to connect to for `url`: every address its host resolves to must be
-    public, or the host itself (as written in the URL) listed in `allowed_hosts`; else
-    `AddressRefused`. Checking every address keeps a name from offering a good one and a bad
-    one; a name that resolves to a listed address is not listed itself."""
-    host = url.host.lower()
-    try:
-        addresses = await resolver(host, default_port(url))
-    except OSError as error:
-        raise AddressRefused(f"{host} cannot be resolved: {error}") from None
-    if not addresses:
-        raise AddressRefused(f"{host} resolves to no address")
-    for address in addresses:
-        if not _is_public(address) and host not in allowed_hosts:
-            raise AddressRefused(
-                f"{host} resolves to {address}, a loopback, private, link-local or metadata "
-                "address (see WEBHOOK_ALLOWED_HOSTS)"
-            )
-    return addresses[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +54,7 @@ class _GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        address = await checked_address(
-            httpx.URL(scheme="http", host=host, port=port or None), self._allowed, self._resolver
-        )
+        address = await checked_address(host, port, self._allowed, self._resolver)
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         return [
             {
@@ -142,7 +85,8 @@ class WebhookSender:
         ca_file: Path | None = None,
     ) -> None:
         self._timeout = timeout_seconds
-        self._allowed = frozenset(allowed_hosts)
+        # Compared with a URL's host in its ASCII form.
+        self._allowed = frozenset(_ascii(host) for host in allowed_hosts)
         self._resolver = resolver
         self._tls = ssl.create_default_context()
         if ca_file is not None:
@@ -150,7 +94,7 @@ class WebhookSender:
         self._signers: dict[str, Webhook] = {}
         self._session: aiohttp.ClientSession | None = None
         # Endpoint URLs, parsed once: few endpoints, many deliveries.
-        self._targets: dict[str, yarl.URL] = {}
+        self._targets: dict[str, yarl.URL | InvalidTarget] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSender:
@@ -160,9 +104,12 @@ class WebhookSender:
             ca_file=settings.webhook_ca_file,
         )
 
-    async def check(self, url: httpx.URL) -> str:
-        """The address `url` would be sent to now; `AddressRefused` when it may not be."""
-        return await checked_address(url, self._allowed, self._resolver)
+    async def check(self, url: yarl.URL) -> str:
+        """The address `url` (a `parse_target` result) would be sent to now; `AddressRefused`
+        when it may not be."""
+        return await checked_address(
+            url.raw_host or "", url.port or 0, self._allowed, self._resolver
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -190,12 +137,14 @@ class WebhookSender:
 
         target = self._targets.get(url)
         if target is None:
-            target = self._targets[url] = yarl.URL(url)
-        if target.host is not None and _is_address(target.host):
+            target = self._targets[url] = _target(url)
+        if isinstance(target, InvalidTarget):
+            return outcome(None, f"not a webhook URL: {target}"[:200], refused=True)
+        if is_address(target.raw_host or ""):
             # aiohttp never looks an address up: checked here. A name is checked by the
             # connector's resolver, on the very addresses it connects to.
             try:
-                await self.check(httpx.URL(url))
+                await self.check(target)
             except AddressRefused as refused:
                 return outcome(None, str(refused)[:200], refused=True)
         timestamp = datetime.now(UTC)
@@ -232,3 +181,18 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _ascii(host: str) -> str:
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return host.lower()
+
+
+def _target(url: str) -> yarl.URL | InvalidTarget:
+    # A URL stored before its checks were what they are now may not be a target any more.
+    try:
+        return parse_target(url)
+    except InvalidTarget as invalid:
+        return invalid

@@ -146,6 +146,22 @@ _end_streak = (
 )
 
 
+def new_delivery(
+    endpoint_id: str, event_id: str, payload: str, occurred_at: datetime, *, now: datetime
+) -> dict[str, Any]:
+    """A delivery created `now` and due at once, for `insert_deliveries` or `insert_claimed`."""
+    return {
+        "endpoint_id": endpoint_id,
+        "event_id": event_id,
+        "occurred_at": occurred_at,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 def insert_deliveries(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
     connection.execute(_insert_delivery, list(rows))
 

@@ -30,8 +30,8 @@ EventType = Annotated[str, WithJsonSchema({"type": "string", "enum": [*EVENT_TYP
 EventTypes = Annotated[list[EventType], Field(min_length=1, max_length=20, examples=[["*"]])]
 
 # What the service takes as a webhook URL, as far as a pattern can say it: `http` or `https`
-# (any case) and a host. It also refuses URLs that do not parse, and hosts that are not
-# public addresses (422), which no pattern can say.
+# (any case) and a host. It also refuses (422) hosts that are no valid name or address, ports
+# outside 1-65535 and addresses that are not globally reachable, which no pattern can say.
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+"
 
 
@@ -51,7 +51,10 @@ class WebhookIn(BaseModel):
     url: str = Field(
         min_length=1,
         max_length=2000,
-        description="`http://` or `https://` URL with a host.",
+        description=(
+            "`http://` or `https://` URL whose host is a valid DNS name or an IP address, "
+            "with a port in 1-65535 if any."
+        ),
         json_schema_extra={"pattern": URL_PATTERN},
     )
     events: EventTypes

@@ -145,14 +145,14 @@ async def list_events(
 ) -> EventsPage:
     """The feed, oldest first, after the event id `after`."""
     position = (0, 0) if after is None else parse_event_id(after)
-    rows = await db.read_one(
-        partial(
-            events.after,
-            position=position,
-            types=None if type_ is None else [type_],
-            limit=limit,
-        )
-    )
+    types = None if type_ is None else [type_]
+
+    def query(connection: Connection) -> list[StoredEvent]:
+        horizon = events.horizon(connection)
+        return events.after(connection, position, horizon=horizon, types=types, limit=limit)
+
+    # Outside a transaction: the events are read with a snapshot taken after the horizon was.
+    rows = await db.read_one(query)
     return EventsPage(items=[EventOut.model_validate(envelope(row)) for row in rows])
 
 

@@ -1,42 +1,32 @@
-"""Webhook endpoints: register, read, change, forget; their deliveries log and test event; and
-what one delivery attempt's outcome means for the delivery and its endpoint."""
+"""Webhook endpoints: register, read, change, forget; their deliveries log and test event.
+Delivering is `app.services.deliveries`'s job."""
 
 from __future__ import annotations
 
 import base64
 import json
-import random
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
 
-import httpx
 from pydantic import Field, TypeAdapter
 from sqlalchemy import Connection
 
-from app.clients.webhooks import AddressRefused, Outcome, WebhookSender
-from app.core import metrics
+from app.clients.webhook_targets import AddressRefused, InvalidTarget, parse_target
+from app.clients.webhooks import WebhookSender
 from app.core.database import Database, after_commit
 from app.core.errors import NotFound, ValidationFailed
 from app.models.base import utcnow
 from app.models.movement import MAX_MOVEMENT_ID
 from app.repositories import events as event_rows
 from app.repositories import webhooks
-from app.repositories.webhooks import Claimed
 from app.schemas.common import Page, rfc3339
 from app.schemas.events import EventOut
 from app.schemas.webhooks import AttemptOut, WebhookCreated, WebhookIn, WebhookOut, WebhookPatch
 from app.services import events
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
 
-# Retries go on at least this long after the first attempt; then the delivery has failed.
-RETRY_FOR = timedelta(hours=24)
-MAX_RETRY_DELAY_SECONDS = 3600.0
-# An endpoint none of whose attempts succeeded for this long is disabled.
-DISABLE_AFTER = timedelta(days=5)
 TEST_EVENT = "webhook.test"
 
 _attempt_position = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_MOVEMENT_ID)])
@@ -58,16 +48,15 @@ def new_secret() -> str:
 
 async def _checked_url(sender: WebhookSender, url: str) -> str:
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        target = parse_target(url)
+    except InvalidTarget as invalid:
         raise ValidationFailed(
-            "A webhook URL is an http:// or https:// URL with a host.",
-            errors=[{"field": "url", "message": "Expected http(s)://host/…"}],
-        )
+            "A webhook URL is an http:// or https:// URL with a valid host name or address "
+            "and a port in 1–65535.",
+            errors=[{"field": "url", "message": f"Expected http(s)://host[:port]/…: {invalid}"}],
+        ) from None
     try:
-        await sender.check(parsed)
+        await sender.check(target)
     except AddressRefused as refused:
         raise ValidationFailed(
             f"Webhooks cannot be sent there: {refused}.",
@@ -205,153 +194,9 @@ async def send_test_event(db: Database, *, endpoint_id: str) -> EventOut:
             raise _not_found(endpoint_id)
         payload = json.dumps(event.model_dump(), separators=(",", ":"))
         webhooks.insert_deliveries(
-            connection, [_delivery(endpoint_id, event.id, payload, now, now)]
+            connection, [webhooks.new_delivery(endpoint_id, event.id, payload, now, now=now)]
         )
         after_commit(connection, events.endpoints_changed)
 
     await db.write(unit)
     return event
-
-
-def _delivery(
-    endpoint_id: str, event_id: str, payload: str, occurred_at: datetime, now: datetime
-) -> dict[str, Any]:
-    return {
-        "endpoint_id": endpoint_id,
-        "event_id": event_id,
-        "occurred_at": occurred_at,
-        "payload": payload,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-
-
-def fan_out(
-    connection: Connection,
-    *,
-    batch: int,
-    claim: Mapping[str, int],
-    until: datetime,
-) -> dict[str, list[Claimed]]:
-    """Turn the feed's new events into deliveries, for every endpoint no other process is
-    serving right now. The first `claim[endpoint id]` new deliveries of an endpoint are made
-    already claimed until `until` (as `claim_due` would) and returned, for the caller to send
-    at once: a fresh event costs no second statement to claim it."""
-    now = utcnow()
-    claimed: dict[str, list[Claimed]] = {}
-    for endpoint in webhooks.lock_enabled(connection):
-        new = event_rows.after(connection, (endpoint.cursor_txid, endpoint.cursor_id), limit=batch)
-        if not new:
-            continue
-        wanted = json.loads(endpoint.events)
-        snapshot = endpoint.cursor_snapshot
-        rows = [
-            _delivery(
-                endpoint.id,
-                events.event_id(event.txid, event.id),
-                events.envelope_json(event),
-                event.occurred_at,
-                now,
-            )
-            for event in new
-            if ("*" in wanted or event.type in wanted)
-            and not (snapshot and event_rows.committed_in(snapshot, event.txid))
-        ]
-        room = claim.get(endpoint.id, 0)
-        if room and rows:
-            for row in rows[:room]:
-                row["next_attempt_at"] = until
-            claimed[endpoint.id] = webhooks.insert_claimed(connection, rows[:room])
-        if rows[room:]:
-            webhooks.insert_deliveries(connection, rows[room:])
-        last = new[-1]
-        # Past the snapshot's xmax, every transaction began after the endpoint subscribed.
-        if snapshot and last.txid >= int(snapshot.split(":")[1]):
-            snapshot = None
-        webhooks.move_cursor(connection, endpoint.id, (last.txid, last.id), snapshot)
-    return claimed
-
-
-def retry_delay(base_seconds: float, failures: int, rng: random.Random) -> float:
-    """The pause after the `failures`-th failed attempt: doubling from `base_seconds`, with
-    ±20 % jitter so that retries of one outage spread out, and at most an hour."""
-    return min(
-        MAX_RETRY_DELAY_SECONDS, base_seconds * 2.0 ** (failures - 1) * rng.uniform(0.8, 1.2)
-    )
-
-
-def record_outcomes(
-    connection: Connection,
-    results: Sequence[tuple[Claimed, Outcome]],
-    *,
-    now: datetime,
-    retry_base_seconds: float,
-    rng: random.Random,
-) -> list[metrics.DeliveryOutcome | None]:
-    """Settle or reschedule each delivery, log its attempt, and keep its endpoint's failing
-    streak; None for a delivery another process had settled already. The successes are
-    settled in one statement and the attempts logged in one: a batch costs the writer a few
-    statements, not three per delivery."""
-    settled = webhooks.settle_delivered(
-        connection, [claimed.id for claimed, outcome in results if outcome.delivered], now
-    )
-    recorded: list[metrics.DeliveryOutcome | None] = []
-    attempts: list[dict[str, Any]] = []
-    succeeded: set[str] = set()
-    failed: set[str] = set()
-    for claimed, outcome in results:
-        next_attempt: datetime | None = None
-        result: metrics.DeliveryOutcome
-        if outcome.delivered:
-            if claimed.id not in settled:
-                recorded.append(None)
-                continue
-            result = "delivered"
-            succeeded.add(claimed.endpoint_id)
-        else:
-            failures = claimed.attempts + 1
-            if now - claimed.created_at >= RETRY_FOR:
-                status, result = "failed", "failed"
-            else:
-                status, result = "pending", "refused" if outcome.refused else "retried"
-                delay = retry_delay(retry_base_seconds, failures, rng)
-                next_attempt = now + timedelta(seconds=delay)
-            if not webhooks.settle_delivery(
-                connection, claimed.id, status=status, next_attempt_at=next_attempt or now
-            ):
-                recorded.append(None)
-                continue
-            failed.add(claimed.endpoint_id)
-        recorded.append(result)
-        attempts.append(
-            {
-                "endpoint_id": claimed.endpoint_id,
-                "delivery_id": claimed.id,
-                "event_id": claimed.event_id,
-                "attempted_at": now,
-                "status_code": outcome.status_code,
-                "error": outcome.error,
-                "duration_ms": round(outcome.duration_ms, 3),
-                "next_attempt_at": next_attempt,
-            }
-        )
-    if attempts:
-        webhooks.insert_attempts(connection, attempts)
-    for endpoint_id in succeeded:
-        webhooks.endpoint_succeeded(connection, endpoint_id)
-    # An endpoint with a success in the batch is not failing, whatever else failed beside it.
-    for endpoint_id in sorted(failed - succeeded):
-        since = webhooks.endpoint_failed(connection, endpoint_id, now)
-        if since is not None and now - since >= DISABLE_AFTER:
-            webhooks.update_endpoint(
-                connection,
-                endpoint_id,
-                {
-                    "enabled": False,
-                    "disabled_reason": f"every delivery failed since {rfc3339(since)}",
-                    "updated_at": now,
-                },
-            )
-    return recorded

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from app.core.config import Settings
 from app.core.database import Database
+from tests.support.addresses import INVALID_URLS, NOT_GLOBAL, url_of
 from tests.support.feed import caught_up
 from tests.support.receiver import TIMEOUT, Receiver, receiving, subscribe
 from tests.support.service import make_settings
@@ -189,6 +190,26 @@ async def test_a_disabled_endpoint_gets_nothing_until_enabled(client: httpx.Asyn
 async def test_internal_addresses_are_refused(client: httpx.AsyncClient, url: str) -> None:
     response = await client.post("/webhooks", json={"url": url, "events": ["*"]})
     assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "url"
+
+
+@pytest.mark.parametrize("url", INVALID_URLS)
+async def test_a_url_without_a_valid_host_or_port_is_422(
+    client: httpx.AsyncClient, url: str
+) -> None:
+    response = await client.post("/webhooks", json={"url": url, "events": ["*"]})
+    assert response.status_code == 422, response.text
+    assert response.json()["type"] == "/problems/validation-error"
+    assert response.json()["errors"][0]["field"] == "url"
+
+
+@pytest.mark.parametrize("address", list(NOT_GLOBAL.values()), ids=list(NOT_GLOBAL))
+async def test_every_refused_range_is_422_at_registration(
+    client: httpx.AsyncClient, address: str
+) -> None:
+    response = await client.post("/webhooks", json={"url": url_of(address), "events": ["*"]})
+    assert response.status_code == 422, response.text
+    assert response.json()["type"] == "/problems/validation-error"
     assert response.json()["errors"][0]["field"] == "url"
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-import httpx
 import uvicorn
+import yarl
 
 from app.clients.webhooks import WebhookSender
 from app.core.config import load_settings
@@ -21,7 +21,7 @@ from app.server import BoundedHttpToolsProtocol
 
 
 class LoopbackSender(WebhookSender):
-    async def check(self, url: httpx.URL) -> str:
+    async def check(self, url: yarl.URL) -> str:
         return "127.0.0.1"
 
 

@@ -10,15 +10,16 @@ import httpx
 import pytest
 from sqlalchemy import Connection, select, update
 
-from app.clients.webhooks import AddressRefused, Outcome, WebhookSender, checked_address
+from app.clients.webhook_targets import AddressRefused, checked_address, parse_target
+from app.clients.webhooks import Outcome, WebhookSender
 from app.core.database import Database
 from app.core.metrics import DeliveryOutcome
 from app.models import WebhookDelivery, WebhookEndpoint
 from app.models.base import utcnow
 from app.repositories import webhooks as rows
 from app.schemas.webhooks import WebhookIn
-from app.services import webhooks
-from app.services.webhooks import DISABLE_AFTER, MAX_RETRY_DELAY_SECONDS, RETRY_FOR, retry_delay
+from app.services import deliveries, webhooks
+from app.services.deliveries import DISABLE_AFTER, MAX_RETRY_DELAY_SECONDS, RETRY_FOR, retry_delay
 from tests.support.receiver import receiving
 
 
@@ -70,7 +71,7 @@ def _record(
     claimed: rows.Claimed, outcome: Outcome, now_offset: timedelta = timedelta()
 ) -> Callable[[Connection], DeliveryOutcome | None]:
     def unit(connection: Connection) -> DeliveryOutcome | None:
-        [recorded] = webhooks.record_outcomes(
+        [recorded] = deliveries.record_outcomes(
             connection,
             [(claimed, outcome)],
             now=utcnow() + now_offset,
@@ -148,7 +149,7 @@ async def test_a_name_that_turns_internal_after_subscribing_is_refused_at_send()
         port = httpx.URL(receiver.url).port
         sender = WebhookSender(timeout_seconds=1, allowed_hosts=(), resolver=rebinding)
         url = f"http://hooks.example:{port}/hook"
-        assert await sender.check(httpx.URL(url)) == "93.184.215.14"
+        assert await sender.check(parse_target(url)) == "93.184.215.14"
         outcome = await sender.send(url=url, secret="whsec_AAAA", event_id="evt_x", payload="{}")
     assert outcome.refused
     assert "127.0.0.1" in (outcome.error or "")
@@ -166,7 +167,7 @@ async def test_every_address_of_a_name_must_be_public(
         return addresses
 
     with pytest.raises(AddressRefused):
-        await checked_address(httpx.URL("http://hooks.example/"), allowed, resolver)
+        await checked_address("hooks.example", 80, allowed, resolver)
 
 
 async def test_an_unresolvable_name_is_refused() -> None:
@@ -174,12 +175,12 @@ async def test_an_unresolvable_name_is_refused() -> None:
         raise OSError("no such name")
 
     with pytest.raises(AddressRefused, match="cannot be resolved"):
-        await checked_address(httpx.URL("https://nowhere.invalid/"), (), failing)
+        await checked_address("nowhere.invalid", 443, (), failing)
 
 
 async def test_a_listed_host_may_be_internal() -> None:
     async def loopback(_host: str, _port: int) -> list[str]:
         return ["127.0.0.1"]
 
-    url = httpx.URL("http://receiver.internal:8080/")
-    assert await checked_address(url, ("receiver.internal",), loopback) == "127.0.0.1"
+    address = await checked_address("receiver.internal", 8080, ("receiver.internal",), loopback)
+    assert address == "127.0.0.1"
