@@ -45,9 +45,13 @@ def parse_event_id(value: str) -> tuple[int, int]:
     return int(match[1], 16), int(match[2], 16)
 
 
+def new_event(type_: str, data: dict[str, Any]) -> NewEvent:
+    return NewEvent(type_, _dump(data))
+
+
 def emit(connection: Connection, type_: str, data: dict[str, Any]) -> None:
     """Write one event in the unit of work of `connection`: committed with it, or not at all."""
-    emit_many(connection, [NewEvent(type_, json.dumps(data, separators=(",", ":")))])
+    emit_many(connection, [new_event(type_, data)])
 
 
 def emit_many(connection: Connection, new: Sequence[NewEvent]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,18 +19,15 @@ from app.core.errors import InsufficientStock, NotFound, ValidationFailed
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.repositories import purchases, stock_levels
+from app.repositories.idempotency_keys import KeyHolder
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
+from app.repositories.stock_levels import Level
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
-from app.services import events, expiry
-from app.services.idempotency import Claim
+from app.services import events, expiry, idempotency
 from app.services.known_products import require_known
 from app.services.ledger import record_movements
 from app.services.pricing import money, subtotal, total, unit_price
-
-# Called after each line is taken, inside the unit of work; tests use it to inject failures.
-LineHook = Callable[[str], None]
-
 
 # Purchase ids are written as `str(uuid.uuid4())`.
 _PURCHASE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -61,11 +58,11 @@ async def buy(
     caller: Caller,
     *,
     order: PurchaseIn,
-    claim: Claim[PurchaseOut] | None = None,
-    after_line: LineHook | None = None,
+    key: KeyHolder | None = None,
 ) -> PurchaseOut:
     """Check the products, then take every line from stock, or nothing: 409 naming every
-    short line. Nothing changes when the catalog refuses a product or cannot answer."""
+    short line. Nothing changes when the catalog refuses a product or cannot answer. With a
+    `key`, the receipt is kept with it in the purchase's unit of work."""
     quantities = merge_lines(order.items)
     lookups = await require_known(catalog, list(quantities))
     lines = [
@@ -79,12 +76,9 @@ async def buy(
         # The purchase row first: it locks nothing that other buyers need, while every
         # statement after the first decrement is time the stock rows stay locked.
         insert_purchase(connection, caller, purchase_id, order.reference, lines, now)
-        remaining = _take(connection, quantities, now, after_line)
-        receipt = record_lines(
-            connection, caller, purchase_id, order.reference, lines, remaining, now
-        )
-        if claim is not None:
-            claim.store(connection, receipt)
+        taken = _take(connection, quantities, now)
+        receipt = record_lines(connection, caller, purchase_id, order.reference, lines, taken, now)
+        idempotency.keep(connection, key, receipt, created=True)
         return receipt
 
     return await db.write(unit)
@@ -115,10 +109,11 @@ def record_lines(
     purchase_id: str,
     reference: str | None,
     lines: list[Line],
-    remaining: dict[str, int],
+    taken: Mapping[str, Level],
     now: datetime,
 ) -> PurchaseOut:
-    """The lines of a purchase whose stock was taken, and their ledger movements: the receipt."""
+    """The lines of a purchase whose stock was taken (`taken`: each product's level after),
+    their ledger movements and the unit's events: the receipt."""
     line_rows = [
         {
             "purchase_id": purchase_id,
@@ -127,26 +122,11 @@ def record_lines(
             "quantity": line.quantity,
             "unit_price": money(line.unit_price),
             "subtotal": money(line.subtotal),
-            "remaining": remaining[line.product_id],
+            "remaining": taken[line.product_id].quantity,
         }
         for position, line in enumerate(lines)
     ]
     purchases.insert_lines(connection, line_rows)
-    record_movements(
-        connection,
-        caller,
-        [
-            NewMovement(
-                product_id=line.product_id,
-                kind="purchase",
-                delta=-line.quantity,
-                quantity_after=remaining[line.product_id],
-                reason=reference,
-                purchase_id=purchase_id,
-            )
-            for line in lines
-        ],
-    )
     receipt = PurchaseOut(
         id=purchase_id,
         status="completed",
@@ -156,29 +136,41 @@ def record_lines(
         created_at=now,
         cancelled_at=None,
     )
-    events.emit(connection, "purchase.completed", receipt.model_dump(mode="json"))
+    record_movements(
+        connection,
+        caller,
+        [
+            NewMovement(
+                product_id=line.product_id,
+                kind="purchase",
+                delta=-line.quantity,
+                quantity_after=taken[line.product_id].quantity,
+                reason=reference,
+                purchase_id=purchase_id,
+            )
+            for line in lines
+        ],
+        thresholds={pid: level.low_stock_threshold for pid, level in taken.items()},
+        then=[events.new_event("purchase.completed", receipt.model_dump(mode="json"))],
+    )
     return receipt
 
 
-def _take(
-    connection: Connection, quantities: dict[str, int], now: datetime, after_line: LineHook | None
-) -> dict[str, int]:
+def _take(connection: Connection, quantities: dict[str, int], now: datetime) -> dict[str, Level]:
     """Decrement each line with a conditional UPDATE, in product-id order so that two
     purchases sharing products lock them in the same order and cannot deadlock. Lines of
     expired holds are freed first, so their units count as available."""
-    remaining: dict[str, int] = {}
+    taken: dict[str, Level] = {}
     short: list[str] = []
     freed = expiry.free_expired(connection, quantities, now)
     for product_id in sorted(quantities):
-        left = stock_levels.take(
+        level = stock_levels.take(
             connection, product_id, quantities[product_id], now, freed=freed[product_id]
         )
-        if left is None:
+        if level is None:
             short.append(product_id)
-            continue
-        remaining[product_id] = left
-        if after_line is not None:
-            after_line(product_id)
+        else:
+            taken[product_id] = level
     if short:
         raise short_of(
             connection,
@@ -187,7 +179,7 @@ def _take(
             freed,
             "Not enough stock for every line; nothing was taken.",
         )
-    return remaining
+    return taken
 
 
 def short_of(
@@ -234,11 +226,11 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
 
     def unit(connection: Connection) -> PurchaseOut:
         now = utcnow()
-        if not purchases.mark_cancelled(connection, purchase_id, now):
-            return receipt_of(purchases.find(connection, purchase_id), purchase_id)
-        stored = purchases.find(connection, purchase_id)
-        assert stored is not None
-        returned = sorted((line["product_id"], line["quantity"]) for line in stored.lines)
+        cancelled = purchases.mark_cancelled(connection, purchase_id, now)
+        receipt = receipt_of(purchases.find(connection, purchase_id), purchase_id)
+        if not cancelled:
+            return receipt
+        returned = sorted((line.product_id, line.quantity) for line in receipt.items)
         record_movements(
             connection,
             caller,
@@ -253,9 +245,8 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
                 )
                 for product_id, quantity in returned
             ],
+            then=[events.new_event("purchase.cancelled", receipt.model_dump(mode="json"))],
         )
-        receipt = receipt_of(purchases.find(connection, purchase_id), purchase_id)
-        events.emit(connection, "purchase.cancelled", receipt.model_dump(mode="json"))
         return receipt
 
     return await db.write(unit)
