@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from pydantic import Field, TypeAdapter
@@ -73,7 +73,7 @@ def record_movements(
         thresholds = stock_levels.thresholds(connection, decreased) if decreased else {}
     new = _events(caller, changes, ids, thresholds, now)
     events.emit_many(connection, [*new, *then])
-    after_commit(connection, lambda: _announce(caller, changes, log=not bulk))
+    announce(connection, caller, changes, log=not bulk)
 
 
 def _events(
@@ -88,18 +88,7 @@ def _events(
     created_at = rfc3339(now)
     new: list[NewEvent] = []
     for movement_id, m in zip(ids, changes, strict=True):
-        data = {
-            "id": str(movement_id),
-            "product_id": m.product_id,
-            "kind": m.kind,
-            "delta": m.delta,
-            "quantity_after": m.quantity_after,
-            "reason": m.reason,
-            "purchase_id": m.purchase_id,
-            "actor": caller.actor,
-            "request_id": caller.request_id,
-            "created_at": created_at,
-        }
+        data = changed(caller, m, str(movement_id), m.quantity_after, created_at)
         new.append(NewEvent("stock.changed", json.dumps(data, separators=(",", ":"))))
         before = m.quantity_after - m.delta
         # Without reservations on hand, what is available is the quantity.
@@ -112,6 +101,32 @@ def _events(
             threshold=thresholds.get(m.product_id),
         )
     return new
+
+
+def changed(
+    caller: Caller, m: NewMovement, movement_id: object, quantity_after: object, created_at: str
+) -> dict[str, Any]:
+    """The data of `stock.changed` for the movement `m`, whose id is `movement_id`."""
+    return {
+        "id": movement_id,
+        "product_id": m.product_id,
+        "kind": m.kind,
+        "delta": m.delta,
+        "quantity_after": quantity_after,
+        "reason": m.reason,
+        "purchase_id": m.purchase_id,
+        "actor": caller.actor,
+        "request_id": caller.request_id,
+        "created_at": created_at,
+    }
+
+
+def announce(
+    connection: Connection, caller: Caller, changes: Sequence[NewMovement], *, log: bool = True
+) -> None:
+    """Once the unit of `connection` commits: count each movement and log its
+    `inventory.changed` line (unless not `log`)."""
+    after_commit(connection, lambda: _announce(caller, changes, log=log))
 
 
 def _announce(caller: Caller, changes: Sequence[NewMovement], *, log: bool) -> None:

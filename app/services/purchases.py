@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -23,14 +24,19 @@ from app.repositories.idempotency_keys import KeyHolder
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
 from app.repositories.stock_levels import Level
+from app.schemas.common import rfc3339
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
-from app.services import events, expiry, idempotency
+from app.services import events, expiry, idempotency, ledger
+from app.services.events import Slot
 from app.services.known_products import require_known
 from app.services.ledger import record_movements
 from app.services.pricing import money, subtotal, total, unit_price
 
 # Purchase ids are written as `str(uuid.uuid4())`.
 _PURCHASE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+_NOTHING_TAKEN = "Not enough stock for every line; nothing was taken."
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +79,124 @@ async def buy(
 
     def unit(connection: Connection) -> PurchaseOut:
         now = utcnow()
-        # The purchase row first: it locks nothing that other buyers need, while every
-        # statement after the first decrement is time the stock rows stay locked.
-        insert_purchase(connection, caller, purchase_id, order.reference, lines, now)
-        taken = _take(connection, quantities, now)
-        receipt = record_lines(connection, caller, purchase_id, order.reference, lines, taken, now)
+        if connection.dialect.name == "postgresql":
+            receipt = _buy_in_one_statement(
+                connection, caller, purchase_id, order.reference, lines, now
+            )
+        else:
+            # The purchase row first: it locks nothing that other buyers need, while every
+            # statement after the first decrement is time the stock rows stay locked.
+            insert_purchase(connection, caller, purchase_id, order.reference, lines, now)
+            taken = _take(connection, quantities, now)
+            receipt = record_lines(
+                connection, caller, purchase_id, order.reference, lines, taken, now
+            )
         idempotency.keep(connection, key, receipt, created=True)
         return receipt
 
     return await db.write(unit)
+
+
+def _buy_in_one_statement(
+    connection: Connection,
+    caller: Caller,
+    purchase_id: str,
+    reference: str | None,
+    lines: list[Line],
+    now: datetime,
+) -> PurchaseOut:
+    """What `insert_purchase`, `_take` and `record_lines` write, as one statement: the stock
+    rows stay locked for no round trip but the COMMIT. The event texts are written here,
+    with slots for what only the decrement knows."""
+    rows = _line_rows(purchase_id, lines, [0] * len(lines))
+    movements = [_movement(purchase_id, reference, line, 0) for line in lines]
+    created_at = rfc3339(now)
+    receipt_data = _receipt(purchase_id, reference, lines, rows, now).model_dump(mode="json")
+    for position, item in enumerate(receipt_data["items"], start=1):
+        item["remaining"] = Slot(position)
+    templates = purchases.PurchaseTemplates(
+        changed=[
+            events.template(ledger.changed(caller, m, Slot(1, quoted=True), Slot(2), created_at))
+            for m in movements
+        ],
+        low=[events.template(events.low_stock(m.product_id, Slot(1), Slot(2))) for m in movements],
+        depleted=[events.template(events.available(m.product_id, 0, 0)) for m in movements],
+        receipt=events.template(receipt_data),
+    )
+    bought = purchases.buy_postgres(
+        connection,
+        purchase_id=purchase_id,
+        reference=reference,
+        total=money(total(line.subtotal for line in lines)),
+        lines=rows,
+        templates=templates,
+        actor=caller.actor,
+        request_id=caller.request_id,
+        now=now,
+    )
+    expiry.count_freed(connection, sum(line.freed for line in bought.lines))
+    short = [line.product_id for line in bought.lines if line.quantity is None]
+    if short:
+        quantities = {line.product_id: line.quantity for line in lines}
+        freed = {line.product_id: line.freed for line in bought.lines}
+        raise short_of(connection, quantities, short, freed, _NOTHING_TAKEN)
+    remaining = [line.quantity or 0 for line in bought.lines]
+    events.written(connection, bought.events)
+    ledger.announce(
+        connection,
+        caller,
+        [
+            _movement(purchase_id, reference, line, left)
+            for line, left in zip(lines, remaining, strict=True)
+        ],
+    )
+    rows = _line_rows(purchase_id, lines, remaining)
+    return _receipt(purchase_id, reference, lines, rows, now)
+
+
+def _line_rows(purchase_id: str, lines: list[Line], remaining: list[int]) -> list[dict[str, Any]]:
+    """The `purchase_lines` rows of a purchase whose lines left `remaining` (in order)."""
+    return [
+        {
+            "purchase_id": purchase_id,
+            "product_id": line.product_id,
+            "position": position,
+            "quantity": line.quantity,
+            "unit_price": money(line.unit_price),
+            "subtotal": money(line.subtotal),
+            "remaining": left,
+        }
+        for position, (line, left) in enumerate(zip(lines, remaining, strict=True))
+    ]
+
+
+def _movement(purchase_id: str, reference: str | None, line: Line, remaining: int) -> NewMovement:
+    return NewMovement(
+        product_id=line.product_id,
+        kind="purchase",
+        delta=-line.quantity,
+        quantity_after=remaining,
+        reason=reference,
+        purchase_id=purchase_id,
+    )
+
+
+def _receipt(
+    purchase_id: str,
+    reference: str | None,
+    lines: list[Line],
+    rows: list[dict[str, Any]],
+    now: datetime,
+) -> PurchaseOut:
+    return PurchaseOut(
+        id=purchase_id,
+        status="completed",
+        reference=reference,
+        items=[PurchaseLineOut.model_validate(row) for row in rows],
+        total=money(total(line.subtotal for line in lines)),
+        created_at=now,
+        cancelled_at=None,
+    )
 
 
 def insert_purchase(
@@ -114,41 +229,16 @@ def record_lines(
 ) -> PurchaseOut:
     """The lines of a purchase whose stock was taken (`taken`: each product's level after),
     their ledger movements and the unit's events: the receipt."""
-    line_rows = [
-        {
-            "purchase_id": purchase_id,
-            "product_id": line.product_id,
-            "position": position,
-            "quantity": line.quantity,
-            "unit_price": money(line.unit_price),
-            "subtotal": money(line.subtotal),
-            "remaining": taken[line.product_id].quantity,
-        }
-        for position, line in enumerate(lines)
-    ]
-    purchases.insert_lines(connection, line_rows)
-    receipt = PurchaseOut(
-        id=purchase_id,
-        status="completed",
-        reference=reference,
-        items=[PurchaseLineOut.model_validate(row) for row in line_rows],
-        total=money(total(line.subtotal for line in lines)),
-        created_at=now,
-        cancelled_at=None,
-    )
+    remaining = [taken[line.product_id].quantity for line in lines]
+    rows = _line_rows(purchase_id, lines, remaining)
+    purchases.insert_lines(connection, rows)
+    receipt = _receipt(purchase_id, reference, lines, rows, now)
     record_movements(
         connection,
         caller,
         [
-            NewMovement(
-                product_id=line.product_id,
-                kind="purchase",
-                delta=-line.quantity,
-                quantity_after=taken[line.product_id].quantity,
-                reason=reference,
-                purchase_id=purchase_id,
-            )
-            for line in lines
+            _movement(purchase_id, reference, line, left)
+            for line, left in zip(lines, remaining, strict=True)
         ],
         thresholds={pid: level.low_stock_threshold for pid, level in taken.items()},
         then=[events.new_event("purchase.completed", receipt.model_dump(mode="json"))],
@@ -177,7 +267,7 @@ def _take(connection: Connection, quantities: dict[str, int], now: datetime) -> 
             quantities,
             short,
             freed,
-            "Not enough stock for every line; nothing was taken.",
+            _NOTHING_TAKEN,
         )
     return taken
 

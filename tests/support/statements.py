@@ -38,9 +38,9 @@ class Statements:
     def _commit(self, _connection: Any) -> None:
         self._send("COMMIT")
 
-    def after_first(self, prefix: str) -> list[str]:
-        """What was sent after the first statement that starts with `prefix`."""
-        first = next(i for i, sent in enumerate(self.sent) if sent.lstrip().startswith(prefix))
+    def after_first(self, part: str) -> list[str]:
+        """What was sent after the first statement that holds `part`."""
+        first = next(i for i, sent in enumerate(self.sent) if part in sent)
         return self.sent[first + 1 :]
 
 
