@@ -24,7 +24,6 @@ from app.core.config import Settings
 from app.core.errors import DatabaseUnavailable, SchemaNotCurrent
 from app.core.logging import MASK
 
-_WRITE = "inventory_write"
 _NO_BEGIN = "inventory_no_begin"
 _AFTER_COMMIT = "inventory_after_commit"
 _FILE_IDENTITY = "inventory_file_identity"
@@ -231,6 +230,7 @@ class SqliteWriter:
         try:
             with self._engine.connect() as connection:
                 transaction = connection.begin()
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
                 # A unit alone in its transaction needs no savepoint: when it fails, the
                 # transaction is rolled back instead of committed.
                 alone = len(batch) == 1
@@ -322,9 +322,10 @@ class Database:
             self._sqlite: Engine = create_engine(sqlite_url)
             # The writer's own engine: its one connection is opened, used and closed by the
             # writer thread alone.
-            self._sqlite_writes: Engine = create_engine(
-                sqlite_url, poolclass=SingletonThreadPool, execution_options={_WRITE: True}
-            )
+            self._sqlite_writes: Engine = create_engine(sqlite_url, poolclass=SingletonThreadPool)
+            # The writer emits its own BEGIN IMMEDIATE: an engine without connection event
+            # listeners runs each statement without dispatching to any.
+            _begin_reads(self._sqlite)
             for engine in (self._sqlite, self._sqlite_writes):
                 _configure_sqlite(engine, busy_timeout_ms)
                 _discard_replaced_files(engine, url.database or "")
@@ -521,9 +522,11 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
+
+def _begin_reads(engine: Engine) -> None:
+    """BEGIN for reads of several statements (one snapshot), none for a single statement."""
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        options = connection.get_execution_options()
-        if options.get(_NO_BEGIN, False):
-            return
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN")
+        if not connection.get_execution_options().get(_NO_BEGIN, False):
+            connection.exec_driver_sql("BEGIN")
