@@ -109,8 +109,11 @@ WITH wanted AS (
 ), freed AS (
     SELECT product_id, sum(quantity)::bigint AS units FROM freed_lines GROUP BY product_id
 ), locked AS MATERIALIZED (
+    -- The expired holds are let go first (an InitPlan, run before any row is locked): every
+    -- unit locks reservation lines before stock rows.
     SELECT product_id FROM stock_levels
     WHERE product_id = ANY(CAST(:product_ids AS text[]))
+        AND (SELECT count(*) FROM freed_lines) >= 0
     ORDER BY product_id
     FOR UPDATE
 ), taken AS (
