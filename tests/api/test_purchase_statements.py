@@ -55,3 +55,23 @@ async def test_a_purchase_reads_nothing_back_and_writes_its_events_in_one_statem
     ]
     assert feed[1]["data"] == {"product_id": "b", "quantity": 3, "low_stock_threshold": 4}
     assert feed[-1]["data"] == response.json()
+
+
+async def test_events_written_by_the_purchase_statement_read_as_the_receipt_and_ledger(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Text the statement fills in (a `%` in a reference, non-ASCII) reads back unchanged."""
+    await make_stock(db, "a", 4)
+    await caught_up(db)
+    before = (await client.get("/events")).json()["items"]
+
+    response = await client.post(
+        "/inventory/purchase", json=order(("a", 1), reference="50% off, %s %1$s ünï")
+    )
+
+    assert response.status_code == 201
+    await caught_up(db)
+    changed, completed = (await client.get("/events")).json()["items"][len(before) :]
+    assert completed["data"] == response.json()
+    movement = (await client.get("/inventory/a/movements")).json()["items"][0]
+    assert changed["data"] == {**movement, "reason": "50% off, %s %1$s ünï"}
