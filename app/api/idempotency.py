@@ -1,16 +1,19 @@
-"""Idempotent routes: the `Idempotency-Key` header, and answers kept for replay.
+"""Idempotent routes: the `Idempotency-Key` header, and answers rendered from what was kept.
 
-Every route that takes a key answers through `Idempotency`: the request is fingerprinted by
-its method, its path and what it asks for, and its answer is written down with the key in
-the unit of work of its effect, so a repeat gets the same status, headers and body back.
+A route that takes a key claims it around its work (`IdempotentRequest.claim`): the request
+is fingerprinted by its method, its path and what it asks for; the service keeps its result
+with the key in the unit of work of its effect; the route renders its answer from that result
+with one function, the first time and on a repeat, so a repeat gets the same status, headers
+and body back.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
@@ -19,11 +22,10 @@ from app.api.deps import SettingsDep
 from app.core.config import Settings
 from app.core.context import Caller
 from app.core.database import Database
-from app.core.errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_body
+from app.core.errors import PROBLEM_MEDIA_TYPE, ProblemError
+from app.repositories.idempotency_keys import KeyHolder
 from app.services import idempotency
-from app.services.idempotency import Claim, Replay, Written
-
-T = TypeVar("T")
+from app.services.idempotency import Replay
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -40,7 +42,7 @@ IdempotencyKeyHeader = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A route's answer as it is sent, and as it is kept for a repeat of the request."""
+    """A route's answer as it is sent."""
 
     status: int
     body: dict[str, Any]
@@ -54,27 +56,29 @@ class Answer:
         media_type = PROBLEM_MEDIA_TYPE if self.status >= 400 else "application/json"
         return JSONResponse(self.body, self.status, headers=headers, media_type=media_type)
 
-    def written(self) -> Written:
-        text = json.dumps({"status": self.status, "headers": self.headers, "body": self.body})
-        return Written(self.status, text)
 
-    @classmethod
-    def replay(cls, replay: Replay) -> Answer:
-        data = json.loads(replay.text)
-        return cls(data["status"], data["body"], data["headers"], replayed=True)
+# A route's answer to a result its service kept (JSON) and whether the request created it.
+Render = Callable[[dict[str, Any], bool], Answer]
 
 
 @dataclass(frozen=True, slots=True)
-class _Writer(Generic[T]):
-    answer_to: Callable[[T], Answer]
-    request_id: str
+class Claimed:
+    """The request's hold on its key: `key` to hand to the service (None without a header),
+    or the `replay` of the first request's answer."""
 
-    def result(self, result: T, /) -> Written:
-        return self.answer_to(result).written()
+    key: KeyHolder | None
+    replay: Replay | None = None
 
-    def refusal(self, error: ProblemError, /) -> Written:
-        body = problem_body(error, self.request_id)
-        return Answer(error.status, body, dict(error.headers)).written()
+    def replayed(self, render: Render) -> Answer:
+        """The first request's answer again: rendered by `render` from its kept result, or as
+        it was kept (a refusal, or an answer kept before results were)."""
+        assert self.replay is not None
+        kept = json.loads(self.replay.text)
+        if "result" in kept:
+            answer = render(kept["result"], kept["created"])
+        else:
+            answer = Answer(kept["status"], kept["body"], kept["headers"])
+        return replace(answer, replayed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,30 +90,33 @@ class IdempotentRequest:
     path: str
     key: str | None
 
-    async def answer(
-        self,
-        database: Database,
-        caller: Caller,
-        asked: Any,
-        work: Callable[[Claim[T] | None], Awaitable[T]],
-        answer_to: Callable[[T], Answer],
-    ) -> Answer:
-        """Run `work` at most once per key of the caller, or replay the first answer.
-        `asked`: what the request asks for beyond its method and path (its body, its
-        preconditions); `answer_to`: the answer to a result of `work`."""
-        outcome = await idempotency.run_once(
+    @asynccontextmanager
+    async def claim(self, database: Database, caller: Caller, asked: Any) -> AsyncIterator[Claimed]:
+        """Hold the key of the caller while the block runs the work, or replay. `asked`: what
+        the request asks for beyond its method and path (its body, its preconditions). A
+        final refusal raised in the block is kept for repeats; any other error frees the key."""
+        if self.key is None:
+            yield Claimed(None)
+            return
+        claimed = await idempotency.claim(
             database,
             caller.actor,
             key=self.key,
             request_fingerprint=idempotency.fingerprint(self.method, self.path, asked),
             ttl=self.settings.idempotency_ttl,
             lease=self.settings.idempotency_lease,
-            writer=_Writer(answer_to, caller.request_id),
-            work=work,
         )
-        if isinstance(outcome, Replay):
-            return Answer.replay(outcome)
-        return answer_to(outcome)
+        if isinstance(claimed, Replay):
+            yield Claimed(None, claimed)
+            return
+        try:
+            yield Claimed(claimed)
+        except ProblemError as error:
+            await idempotency.refused(database, claimed, error, caller.request_id)
+            raise
+        except BaseException:
+            await idempotency.release(database, claimed)
+            raise
 
 
 async def idempotent_request(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
@@ -27,12 +27,11 @@ _OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
 PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id.")]
 
 
-def receipt_answer(receipt: PurchaseOut, *, created: bool = True) -> Answer:
+def receipt_answer(receipt: dict[str, Any], created: bool) -> Answer:
     """201 with the purchase's `Location` when this request made it, else 200."""
-    body = receipt.model_dump(mode="json")
     if not created:
-        return Answer(200, body)
-    return Answer(201, body, {"Location": f"/inventory/purchases/{receipt.id}"})
+        return Answer(200, receipt)
+    return Answer(201, receipt, {"Location": f"/inventory/purchases/{receipt['id']}"})
 
 
 @router.post(
@@ -71,13 +70,12 @@ async def create_purchase(
     """Check every product with the products service, then take every line from stock in
     one transaction, or none: 409 names every short line."""
     try:
-        answer = await idempotent.answer(
-            database,
-            caller,
-            order.model_dump(mode="json"),
-            lambda claim: purchases.buy(database, catalog, caller, order=order, claim=claim),
-            receipt_answer,
-        )
+        async with idempotent.claim(database, caller, order.model_dump(mode="json")) as claim:
+            if claim.replay is None:
+                receipt = await purchases.buy(database, catalog, caller, order=order, key=claim.key)
+                answer = receipt_answer(receipt.model_dump(mode="json"), True)
+            else:
+                answer = claim.replayed(receipt_answer)
     except ProblemError as error:
         if type(error) in _OUTCOMES:
             metrics.count_purchase(_OUTCOMES[type(error)])

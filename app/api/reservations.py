@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
@@ -19,7 +19,6 @@ from app.schemas.common import PRODUCT_ID_PATTERN, Page
 from app.schemas.purchases import PurchaseOut
 from app.schemas.reservations import ReservationExtension, ReservationIn, ReservationOut
 from app.services import reservations
-from app.services.reservations import Confirmation
 
 router = APIRouter(
     prefix="/reservations",
@@ -30,13 +29,8 @@ router = APIRouter(
 ReservationId = Annotated[str, Path(max_length=36, description="The reservation's id.")]
 
 
-def _held_answer(reservation: ReservationOut) -> Answer:
-    body = reservation.model_dump(mode="json")
-    return Answer(201, body, {"Location": f"/reservations/{reservation.id}"})
-
-
-def _confirmed_answer(confirmation: Confirmation) -> Answer:
-    return receipt_answer(confirmation.receipt, created=confirmation.created)
+def _held_answer(reservation: dict[str, Any], _created: bool) -> Answer:
+    return Answer(201, reservation, {"Location": f"/reservations/{reservation['id']}"})
 
 
 @router.post(
@@ -79,16 +73,13 @@ async def create_reservation(
     line in one transaction, or none: 409 names every line short of `available`."""
     asked = order.ttl_seconds
     ttl = settings.reservation_ttl if asked is None else timedelta(seconds=asked)
-    answer = await idempotent.answer(
-        database,
-        caller,
-        order.model_dump(mode="json"),
-        lambda claim: reservations.hold(
-            database, catalog, caller, order=order, ttl=ttl, claim=claim
-        ),
-        _held_answer,
-    )
-    return answer.response()
+    async with idempotent.claim(database, caller, order.model_dump(mode="json")) as claim:
+        if claim.replay is not None:
+            return claim.replayed(_held_answer).response()
+        held = await reservations.hold(
+            database, catalog, caller, order=order, ttl=ttl, key=claim.key
+        )
+    return _held_answer(held.model_dump(mode="json"), True).response()
 
 
 @router.get("", summary="List reservations", responses=problems(*INVENTORY))
@@ -163,16 +154,14 @@ async def confirm_reservation(
 ) -> JSONResponse:
     """Take the held units out of stock as one purchase, at the prices captured when they
     were held, without asking the products service. Again: 200 with the same receipt."""
-    answer = await idempotent.answer(
-        database,
-        caller,
-        None,
-        lambda claim: reservations.confirm(
-            database, caller, reservation_id=reservation_id, claim=claim
-        ),
-        _confirmed_answer,
-    )
-    return answer.response()
+    async with idempotent.claim(database, caller, None) as claim:
+        if claim.replay is not None:
+            return claim.replayed(receipt_answer).response()
+        confirmation = await reservations.confirm(
+            database, caller, reservation_id=reservation_id, key=claim.key
+        )
+    receipt = confirmation.receipt.model_dump(mode="json")
+    return receipt_answer(receipt, confirmation.created).response()
 
 
 @router.post(

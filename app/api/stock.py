@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -34,8 +34,8 @@ def _stock_response(
     )
 
 
-def _stock_answer(stock_level: StockLevelOut) -> Answer:
-    return Answer(200, stock_level.model_dump(mode="json"), {"ETag": f'"{stock_level.version}"'})
+def _stock_answer(stock_level: dict[str, Any], _created: bool) -> Answer:
+    return Answer(200, stock_level, {"ETag": f'"{stock_level["version"]}"'})
 
 
 @router.get("", summary="List stock levels", responses=problems(*INVENTORY))
@@ -175,22 +175,20 @@ async def adjust_stock_level(
     if_match: IfMatch,
 ) -> JSONResponse:
     """Add (positive `delta`) or remove (negative) stock; never below zero."""
-    answer = await idempotent.answer(
-        database,
-        caller,
-        {**body.model_dump(mode="json"), "if_match": if_match},
-        lambda claim: stock.adjust(
+    asked = {**body.model_dump(mode="json"), "if_match": if_match}
+    async with idempotent.claim(database, caller, asked) as claim:
+        if claim.replay is not None:
+            return claim.replayed(_stock_answer).response()
+        level = await stock.adjust(
             database,
             caller,
             product_id=product_id,
             delta=body.delta,
             reason=body.reason,
             if_match=if_match,
-            claim=claim,
-        ),
-        _stock_answer,
-    )
-    return answer.response()
+            key=claim.key,
+        )
+    return _stock_answer(level.model_dump(mode="json"), False).response()
 
 
 @router.get(

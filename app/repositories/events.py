@@ -39,7 +39,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app.models import Event
 
 # Built once, like the other hot-path statements (docs/performance.md).
-_insert = insert(Event)
+_insert = insert(Event).returning(Event.id)
 _columns = [Event.txid, Event.id, Event.type, Event.occurred_at, Event.data]
 _snapshot: ColumnElement[str] = literal_column("pg_current_snapshot()::text", Text())
 # `backend_xid` is a 32-bit xid; events carry 64-bit ones (`xid8`). A running transaction's

@@ -270,12 +270,11 @@ def adjust(
 
 def take(
     connection: Connection, product_id: str, quantity: int, now: datetime, *, freed: int = 0
-) -> int | None:
+) -> Level | None:
     """Take `quantity` units if that many are available (once `freed` expired units are let
-    go): the stock left, or None when short."""
+    go): the level now, or None when short."""
     values = {"level_id": product_id, "wanted": quantity, "freed": freed, "now": now}
-    left = connection.execute(_take, values).one_or_none()
-    return None if left is None else int(left.quantity)
+    return _level(connection.execute(_take, values).one_or_none())
 
 
 def hold(
@@ -287,11 +286,10 @@ def hold(
     return _level(connection.execute(_hold, values).one_or_none())
 
 
-def take_held(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:
-    """Take units a held line counts in `reserved` out of stock: the stock left."""
+def take_held(connection: Connection, product_id: str, quantity: int, now: datetime) -> Level:
+    """Take units a held line counts in `reserved` out of stock: the level now."""
     values = {"level_id": product_id, "wanted": quantity, "now": now}
-    left = connection.execute(_take_held, values).one()
-    return int(left.quantity)
+    return Level._make(connection.execute(_take_held, values).one())
 
 
 def unreserve(connection: Connection, product_id: str, quantity: int, now: datetime) -> Level:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -45,20 +46,20 @@ def parse_event_id(value: str) -> tuple[int, int]:
     return int(match[1], 16), int(match[2], 16)
 
 
+def new_event(type_: str, data: dict[str, Any]) -> NewEvent:
+    return NewEvent(type_, _dump(data))
+
+
 def emit(connection: Connection, type_: str, data: dict[str, Any]) -> None:
     """Write one event in the unit of work of `connection`: committed with it, or not at all."""
-    emit_many(connection, [NewEvent(type_, json.dumps(data, separators=(",", ":")))])
+    emit_many(connection, [new_event(type_, data)])
 
 
 def emit_many(connection: Connection, new: Sequence[NewEvent]) -> None:
     if not new:
         return
     events.insert_many(connection, new, utcnow())
-    written: list[str] | None = connection.info.get(_WRITTEN)
-    if written is None:
-        written = connection.info[_WRITTEN] = []
-        after_commit(connection, partial(_committed, written))
-    written.extend(event.type for event in new)
+    written(connection, [event.type for event in new])
 
 
 def _committed(types: list[str]) -> None:
@@ -94,17 +95,8 @@ def stock_events(
     """`stock.low`, `stock.depleted` and `stock.restocked`, for a change of one product."""
     new: list[NewEvent] = []
     if threshold is not None and quantity_before > threshold >= quantity_after:
-        low = {
-            "product_id": product_id,
-            "quantity": quantity_after,
-            "low_stock_threshold": threshold,
-        }
-        new.append(NewEvent("stock.low", _dump(low)))
-    availability = {
-        "product_id": product_id,
-        "quantity": quantity_after,
-        "available": available_after,
-    }
+        new.append(NewEvent("stock.low", _dump(low_stock(product_id, quantity_after, threshold))))
+    availability = available(product_id, quantity_after, available_after)
     if available_before > 0 and available_after == 0:
         new.append(NewEvent("stock.depleted", _dump(availability)))
     elif available_before == 0 and available_after > 0:
@@ -112,8 +104,60 @@ def stock_events(
     return new
 
 
+def low_stock(product_id: str, quantity: object, threshold: object) -> dict[str, Any]:
+    """The data of `stock.low`."""
+    return {"product_id": product_id, "quantity": quantity, "low_stock_threshold": threshold}
+
+
+def available(product_id: str, quantity: object, units: object) -> dict[str, Any]:
+    """The data of `stock.depleted` and `stock.restocked`."""
+    return {"product_id": product_id, "quantity": quantity, "available": units}
+
+
 def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """In the data of an event written by one statement, a value only that statement knows:
+    `format()`'s `%n$s`, within quotes when the value is a JSON string."""
+
+    number: int
+    quoted: bool = False
+
+
+def template(data: dict[str, Any]) -> str:
+    """The text `new_event` would write for `data`, as a PostgreSQL `format()` string whose
+    `Slot`s the writing statement fills in."""
+    slots: list[Slot] = []
+
+    def mark(value: object) -> str:
+        if not isinstance(value, Slot):
+            raise TypeError(f"{type(value).__name__} is not JSON")
+        slots.append(value)
+        return f"\x00slot{value.number}\x00"
+
+    text = json.dumps(data, separators=(",", ":"), default=mark).replace("%", "%%")
+    for slot in slots:
+        placeholder = f"%{slot.number}$s"
+        text = text.replace(
+            f'"\\u0000slot{slot.number}\\u0000"',
+            f'"{placeholder}"' if slot.quoted else placeholder,
+        )
+    return text
+
+
+def written(connection: Connection, types: Sequence[str]) -> None:
+    """Events of these types were written in the unit of `connection` (by its own statement):
+    counted and announced to listeners once it commits, as `emit_many` does."""
+    if not types:
+        return
+    pending: list[str] | None = connection.info.get(_WRITTEN)
+    if pending is None:
+        pending = connection.info[_WRITTEN] = []
+        after_commit(connection, partial(_committed, pending))
+    pending.extend(types)
 
 
 def envelope(event: StoredEvent) -> dict[str, Any]:

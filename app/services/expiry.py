@@ -41,10 +41,14 @@ def free_expired(
     """Stop holding the expired lines of these products, in this unit: units freed per
     product, which the caller subtracts from `reserved` in its conditional UPDATE."""
     freed = reservations.free_expired(connection, product_ids, now)
-    units = sum(freed.values())
+    count_freed(connection, sum(freed.values()))
+    return freed
+
+
+def count_freed(connection: Connection, units: int) -> None:
+    """Units of expired holds this unit let go: counted once it commits."""
     if units:
         after_commit(connection, lambda: metrics.count_reserved_units("expired", units))
-    return freed
 
 
 def expire_due(connection: Connection, now: datetime) -> int:

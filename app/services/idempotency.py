@@ -1,12 +1,14 @@
 """Idempotency keys: a repeated request gets the first answer again and changes nothing.
 
 A key is claimed in a transaction of its own before the work starts, so concurrent repeats
-see it and are told to wait (409). The answer is stored in the same transaction as the
-work's effect, so an answer exists exactly when its effect committed. A claim whose owner
-died is taken over once its lease ran out.
+see it and are told to wait (409). The work's result is kept with the key in the same unit of
+work as its effect (`keep`), so an answer exists exactly when its effect committed. A final
+refusal (409, 422) is kept in a transaction of its own (`refused`); any other failure frees
+the key for a retry. A claim whose owner died is taken over once its lease ran out.
 
-What an answer looks like is the caller's business (the HTTP edge writes it down through a
-`Writer`); here it is a status and a text, stored and handed back as they are.
+What is kept is the domain result, as JSON, and whether the request created it; the edge
+renders its answer from that, the same way the first time and on a repeat. Refusals, and
+answers kept before results were (`{"status", "headers", "body"}`), are kept as answered.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +33,7 @@ from app.core.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReuse,
     ProblemError,
+    problem_body,
 )
 from app.models.base import utcnow
 from app.repositories import idempotency_keys as keys
@@ -41,9 +44,6 @@ STORED_STATUSES = (409, 422)
 PURGE_INTERVAL = timedelta(minutes=10)
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R", contravariant=True)
 
 
 class LostClaim(RuntimeError):
@@ -56,85 +56,54 @@ def fingerprint(method: str, path: str, body: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Written:
-    """An answer written down for its key: its status, and the text a repeat gets back."""
-
-    status: int
-    text: str
-
-
-class Writer(Protocol[R]):
-    """Writes down the answer to a result of the work, or to a final refusal of it."""
-
-    def result(self, result: R, /) -> Written: ...
-
-    def refusal(self, error: ProblemError, /) -> Written: ...
-
-
-@dataclass(frozen=True, slots=True)
 class Replay:
-    """The text written down for the first request with this key."""
+    """The text kept for the first request with this key."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Claim(Generic[T]):
-    """A key claimed for one request; its answer is stored in the unit of its effect."""
+def keep(
+    connection: Connection, key: KeyHolder | None, result: BaseModel, *, created: bool
+) -> None:
+    """Keep `result` with the key, inside the unit that made it; `created`: the request
+    created what `result` describes. Without a key there is nothing to keep."""
+    if key is None:
+        return
+    text = json.dumps({"result": result.model_dump(mode="json"), "created": created})
+    _keep(connection, key, 201 if created else 200, text)
 
-    holder: KeyHolder
-    writer: Writer[T]
 
-    def store(self, connection: Connection, result: T) -> None:
-        """Keep the answer to `result` with the key, inside the unit that made `result`."""
-        _keep(connection, self.holder, self.writer.result(result))
+async def refused(db: Database, key: KeyHolder, error: ProblemError, request_id: str) -> None:
+    """The work under `key` failed with `error`: keep a final refusal, else free the key."""
+    if error.status not in STORED_STATUSES:
+        await release(db, key)
+        return
+    text = json.dumps(
+        {
+            "status": error.status,
+            "headers": dict(error.headers),
+            "body": problem_body(error, request_id),
+        }
+    )
+    await db.write(partial(_keep, key=key, status=error.status, text=text))
 
 
-async def run_once(
+def _keep(connection: Connection, key: KeyHolder, status: int, text: str) -> None:
+    if not keys.store_answer(connection, key, status, text):
+        raise LostClaim(f"idempotency key {key.key!r} was taken over")
+
+
+async def claim(
     db: Database,
     actor: str,
     *,
-    key: str | None,
-    request_fingerprint: str,
-    ttl: timedelta,
-    lease: timedelta,
-    writer: Writer[T],
-    work: Callable[[Claim[T] | None], Awaitable[T]],
-) -> T | Replay:
-    """Run `work` at most once per key of `actor`; `work` stores its result through the
-    claim it gets. A repeat gets the `Replay` of what was written down."""
-    if key is None:
-        return await work(None)
-    claimed = await _claim(db, actor, key, request_fingerprint, ttl, lease)
-    if isinstance(claimed, Replay):
-        return claimed
-    holder = claimed
-    try:
-        return await work(Claim(holder, writer))
-    except ProblemError as error:
-        if error.status in STORED_STATUSES:
-            await db.write(partial(_keep, holder=holder, written=writer.refusal(error)))
-        else:
-            await _release(db, holder)
-        raise
-    except BaseException:
-        await _release(db, holder)
-        raise
-
-
-def _keep(connection: Connection, holder: KeyHolder, written: Written) -> None:
-    if not keys.store_answer(connection, holder, written.status, written.text):
-        raise LostClaim(f"idempotency key {holder.key!r} was taken over")
-
-
-async def _claim(
-    db: Database,
-    actor: str,
     key: str,
     request_fingerprint: str,
     ttl: timedelta,
     lease: timedelta,
 ) -> KeyHolder | Replay:
+    """Claim `key` of `actor` for this request, or the `Replay` of its first answer; 422
+    when it was used with another request, 409 while that request is still under way."""
     holder = KeyHolder(actor=actor, key=key, owner=uuid.uuid4().hex)
 
     def unit(connection: Connection) -> StoredKey | None:
@@ -165,7 +134,7 @@ async def _claim(
     return Replay(stored.answer)
 
 
-async def _release(db: Database, holder: KeyHolder) -> None:
+async def release(db: Database, holder: KeyHolder) -> None:
     """Free the key for a retry. If even that fails, the lease frees it a little later."""
     try:
         await db.write(partial(keys.release, holder=holder))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from pydantic import Field, TypeAdapter
@@ -41,53 +41,54 @@ def record_movement(
     quantity_after: int,
     reason: str | None = None,
     purchase_id: str | None = None,
+    threshold: int | None = None,
 ) -> None:
+    """One movement; `threshold`: the product's low-stock threshold, as the change left it."""
     movement = NewMovement(product_id, kind, delta, quantity_after, reason, purchase_id)
-    record_movements(connection, caller, [movement])
+    record_movements(connection, caller, [movement], thresholds={product_id: threshold})
 
 
 def record_movements(
-    connection: Connection, caller: Caller, changes: Sequence[NewMovement], *, bulk: bool = False
+    connection: Connection,
+    caller: Caller,
+    changes: Sequence[NewMovement],
+    *,
+    thresholds: Mapping[str, int | None] | None = None,
+    then: Sequence[NewEvent] = (),
+    bulk: bool = False,
 ) -> None:
-    """Write movements and their events in the unit's transaction, and announce each one with
-    an `inventory.changed` log line once that transaction has committed (`bulk`: none, the
-    import writes one summary line of its own)."""
+    """Write movements and their events in the unit's transaction, followed by the unit's
+    events `then`, all in one statement; announce each movement with an `inventory.changed`
+    log line once that transaction has committed (`bulk`: none, the import writes one
+    summary line of its own). `thresholds`: the low-stock threshold of each product, as the
+    unit's own statements returned them; read when not given."""
     if not changes:
         return
     now = utcnow()
     ids = movements.insert_many(
         connection, changes, actor=caller.actor, request_id=caller.request_id, now=now
     )
-    events.emit_many(connection, _events(connection, caller, changes, ids, now))
-    after_commit(connection, lambda: _announce(caller, changes, log=not bulk))
+    if thresholds is None:
+        decreased = {m.product_id for m in changes if m.delta < 0}
+        thresholds = stock_levels.thresholds(connection, decreased) if decreased else {}
+    new = _events(caller, changes, ids, thresholds, now)
+    events.emit_many(connection, [*new, *then])
+    announce(connection, caller, changes, log=not bulk)
 
 
 def _events(
-    connection: Connection,
     caller: Caller,
     changes: Sequence[NewMovement],
     ids: Sequence[int],
+    thresholds: Mapping[str, int | None],
     now: datetime,
 ) -> list[NewEvent]:
     """`stock.changed` for each movement, each followed by the low, depleted or restocked
-    event it causes. Only a decrease can cross a low-stock threshold, so only then is it read."""
-    decreased = {m.product_id for m in changes if m.delta < 0}
-    thresholds = stock_levels.thresholds(connection, decreased) if decreased else {}
+    event it causes."""
     created_at = rfc3339(now)
     new: list[NewEvent] = []
     for movement_id, m in zip(ids, changes, strict=True):
-        data = {
-            "id": str(movement_id),
-            "product_id": m.product_id,
-            "kind": m.kind,
-            "delta": m.delta,
-            "quantity_after": m.quantity_after,
-            "reason": m.reason,
-            "purchase_id": m.purchase_id,
-            "actor": caller.actor,
-            "request_id": caller.request_id,
-            "created_at": created_at,
-        }
+        data = changed(caller, m, str(movement_id), m.quantity_after, created_at)
         new.append(NewEvent("stock.changed", json.dumps(data, separators=(",", ":"))))
         before = m.quantity_after - m.delta
         # Without reservations on hand, what is available is the quantity.
@@ -100,6 +101,32 @@ def _events(
             threshold=thresholds.get(m.product_id),
         )
     return new
+
+
+def changed(
+    caller: Caller, m: NewMovement, movement_id: object, quantity_after: object, created_at: str
+) -> dict[str, Any]:
+    """The data of `stock.changed` for the movement `m`, whose id is `movement_id`."""
+    return {
+        "id": movement_id,
+        "product_id": m.product_id,
+        "kind": m.kind,
+        "delta": m.delta,
+        "quantity_after": quantity_after,
+        "reason": m.reason,
+        "purchase_id": m.purchase_id,
+        "actor": caller.actor,
+        "request_id": caller.request_id,
+        "created_at": created_at,
+    }
+
+
+def announce(
+    connection: Connection, caller: Caller, changes: Sequence[NewMovement], *, log: bool = True
+) -> None:
+    """Once the unit of `connection` commits: count each movement and log its
+    `inventory.changed` line (unless not `log`)."""
+    after_commit(connection, lambda: _announce(caller, changes, log=log))
 
 
 def _announce(caller: Caller, changes: Sequence[NewMovement], *, log: bool) -> None:

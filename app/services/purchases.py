@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -19,21 +20,23 @@ from app.core.errors import InsufficientStock, NotFound, ValidationFailed
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.repositories import purchases, stock_levels
+from app.repositories.idempotency_keys import KeyHolder
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
+from app.repositories.stock_levels import Level
+from app.schemas.common import rfc3339
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
-from app.services import events, expiry
-from app.services.idempotency import Claim
+from app.services import events, expiry, idempotency, ledger
+from app.services.events import Slot
 from app.services.known_products import require_known
 from app.services.ledger import record_movements
 from app.services.pricing import money, subtotal, total, unit_price
 
-# Called after each line is taken, inside the unit of work; tests use it to inject failures.
-LineHook = Callable[[str], None]
-
-
 # Purchase ids are written as `str(uuid.uuid4())`.
 _PURCHASE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+_NOTHING_TAKEN = "Not enough stock for every line; nothing was taken."
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +64,11 @@ async def buy(
     caller: Caller,
     *,
     order: PurchaseIn,
-    claim: Claim[PurchaseOut] | None = None,
-    after_line: LineHook | None = None,
+    key: KeyHolder | None = None,
 ) -> PurchaseOut:
     """Check the products, then take every line from stock, or nothing: 409 naming every
-    short line. Nothing changes when the catalog refuses a product or cannot answer."""
+    short line. Nothing changes when the catalog refuses a product or cannot answer. With a
+    `key`, the receipt is kept with it in the purchase's unit of work."""
     quantities = merge_lines(order.items)
     lookups = await require_known(catalog, list(quantities))
     lines = [
@@ -76,18 +79,124 @@ async def buy(
 
     def unit(connection: Connection) -> PurchaseOut:
         now = utcnow()
-        # The purchase row first: it locks nothing that other buyers need, while every
-        # statement after the first decrement is time the stock rows stay locked.
-        insert_purchase(connection, caller, purchase_id, order.reference, lines, now)
-        remaining = _take(connection, quantities, now, after_line)
-        receipt = record_lines(
-            connection, caller, purchase_id, order.reference, lines, remaining, now
-        )
-        if claim is not None:
-            claim.store(connection, receipt)
+        if connection.dialect.name == "postgresql":
+            receipt = _buy_in_one_statement(
+                connection, caller, purchase_id, order.reference, lines, now
+            )
+        else:
+            # The purchase row first: it locks nothing that other buyers need, while every
+            # statement after the first decrement is time the stock rows stay locked.
+            insert_purchase(connection, caller, purchase_id, order.reference, lines, now)
+            taken = _take(connection, quantities, now)
+            receipt = record_lines(
+                connection, caller, purchase_id, order.reference, lines, taken, now
+            )
+        idempotency.keep(connection, key, receipt, created=True)
         return receipt
 
     return await db.write(unit)
+
+
+def _buy_in_one_statement(
+    connection: Connection,
+    caller: Caller,
+    purchase_id: str,
+    reference: str | None,
+    lines: list[Line],
+    now: datetime,
+) -> PurchaseOut:
+    """What `insert_purchase`, `_take` and `record_lines` write, as one statement: the stock
+    rows stay locked for no round trip but the COMMIT. The event texts are written here,
+    with slots for what only the decrement knows."""
+    rows = _line_rows(purchase_id, lines, [0] * len(lines))
+    movements = [_movement(purchase_id, reference, line, 0) for line in lines]
+    created_at = rfc3339(now)
+    receipt_data = _receipt(purchase_id, reference, lines, rows, now).model_dump(mode="json")
+    for position, item in enumerate(receipt_data["items"], start=1):
+        item["remaining"] = Slot(position)
+    templates = purchases.PurchaseTemplates(
+        changed=[
+            events.template(ledger.changed(caller, m, Slot(1, quoted=True), Slot(2), created_at))
+            for m in movements
+        ],
+        low=[events.template(events.low_stock(m.product_id, Slot(1), Slot(2))) for m in movements],
+        depleted=[events.template(events.available(m.product_id, 0, 0)) for m in movements],
+        receipt=events.template(receipt_data),
+    )
+    bought = purchases.buy_postgres(
+        connection,
+        purchase_id=purchase_id,
+        reference=reference,
+        total=money(total(line.subtotal for line in lines)),
+        lines=rows,
+        templates=templates,
+        actor=caller.actor,
+        request_id=caller.request_id,
+        now=now,
+    )
+    expiry.count_freed(connection, sum(line.freed for line in bought.lines))
+    short = [line.product_id for line in bought.lines if line.quantity is None]
+    if short:
+        quantities = {line.product_id: line.quantity for line in lines}
+        freed = {line.product_id: line.freed for line in bought.lines}
+        raise short_of(connection, quantities, short, freed, _NOTHING_TAKEN)
+    remaining = [line.quantity or 0 for line in bought.lines]
+    events.written(connection, bought.events)
+    ledger.announce(
+        connection,
+        caller,
+        [
+            _movement(purchase_id, reference, line, left)
+            for line, left in zip(lines, remaining, strict=True)
+        ],
+    )
+    rows = _line_rows(purchase_id, lines, remaining)
+    return _receipt(purchase_id, reference, lines, rows, now)
+
+
+def _line_rows(purchase_id: str, lines: list[Line], remaining: list[int]) -> list[dict[str, Any]]:
+    """The `purchase_lines` rows of a purchase whose lines left `remaining` (in order)."""
+    return [
+        {
+            "purchase_id": purchase_id,
+            "product_id": line.product_id,
+            "position": position,
+            "quantity": line.quantity,
+            "unit_price": money(line.unit_price),
+            "subtotal": money(line.subtotal),
+            "remaining": left,
+        }
+        for position, (line, left) in enumerate(zip(lines, remaining, strict=True))
+    ]
+
+
+def _movement(purchase_id: str, reference: str | None, line: Line, remaining: int) -> NewMovement:
+    return NewMovement(
+        product_id=line.product_id,
+        kind="purchase",
+        delta=-line.quantity,
+        quantity_after=remaining,
+        reason=reference,
+        purchase_id=purchase_id,
+    )
+
+
+def _receipt(
+    purchase_id: str,
+    reference: str | None,
+    lines: list[Line],
+    rows: list[dict[str, Any]],
+    now: datetime,
+) -> PurchaseOut:
+    return PurchaseOut(
+        id=purchase_id,
+        status="completed",
+        reference=reference,
+        items=[PurchaseLineOut.model_validate(row) for row in rows],
+        total=money(total(line.subtotal for line in lines)),
+        created_at=now,
+        cancelled_at=None,
+    )
 
 
 def insert_purchase(
@@ -115,79 +224,52 @@ def record_lines(
     purchase_id: str,
     reference: str | None,
     lines: list[Line],
-    remaining: dict[str, int],
+    taken: Mapping[str, Level],
     now: datetime,
 ) -> PurchaseOut:
-    """The lines of a purchase whose stock was taken, and their ledger movements: the receipt."""
-    line_rows = [
-        {
-            "purchase_id": purchase_id,
-            "product_id": line.product_id,
-            "position": position,
-            "quantity": line.quantity,
-            "unit_price": money(line.unit_price),
-            "subtotal": money(line.subtotal),
-            "remaining": remaining[line.product_id],
-        }
-        for position, line in enumerate(lines)
-    ]
-    purchases.insert_lines(connection, line_rows)
+    """The lines of a purchase whose stock was taken (`taken`: each product's level after),
+    their ledger movements and the unit's events: the receipt."""
+    remaining = [taken[line.product_id].quantity for line in lines]
+    rows = _line_rows(purchase_id, lines, remaining)
+    purchases.insert_lines(connection, rows)
+    receipt = _receipt(purchase_id, reference, lines, rows, now)
     record_movements(
         connection,
         caller,
         [
-            NewMovement(
-                product_id=line.product_id,
-                kind="purchase",
-                delta=-line.quantity,
-                quantity_after=remaining[line.product_id],
-                reason=reference,
-                purchase_id=purchase_id,
-            )
-            for line in lines
+            _movement(purchase_id, reference, line, left)
+            for line, left in zip(lines, remaining, strict=True)
         ],
+        thresholds={pid: level.low_stock_threshold for pid, level in taken.items()},
+        then=[events.new_event("purchase.completed", receipt.model_dump(mode="json"))],
     )
-    receipt = PurchaseOut(
-        id=purchase_id,
-        status="completed",
-        reference=reference,
-        items=[PurchaseLineOut.model_validate(row) for row in line_rows],
-        total=money(total(line.subtotal for line in lines)),
-        created_at=now,
-        cancelled_at=None,
-    )
-    events.emit(connection, "purchase.completed", receipt.model_dump(mode="json"))
     return receipt
 
 
-def _take(
-    connection: Connection, quantities: dict[str, int], now: datetime, after_line: LineHook | None
-) -> dict[str, int]:
+def _take(connection: Connection, quantities: dict[str, int], now: datetime) -> dict[str, Level]:
     """Decrement each line with a conditional UPDATE, in product-id order so that two
     purchases sharing products lock them in the same order and cannot deadlock. Lines of
     expired holds are freed first, so their units count as available."""
-    remaining: dict[str, int] = {}
+    taken: dict[str, Level] = {}
     short: list[str] = []
     freed = expiry.free_expired(connection, quantities, now)
     for product_id in sorted(quantities):
-        left = stock_levels.take(
+        level = stock_levels.take(
             connection, product_id, quantities[product_id], now, freed=freed[product_id]
         )
-        if left is None:
+        if level is None:
             short.append(product_id)
-            continue
-        remaining[product_id] = left
-        if after_line is not None:
-            after_line(product_id)
+        else:
+            taken[product_id] = level
     if short:
         raise short_of(
             connection,
             quantities,
             short,
             freed,
-            "Not enough stock for every line; nothing was taken.",
+            _NOTHING_TAKEN,
         )
-    return remaining
+    return taken
 
 
 def short_of(
@@ -234,11 +316,11 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
 
     def unit(connection: Connection) -> PurchaseOut:
         now = utcnow()
-        if not purchases.mark_cancelled(connection, purchase_id, now):
-            return receipt_of(purchases.find(connection, purchase_id), purchase_id)
-        stored = purchases.find(connection, purchase_id)
-        assert stored is not None
-        returned = sorted((line["product_id"], line["quantity"]) for line in stored.lines)
+        cancelled = purchases.mark_cancelled(connection, purchase_id, now)
+        receipt = receipt_of(purchases.find(connection, purchase_id), purchase_id)
+        if not cancelled:
+            return receipt
+        returned = sorted((line.product_id, line.quantity) for line in receipt.items)
         record_movements(
             connection,
             caller,
@@ -253,9 +335,8 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
                 )
                 for product_id, quantity in returned
             ],
+            then=[events.new_event("purchase.cancelled", receipt.model_dump(mode="json"))],
         )
-        receipt = receipt_of(purchases.find(connection, purchase_id), purchase_id)
-        events.emit(connection, "purchase.cancelled", receipt.model_dump(mode="json"))
         return receipt
 
     return await db.write(unit)

@@ -28,13 +28,13 @@ from app.models.base import utcnow
 from app.models.reservation import ReservationStatus
 from app.repositories import purchases as purchase_rows
 from app.repositories import reservations, stock_levels
+from app.repositories.idempotency_keys import KeyHolder
 from app.repositories.reservations import NewLine, StoredReservation
 from app.schemas.common import Page
 from app.schemas.purchases import PurchaseOut
 from app.schemas.reservations import ReservationIn, ReservationOut
-from app.services import expiry
+from app.services import expiry, idempotency
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
-from app.services.idempotency import Claim
 from app.services.known_products import require_known
 from app.services.pricing import money, unit_price
 from app.services.purchases import (
@@ -73,7 +73,7 @@ async def hold(
     *,
     order: ReservationIn,
     ttl: timedelta,
-    claim: Claim[ReservationOut] | None = None,
+    key: KeyHolder | None = None,
 ) -> ReservationOut:
     """Check the products and capture their prices, then hold every line or none: 409
     naming every line short of `available`."""
@@ -117,8 +117,7 @@ async def hold(
         stored = _find(connection, reservation_id, now)
         _created(connection, caller, stored)
         reservation = reservation_out(stored)
-        if claim is not None:
-            claim.store(connection, reservation)
+        idempotency.keep(connection, key, reservation, created=True)
         return reservation
 
     return await db.write(unit)
@@ -186,7 +185,7 @@ async def confirm(
     caller: Caller,
     *,
     reservation_id: str,
-    claim: Claim[Confirmation] | None = None,
+    key: KeyHolder | None = None,
 ) -> Confirmation:
     """Take the held units out of stock as one purchase, at the prices captured when they
     were held; the products service is not asked. Again: the same receipt, not created."""
@@ -206,8 +205,7 @@ async def confirm(
                 purchase_rows.find(connection, stored.purchase_id), stored.purchase_id
             )
             confirmation = Confirmation(receipt, created=False)
-        if claim is not None:
-            claim.store(connection, confirmation)
+        idempotency.keep(connection, key, confirmation.receipt, created=confirmation.created)
         return confirmation
 
     return await db.write(unit)
@@ -250,11 +248,11 @@ def _take_held(
         for line in stored.lines
     ]
     insert_purchase(connection, caller, purchase_id, stored.reference, lines, now)
-    remaining = {
+    taken = {
         product_id: stock_levels.take_held(connection, product_id, quantity, now)
         for product_id, quantity in held
     }
-    receipt = record_lines(connection, caller, purchase_id, stored.reference, lines, remaining, now)
+    receipt = record_lines(connection, caller, purchase_id, stored.reference, lines, taken, now)
     _confirmed(connection, caller, stored, purchase_id)
     return receipt
 

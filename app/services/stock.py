@@ -26,13 +26,13 @@ from app.core.errors import (
 from app.models.base import utcnow
 from app.models.stock_level import MAX_QUANTITY
 from app.repositories import stock_levels
+from app.repositories.idempotency_keys import KeyHolder
 from app.repositories.stock_levels import KEEP as KEEP
 from app.repositories.stock_levels import Level, Threshold
 from app.schemas.common import Page, ProductIdStr
 from app.schemas.stock import StockLevelOut
-from app.services import expiry
+from app.services import expiry, idempotency
 from app.services.cursors import decode_cursor, encode_cursor, list_scope
-from app.services.idempotency import Claim
 from app.services.known_products import require_known
 from app.services.ledger import record_movement
 
@@ -203,7 +203,7 @@ def _insert(
         connection, change.product_id, change.quantity, now, threshold=threshold
     )
     if created is not None:
-        _record_set(connection, caller, change, delta=change.quantity)
+        _record_set(connection, caller, change, created, delta=change.quantity)
     return created
 
 
@@ -231,11 +231,13 @@ def _replace(
         raise _refusal(
             connection, change.product_id, if_match, freed, lambda _: change.quantity
         ) or _version_mismatch(change.product_id)
-    _record_set(connection, caller, change, delta=change.quantity - previous)
+    _record_set(connection, caller, change, level, delta=change.quantity - previous)
     return level
 
 
-def _record_set(connection: Connection, caller: Caller, change: NewQuantity, *, delta: int) -> None:
+def _record_set(
+    connection: Connection, caller: Caller, change: NewQuantity, level: Level, *, delta: int
+) -> None:
     record_movement(
         connection,
         caller,
@@ -244,6 +246,7 @@ def _record_set(connection: Connection, caller: Caller, change: NewQuantity, *, 
         delta=delta,
         quantity_after=change.quantity,
         reason=change.reason,
+        threshold=level.low_stock_threshold,
     )
 
 
@@ -255,15 +258,14 @@ async def adjust(
     delta: int,
     reason: str,
     if_match: int | None = None,
-    claim: Claim[StockLevelOut] | None = None,
+    key: KeyHolder | None = None,
 ) -> StockLevelOut:
-    """Add or remove stock, never below zero; with a claim, the result is kept with the key
-    in the unit of the change."""
+    """Add or remove stock, never below zero; with a `key`, the level is kept with it in the
+    unit of the change."""
 
     def unit(connection: Connection) -> StockLevelOut:
         level = _adjust(connection, caller, product_id, delta, reason, if_match)
-        if claim is not None:
-            claim.store(connection, level)
+        idempotency.keep(connection, key, level, created=False)
         return level
 
     return await db.write(unit)
@@ -295,6 +297,7 @@ def _adjust(
         delta=delta,
         quantity_after=level.quantity,
         reason=reason,
+        threshold=level.low_stock_threshold,
     )
     return _out(level)
 

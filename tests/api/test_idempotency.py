@@ -6,7 +6,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from app.api.deps import get_catalog
 from app.clients.products import ProductLookup, ProductStatus
@@ -260,3 +260,22 @@ async def test_an_answer_stored_before_is_replayed_as_it_was_written(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.content == json.dumps(receipt, ensure_ascii=False, separators=(",", ":")).encode()
     assert await purchase_count(db) == 0
+
+
+async def test_the_kept_answer_is_the_receipt_and_the_replay_is_rendered_from_it_alike(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "a", 5)
+
+    first = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
+    again = await client.post("/inventory/purchase", json=order(("a", 2)), headers=KEY)
+
+    kept = await db.read(
+        lambda connection: connection.execute(
+            select(IdempotencyKey.status_code, IdempotencyKey.answer)
+        ).one()
+    )
+    assert kept.status_code == 201
+    assert json.loads(kept.answer) == {"result": first.json(), "created": True}
+    assert again.content == first.content
+    assert again.headers["Location"] == first.headers["Location"]

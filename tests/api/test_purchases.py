@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
+from sqlalchemy import update
 
 from app.core.database import Database
-from tests.support.factories import ledger_sum, make_stock, quantity_of, snapshot
+from app.models import ReservationLine
+from app.models.base import utcnow
+from tests.support.factories import (
+    ledger_sum,
+    make_stock,
+    movement_count,
+    purchase_count,
+    quantity_of,
+    snapshot,
+)
 from tests.support.orders import order
 from tests.support.problems import assert_problem
 
@@ -161,3 +173,29 @@ async def test_cancel_recreates_a_deleted_stock_level(
 
 async def test_cancel_unknown_purchase_is_404(client: httpx.AsyncClient) -> None:
     assert_problem(await client.post("/inventory/purchases/nope/cancel"), 404, "not-found")
+
+
+async def test_a_short_purchase_counts_expired_holds_as_available_and_writes_nothing(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """The purchase lets go of expired holds in its own unit: a refusal undoes that too."""
+    await make_stock(db, "a", 5)
+    await make_stock(db, "b", 5)
+    held = await client.post("/reservations", json=order(("a", 3), ("b", 1)))
+    assert held.status_code == 201
+    await db.write(
+        lambda connection: connection.execute(
+            update(ReservationLine)
+            .where(ReservationLine.reservation_id == held.json()["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    )
+    movements = await movement_count(db)
+
+    response = await client.post("/inventory/purchase", json=order(("b", 2), ("a", 6)))
+
+    body = assert_problem(response, 409, "insufficient-stock")
+    assert body["items"] == [{"product_id": "a", "requested": 6, "available": 5}]
+    # The expiry sweeper may let go of the hold meanwhile: versions are not compared.
+    assert (await quantity_of(db, "a"), await quantity_of(db, "b")) == (5, 5)
+    assert (await movement_count(db), await purchase_count(db)) == (movements, 0)

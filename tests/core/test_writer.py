@@ -40,7 +40,7 @@ def _take_one(product_id: str) -> Unit[object]:
         left = stock_levels.take(connection, product_id, 1, utcnow())
         if left is None:
             raise InsufficientStock(f"{product_id} is out of stock")
-        return left
+        return left.quantity
 
     return unit
 

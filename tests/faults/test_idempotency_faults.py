@@ -10,27 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from app.api.idempotency import IdempotentRequest
 from app.core.context import Caller
 from app.core.database import Database, T, Unit
-from app.core.errors import DatabaseUnavailable, ProblemError
+from app.core.errors import DatabaseUnavailable
 from app.services import idempotency
 from devtools import databases
 from devtools.servers import free_port
+from tests.support.service import make_settings
 
 CALLER = Caller(actor="default", request_id="fault-test")
-
-
-class NeverWrites:
-    """For work that fails before there is an answer to write down."""
-
-    def result(self, result: None, /) -> idempotency.Written:
-        raise AssertionError("no result to write down")
-
-    def refusal(self, error: ProblemError, /) -> idempotency.Written:
-        raise AssertionError("no refusal to write down")
-
-
-NEVER_WRITES = NeverWrites()
 
 
 class OutageAfterFirstTransaction(Database):
@@ -50,24 +39,15 @@ class OutageAfterFirstTransaction(Database):
 async def test_a_release_that_fails_in_an_outage_does_not_hide_the_original_error(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
-    db = OutageAfterFirstTransaction(databases.fresh_sqlite(sqlite_template, tmp_path))
+    url = databases.fresh_sqlite(sqlite_template, tmp_path)
+    db = OutageAfterFirstTransaction(url)
+    request = IdempotentRequest(make_settings(url), "POST", "/inventory/purchase", "k-1")
     original = DatabaseUnavailable("the work itself failed")
-
-    async def work(_claim: idempotency.Claim[None] | None) -> None:
-        raise original
 
     try:
         with pytest.raises(DatabaseUnavailable) as raised:
-            await idempotency.run_once(
-                db,
-                CALLER.actor,
-                key="k-1",
-                request_fingerprint="f",
-                ttl=timedelta(hours=24),
-                lease=timedelta(seconds=60),
-                writer=NEVER_WRITES,
-                work=work,
-            )
+            async with request.claim(db, CALLER, None):
+                raise original
     finally:
         await db.dispose()
 

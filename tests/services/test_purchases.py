@@ -6,39 +6,42 @@ import pytest
 
 from app.clients.products import StandaloneCatalog
 from app.core.database import Database
+from app.core.errors import DatabaseUnavailable
 from app.schemas.purchases import PurchaseIn
 from app.services import purchases
 from app.services.pricing import money, total, unit_price
 from tests.support.factories import TEST_CALLER, make_stock, snapshot
+from tests.support.statements import InjectedFailure, watched
 
 
-class Boom(RuntimeError):
-    pass
+def _buy(*lines: tuple[str, int]) -> PurchaseIn:
+    return PurchaseIn.model_validate(
+        {"items": [{"product_id": p, "quantity": q} for p, q in lines]}
+    )
 
 
-async def test_a_failure_after_the_first_line_leaves_everything_as_before(db: Database) -> None:
-    for product_id in ("a", "b", "c"):
+async def test_a_failure_at_any_statement_after_the_first_decrement_leaves_everything_as_before(
+    db: Database,
+) -> None:
+    for product_id in ("a", "b", "c", "x", "y", "z"):
         await make_stock(db, product_id, 5)
-    before = await snapshot(db)
-    taken: list[str] = []
-
-    def fail_after_first_line(product_id: str) -> None:
-        taken.append(product_id)
-        raise Boom("injected after the first decrement")
-
-    with pytest.raises(Boom):
+    with watched() as statements:
+        statements.arm()
         await purchases.buy(
-            db,
-            StandaloneCatalog(),
-            TEST_CALLER,
-            order=PurchaseIn.model_validate(
-                {"items": [{"product_id": p, "quantity": 1} for p in ("c", "a", "b")]}
-            ),
-            after_line=fail_after_first_line,
+            db, StandaloneCatalog(), TEST_CALLER, order=_buy(("z", 1), ("x", 1), ("y", 1))
         )
+        sent = len(statements.sent)
+        after_decrement = statements.after_first("UPDATE stock_levels")
+        assert after_decrement[-1] == "COMMIT"
+        before = await snapshot(db)
 
-    assert taken == ["a"]
-    assert await snapshot(db) == before
+        for fail_at in range(sent - len(after_decrement) + 1, sent + 1):
+            statements.arm(fail_at)
+            with pytest.raises((InjectedFailure, DatabaseUnavailable)):
+                await purchases.buy(
+                    db, StandaloneCatalog(), TEST_CALLER, order=_buy(("c", 1), ("a", 1), ("b", 1))
+                )
+            assert await snapshot(db) == before, statements.sent[-1]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.core.database.errors import unavailable_as_problem, unavailable_reason
 from app.core.database.listeners import (
     NO_BEGIN,
-    WRITE,
+    begin_reads,
     configure_sqlite,
     discard_closed_connections,
     discard_replaced_files,
@@ -99,9 +99,10 @@ class Database:
             self._sqlite: Engine = create_engine(sqlite_url)
             # The writer's own engine: its one connection is opened, used and closed by the
             # writer thread alone.
-            self._sqlite_writes: Engine = create_engine(
-                sqlite_url, poolclass=SingletonThreadPool, execution_options={WRITE: True}
-            )
+            self._sqlite_writes: Engine = create_engine(sqlite_url, poolclass=SingletonThreadPool)
+            # The writer emits its own BEGIN IMMEDIATE: an engine without connection event
+            # listeners runs each statement without dispatching to any.
+            begin_reads(self._sqlite)
             for engine in (self._sqlite, self._sqlite_writes):
                 configure_sqlite(engine, busy_timeout_ms)
                 discard_replaced_files(engine, url.database or "")

@@ -15,7 +15,6 @@ from app.core.errors import SchemaNotCurrent
 
 # Execution options read at BEGIN: the writer's transactions take the write lock at once,
 # and single reads open none.
-WRITE = "inventory_write"
 NO_BEGIN = "inventory_no_begin"
 _FILE_IDENTITY = "inventory_file_identity"
 
@@ -93,9 +92,11 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
+
+def begin_reads(engine: Engine) -> None:
+    """BEGIN for reads of several statements (one snapshot), none for a single statement."""
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        options = connection.get_execution_options()
-        if options.get(NO_BEGIN, False):
-            return
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE, False) else "BEGIN")
+        if not connection.get_execution_options().get(NO_BEGIN, False):
+            connection.exec_driver_sql("BEGIN")

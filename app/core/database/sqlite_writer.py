@@ -38,13 +38,21 @@ class _Job(Generic[T]):
         self.result: T | None = None
         self.error: BaseException | None = None
 
-    def run(self, connection: Connection) -> None:
-        """The unit in a savepoint of its own: a unit that raises undoes only itself."""
+    def run(self, connection: Connection, *, savepoint: bool) -> None:
+        """The unit, in a savepoint of its own when it shares its transaction: a unit that
+        raises undoes only itself. A failure to undo it fails the whole batch."""
         try:
-            with collecting_after_commit(connection, self.callbacks), connection.begin_nested():
+            with collecting_after_commit(connection, self.callbacks):
+                if savepoint:
+                    connection.exec_driver_sql("SAVEPOINT unit")
                 self.result = self.unit(connection)
+                if savepoint:
+                    connection.exec_driver_sql("RELEASE unit")
         except Exception as error:
             self.fail(error)
+            if savepoint:
+                connection.exec_driver_sql("ROLLBACK TO unit")
+                connection.exec_driver_sql("RELEASE unit")
 
     def fail(self, error: BaseException) -> None:
         self.error = as_problem(error)
@@ -66,8 +74,9 @@ class SqliteWriter:
     """The one thread of the process that writes to a SQLite database, on its one connection.
 
     Units of work queue here and are run in the order they came, each in a savepoint of its
-    own; the units that queued while the last batch committed are committed together, with
-    one COMMIT and so one fsync. At low load a batch is a single unit: there is no timer.
+    own when there are several; the units that queued while the last batch committed are
+    committed together, with one COMMIT and so one fsync. At low load a batch is a single
+    unit: there is no timer.
     Waiting for the write lock (`busy_timeout`, another process writing) and for the disk
     happens in this thread, never on an event loop.
     """
@@ -115,10 +124,17 @@ class SqliteWriter:
         try:
             with self._engine.connect() as connection:
                 transaction = connection.begin()
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                # A unit alone in its transaction needs no savepoint: when it fails, the
+                # transaction is rolled back instead of committed.
+                alone = len(batch) == 1
                 for job in batch:
-                    job.run(connection)
+                    job.run(connection, savepoint=not alone)
                 try:
-                    transaction.commit()
+                    if alone and batch[0].error is not None:
+                        transaction.rollback()
+                    else:
+                        transaction.commit()
                 except Exception as error:
                     # SQLite may leave the transaction open after a refused COMMIT: end it
                     # at the driver, below SQLAlchemy's own (already finished) transaction.
