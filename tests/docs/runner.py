@@ -311,7 +311,14 @@ class Service:
 
     def __enter__(self) -> Service:
         cli = [sys.executable, "-m", "app.cli"]
-        subprocess.run([*cli, "migrate"], env=self.env, cwd=self.home, check=True, timeout=60)
+        subprocess.run(
+            [*cli, "migrate"],
+            env=self.env,
+            cwd=self.home,
+            check=True,
+            timeout=60,
+            stdout=subprocess.DEVNULL,
+        )
         self.process = subprocess.Popen(
             [*cli, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env,
