@@ -224,7 +224,10 @@ class Shell:
             return
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:
-            answer = parse_answer(self._output(text, command))
+            output = self._output(text, command)
+            for written, real in self.addresses.items():
+                output = output.replace(real, written)
+            answer = parse_answer(output)
             problem = self._mismatch(command, answer)
             if problem is None:
                 return
