@@ -56,6 +56,7 @@ class Expected:
 class Command:
     where: str
     text: str
+    block: int = 0
     expected: Expected | None = None
 
 
@@ -86,7 +87,10 @@ def read(path: Path) -> Document:
             block = []
         elif block is not None and line.startswith("```"):
             if any(SERVICE in code or RECEIVER in code for _, code in block):
-                document.commands.extend(_commands(path, block))
+                number_of_block = len({command.block for command in document.commands})
+                for command in _commands(path, block):
+                    command.block = number_of_block
+                    document.commands.append(command)
             block = None
         elif block is not None:
             block.append((number, line))

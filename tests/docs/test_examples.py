@@ -129,6 +129,7 @@ def test_the_answer_convention_reads_ellipses_and_continued_lines(tmp_path: Path
         encoding="utf-8",
     )
     first, second = runner.read(page).commands
-    assert first.expected is not None and second.expected is not None
+    assert first.expected is not None
+    assert second.expected is not None
     assert first.expected.body == {"product_id": "42", "version": runner.ANY, "product": None}
     assert (second.expected.status, second.expected.body) == (204, None)
