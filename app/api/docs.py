@@ -4,13 +4,15 @@ example, built from the error the service really raises."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from app.api import jsonapi
 from app.core.errors import (
@@ -449,17 +451,34 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
 
 
 # The assets fastapi-offline serves, and what the ReDoc page may load: only this service's
-# own scripts, styles and images. ReDoc's sidebar always shows Redocly's logo from a CDN;
-# this policy makes the browser drop that request instead of sending it off the machine.
+# own scripts, styles and images.
 STATIC_DOCS = "/static-offline-docs"
+REDOC_BUNDLE = f"{STATIC_DOCS}/redoc.offline.js"
+# ReDoc's sidebar always shows Redocly's logo from their CDN: the bundle is served with that
+# address replaced by an empty image, which the sidebar then leaves out.
+_REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 REDOC_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "script-src 'self'; worker-src 'self' blob:; connect-src 'self'"
 )
 
 
+@cache
+def _redoc_bundle() -> bytes:
+    bundle = files("fastapi_offline").joinpath("static", "redoc.standalone.js").read_bytes()
+    return bundle.replace(_REDOC_LOGO, b"data:,")
+
+
 def add_redoc(app: FastAPI) -> None:
     """`/redoc`, served by the service with assets of its own and nothing from elsewhere."""
+
+    async def redoc_bundle() -> Response:
+        return Response(_redoc_bundle(), media_type="text/javascript")
+
+    app.add_api_route(REDOC_BUNDLE, redoc_bundle, include_in_schema=False)
+    # fastapi-offline's static mount would answer under its prefix first: this one goes
+    # before it.
+    app.router.routes.insert(0, app.router.routes.pop())
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
@@ -467,7 +486,7 @@ def add_redoc(app: FastAPI) -> None:
         page = get_redoc_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{STATIC_DOCS}/redoc.standalone.js",
+            redoc_js_url=f"{root}{REDOC_BUNDLE}",
             redoc_favicon_url=f"{root}{STATIC_DOCS}/favicon.png",
             with_google_fonts=False,
         )
