@@ -42,10 +42,11 @@ DEMO_API_KEY ?= demo-key
 DEMO_PRODUCTS_API_KEY ?= demo-products-key
 
 demo: install
-	@echo "demo: fake products on 127.0.0.1:$(DEMO_PRODUCTS_PORT), service on $(HOST):$(PORT); Ctrl-C stops both"
 	@$(POETRY) run python -m devtools.fake_products --host 127.0.0.1 --port $(DEMO_PRODUCTS_PORT) \
 		--api-key $(DEMO_PRODUCTS_API_KEY) & fake=$$!; \
-	trap 'kill $$fake 2>/dev/null; wait $$fake 2>/dev/null' EXIT; \
+	echo "demo: fake products on 127.0.0.1:$(DEMO_PRODUCTS_PORT) (PID $$fake), service on $(HOST):$(PORT)"; \
+	echo "demo: Ctrl-C stops the service, then the fake (kill $$fake stops the fake alone)"; \
+	trap 'echo "demo: stopping the fake products service (PID $$fake)"; kill $$fake 2>/dev/null; wait $$fake 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \
 	export DATABASE_URL=sqlite:///./demo.db API_KEY=$(DEMO_API_KEY) \
 		PRODUCTS_SERVICE_URL=http://127.0.0.1:$(DEMO_PRODUCTS_PORT) \

@@ -17,9 +17,10 @@ from fastapi import FastAPI, Security
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
+from app import __version__
 from app.api import events, health, metrics, purchases, reservations, stock, webhooks
 from app.api.auth import ApiKeyMiddleware, api_key_scheme
-from app.api.docs import finish_document
+from app.api.docs import add_redoc, finish_document, operation_id
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
 from app.api.jsonapi import JsonApiMiddleware
@@ -113,12 +114,15 @@ def create_app(
     # service itself (under /static-offline-docs), so /docs works without internet access.
     app = FastAPIOffline(
         title="Inventory",
-        version="0.1.0",
+        version=__version__,
         summary="Stock levels, their ledger, and purchases that never oversell.",
         description=API_DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
+        generate_unique_id_function=operation_id,
+        redoc_url=None,
     )
+    add_redoc(app)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

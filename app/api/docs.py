@@ -4,10 +4,15 @@ example, built from the error the service really raises."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.responses import HTMLResponse, Response
 
 from app.api import jsonapi
 from app.core.errors import (
@@ -33,6 +38,7 @@ from app.core.errors import (
     problem_body,
 )
 from app.schemas.common import Problem
+from app.schemas.events import EVENT_ID_PATTERN
 
 EXAMPLE_REQUEST_ID = "0b5e8f0c2d1a4c3e9f7a6b5d4c3b2a19"
 
@@ -170,6 +176,171 @@ def problem_example(slug: str) -> dict[str, Any]:
     return problem_body(_PROBLEMS[slug][0], EXAMPLE_REQUEST_ID)
 
 
+def operation_id(route: APIRoute) -> str:
+    """The route function's name (`get_stock_level`), short enough for Swagger UI's Links
+    column, rather than FastAPI's name-path-method concatenation."""
+    return route.name
+
+
+# Ids the service issues are random, so no example can name an existing one: a path
+# parameter of such an id is filled with this, and Swagger UI's "Execute" gets a 404.
+EXAMPLE_UUID = "3f2c9a4e-8d1b-4c6a-9e0f-5b7d2a1c4e8f"
+
+# Where a route's problem differs from the generic example of its slug: the detail the
+# route really gives, for the state the README's first steps leave (product 42: 17 on hand,
+# 2 of them held by a reservation).
+_HELD = "Only 15 of '42' available: 2 are held by reservations."
+_RESERVED_ID = "'purchase' names the purchase routes; it cannot be a product id"
+_LONG_ID = "String should have at most 36 characters"
+_ENDPOINT_ID = (
+    "String should match pattern '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
+)
+_AT_LEAST_1 = "Input should be greater than or equal to 1"
+
+# The field and message of each route's own `validation-error` example.
+_INVALID: dict[str, tuple[str, str]] = {
+    "list_stock_levels": ("limit", _AT_LEAST_1),
+    "get_stock_level": ("product_id", _RESERVED_ID),
+    "set_stock_level": ("quantity", "Input should be greater than or equal to 0"),
+    "delete_stock_level": ("product_id", _RESERVED_ID),
+    "adjust_stock_level": ("delta", "must not be zero"),
+    "list_movements": ("product_id", _RESERVED_ID),
+    "buy": ("items.0.quantity", _AT_LEAST_1),
+    "get_purchase": ("purchase_id", _LONG_ID),
+    "cancel_purchase": ("purchase_id", _LONG_ID),
+    "create_reservation": ("ttl_seconds", _AT_LEAST_1),
+    "list_reservations": (
+        "status",
+        "Input should be 'active', 'confirmed', 'released' or 'expired'",
+    ),
+    "get_reservation": ("reservation_id", _LONG_ID),
+    "extend_reservation": ("ttl_seconds", _AT_LEAST_1),
+    "confirm_reservation": ("reservation_id", _LONG_ID),
+    "release_reservation": ("reservation_id", _LONG_ID),
+    "list_events": ("after", f"String should match pattern '{EVENT_ID_PATTERN}'"),
+    "create_webhook": ("events", "List should have at least 1 item after validation, not 0"),
+    "list_webhooks": ("limit", _AT_LEAST_1),
+    "get_webhook": ("endpoint_id", _ENDPOINT_ID),
+    "update_webhook": ("enabled", "Input should be a valid boolean"),
+    "delete_webhook": ("endpoint_id", _ENDPOINT_ID),
+    "list_deliveries": ("limit", _AT_LEAST_1),
+    "send_test_event": ("endpoint_id", _ENDPOINT_ID),
+}
+
+# Where a route's problem differs from the generic example of its slug: the detail the
+# route really gives, for the state the README's first steps leave and a hold of 2 units
+# (product 42: 17 on hand, 2 of them held). tests/docs provoke each one.
+_ROUTE_PROBLEMS: dict[str, dict[str, ProblemError]] = {
+    name: {
+        "validation-error": ValidationFailed(
+            "The request is not valid.", errors=[{"field": field, "message": message}]
+        )
+    }
+    for name, (field, message) in _INVALID.items()
+}
+for name, requested in (
+    ("set_stock_level", 16),
+    ("adjust_stock_level", 16),
+    ("delete_stock_level", 17),
+):
+    _ROUTE_PROBLEMS[name]["insufficient-stock"] = InsufficientStock(
+        _HELD, items=[{"product_id": "42", "requested": requested, "available": 15}]
+    )
+_ROUTE_PROBLEMS["list_movements"]["not-found"] = NotFound("Product '42' has no stock history.")
+_ROUTE_PROBLEMS["create_reservation"]["insufficient-stock"] = InsufficientStock(
+    "Not enough stock available for every line; nothing was held.",
+    items=[{"product_id": "42", "requested": 20, "available": 15}],
+)
+for name in ("get_purchase", "cancel_purchase"):
+    _ROUTE_PROBLEMS[name]["not-found"] = NotFound(f"No purchase {EXAMPLE_UUID!r}.")
+for name, state, verb in (
+    ("extend_reservation", "released", "extended"),
+    ("confirm_reservation", "released", "confirmed"),
+    ("release_reservation", "confirmed", "released"),
+    ("get_reservation", None, None),
+):
+    _ROUTE_PROBLEMS[name]["not-found"] = NotFound(f"No reservation {EXAMPLE_UUID!r}.")
+    if state is not None:
+        _ROUTE_PROBLEMS[name]["reservation-not-active"] = ReservationNotActive(
+            f"Reservation {EXAMPLE_UUID!r} is {state}: it cannot be {verb}.",
+            reservation_status=state,
+        )
+for name in (
+    "get_webhook",
+    "update_webhook",
+    "delete_webhook",
+    "list_deliveries",
+    "send_test_event",
+):
+    _ROUTE_PROBLEMS[name]["not-found"] = NotFound(f"No webhook endpoint {EXAMPLE_UUID!r}.")
+
+_STOCK_LEVEL: dict[str, Any] = {
+    "product_id": "42",
+    "quantity": 17,
+    "reserved": 0,
+    "available": 17,
+    "low_stock_threshold": None,
+    "version": 1,
+    "created_at": "2026-11-28T10:15:00Z",
+    "updated_at": "2026-11-28T10:15:00Z",
+    "product": {"id": "42", "name": "Towel", "price": 12.9},
+}
+# Answers whose example differs by status: a PUT that creates asks the products service and
+# shows the product; one that updates does not ask, so its `product` is null.
+_ANSWERS: dict[str, dict[str, dict[str, Any]]] = {
+    "set_stock_level": {
+        "201": _STOCK_LEVEL,
+        "200": {
+            **_STOCK_LEVEL,
+            "quantity": 20,
+            "reserved": 2,
+            "available": 18,
+            "version": 3,
+            "updated_at": "2026-11-28T11:02:41Z",
+            "product": None,
+        },
+    },
+}
+
+
+def _type_mismatch(method: str, path: str) -> ProblemError | None:
+    """What this route answers to a JSON:API body of another type; None when the route
+    reads no JSON:API body, so it cannot answer `type-mismatch`."""
+    resource_type = jsonapi.REQUEST_TYPES.get(f"{method.upper()} {path}")
+    if resource_type is None:
+        return None
+    other = "purchases" if resource_type == "stock-levels" else "stock-levels"
+    try:
+        jsonapi.unwrap({"data": {"type": other}}, resource_type=resource_type, resource_id=None)
+    except TypeMismatch as mismatch:
+        return mismatch
+    raise AssertionError(f"{resource_type} takes {other}")
+
+
+def _own_problems(method: str, path: str, operation: dict[str, Any]) -> None:
+    """Each problem example as this route gives it (see `_ROUTE_PROBLEMS`); a problem the
+    route cannot give is taken out."""
+    overrides: dict[str, ProblemError | None] = {
+        "type-mismatch": _type_mismatch(method, path),
+        **_ROUTE_PROBLEMS.get(operation["operationId"], {}),
+    }
+    responses = operation.get("responses", {})
+    for status in list(responses):
+        content = responses[status].get("content", {}).get(PROBLEM_MEDIA_TYPE)
+        if content is None:
+            continue
+        examples = content["examples"]
+        for slug in [slug for slug in examples if slug in overrides]:
+            error = overrides[slug]
+            if error is None:
+                del examples[slug]
+            else:
+                examples[slug]["value"] = problem_body(error, EXAMPLE_REQUEST_ID)
+        responses[status]["description"] = _description(list(examples))
+        if not examples:
+            del responses[status]
+
+
 def problems(*slugs: str) -> dict[int | str, dict[str, Any]]:
     """The documented responses of these problems, one per status, an example per problem."""
     responses: dict[int | str, dict[str, Any]] = {}
@@ -178,7 +349,7 @@ def problems(*slugs: str) -> dict[int | str, dict[str, Any]]:
             # `model` puts Problem into the document's components; FastAPI also files it under
             # application/json, which `finish_document` takes out again.
             "model": Problem,
-            "description": " ".join(f"`{slug}`: {_PROBLEMS[slug][1]}" for slug in group),
+            "description": _description(group),
             "content": {
                 PROBLEM_MEDIA_TYPE: {
                     "schema": {"$ref": "#/components/schemas/Problem"},
@@ -197,6 +368,10 @@ def problems(*slugs: str) -> dict[int | str, dict[str, Any]]:
             response["headers"] = headers
         responses[status] = response
     return responses
+
+
+def _description(slugs: Sequence[str]) -> str:
+    return " ".join(f"`{slug}`: {_PROBLEMS[slug][1]}" for slug in slugs)
 
 
 def _by_status(slugs: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
@@ -248,17 +423,72 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
             schemas = document.get("components", {}).get("schemas", {})
             for model in examples_of:
                 schemas[model.__name__]["examples"] = model.model_json_schema()["examples"]
-            for operations in document.get("paths", {}).values():
-                for operation in operations.values():
+            for path, operations in document.get("paths", {}).items():
+                for method, operation in operations.items():
                     for parameter in operation.get("parameters", []):
                         parameter["schema"] = _without_null(parameter["schema"])
                         if parameter["name"] in _PARAMETER_FORMATS:
                             parameter["schema"]["format"] = _PARAMETER_FORMATS[parameter["name"]]
+                        if parameter["in"] == "path":
+                            # Swagger UI fills "Try it out" from the parameter's own
+                            # example, never from its schema's.
+                            parameter["example"] = parameter["schema"].get(
+                                "examples", [EXAMPLE_UUID]
+                            )[0]
                     for response in operation.get("responses", {}).values():
                         content = response.get("content", {})
                         if PROBLEM_MEDIA_TYPE in content:
                             content.pop("application/json", None)
+                    _own_problems(method, path, operation)
+                    for status, example in _ANSWERS.get(operation["operationId"], {}).items():
+                        operation["responses"][status]["content"]["application/json"]["example"] = (
+                            example
+                        )
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# The assets fastapi-offline serves, and what the ReDoc page may load: only this service's
+# own scripts, styles and images.
+STATIC_DOCS = "/static-offline-docs"
+REDOC_BUNDLE = f"{STATIC_DOCS}/redoc.offline.js"
+# ReDoc's sidebar always shows Redocly's logo from their CDN: the bundle is served with that
+# address replaced by an empty image, which the sidebar then leaves out.
+_REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+REDOC_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; worker-src 'self' blob:; connect-src 'self'"
+)
+
+
+@cache
+def _redoc_bundle() -> bytes:
+    bundle = files("fastapi_offline").joinpath("static", "redoc.standalone.js").read_bytes()
+    return bundle.replace(_REDOC_LOGO, b"data:,")
+
+
+def add_redoc(app: FastAPI) -> None:
+    """`/redoc`, served by the service with assets of its own and nothing from elsewhere."""
+
+    async def redoc_bundle() -> Response:
+        return Response(_redoc_bundle(), media_type="text/javascript")
+
+    app.add_api_route(REDOC_BUNDLE, redoc_bundle, include_in_schema=False)
+    # fastapi-offline's static mount would answer under its prefix first: this one goes
+    # before it.
+    app.router.routes.insert(0, app.router.routes.pop())
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{REDOC_BUNDLE}",
+            redoc_favicon_url=f"{root}{STATIC_DOCS}/favicon.png",
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = REDOC_POLICY
+        return page

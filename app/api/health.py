@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import __version__
 from app.api.deps import CatalogDep, DatabaseDep
 from app.core.database import Database
 from app.core.errors import DatabaseUnavailable
@@ -21,6 +22,7 @@ DATABASE_PROBE_SECONDS = 2.0
 
 class Health(BaseModel):
     status: Literal["ok"]
+    version: str = Field(description="The service's version.", examples=["0.2.0"])
 
 
 class Readiness(BaseModel):
@@ -52,7 +54,7 @@ _NOT_READY = {
 @router.get("/health", summary="Liveness")
 async def health() -> Health:
     """200 while the process runs."""
-    return Health(status="ok")
+    return Health(status="ok", version=__version__)
 
 
 @router.get(

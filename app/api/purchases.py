@@ -37,6 +37,7 @@ def receipt_answer(receipt: dict[str, Any], created: bool) -> Answer:
 @router.post(
     "/purchase",
     summary="Buy several products at once",
+    operation_id="buy",
     status_code=status.HTTP_201_CREATED,
     response_model=PurchaseOut,
     responses={
@@ -44,8 +45,8 @@ def receipt_answer(receipt: dict[str, Any], created: bool) -> Answer:
             "description": "Created",
             "links": links_to(
                 "purchase_id",
-                "get_purchase_inventory_purchases__purchase_id__get",
-                "cancel_purchase_inventory_purchases__purchase_id__cancel_post",
+                "get_purchase",
+                "cancel_purchase",
             ),
         },
         **problems(

@@ -43,10 +43,10 @@ def _held_answer(reservation: dict[str, Any], _created: bool) -> Answer:
             "description": "Created",
             "links": links_to(
                 "reservation_id",
-                "get_reservation_reservations__reservation_id__get",
-                "extend_reservation_reservations__reservation_id__patch",
-                "confirm_reservation_reservations__reservation_id__confirm_post",
-                "release_reservation_reservations__reservation_id__release_post",
+                "get_reservation",
+                "extend_reservation",
+                "confirm_reservation",
+                "release_reservation",
             ),
         },
         **problems(

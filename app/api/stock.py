@@ -93,6 +93,7 @@ async def get_stock_level(
         **problems(
             *INVENTORY,
             *WITH_BODY,
+            "insufficient-stock",
             "version-mismatch",
             "unknown-product",
             "products-unavailable",

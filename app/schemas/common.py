@@ -48,8 +48,9 @@ _PRODUCT_ID_SCHEMA: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
     "maxLength": 64,
-    "pattern": PRODUCT_ID_PATTERN,
-    "not": {"enum": list(RESERVED_PRODUCT_IDS)},
+    # "Not a reserved word" as a lookahead: Swagger UI shows a schema with `not` as the
+    # type "never".
+    "pattern": "^(?!(?:" + "|".join(RESERVED_PRODUCT_IDS) + ")$)" + PRODUCT_ID_PATTERN[1:],
     "description": PRODUCT_ID_RULE + ".",
     "examples": ["42"],
 }

@@ -54,12 +54,12 @@ class PurchaseOut(BaseModel):
                         {
                             "product_id": "42",
                             "quantity": 2,
-                            "unit_price": "9.50",
-                            "subtotal": "19.00",
-                            "remaining": 13,
+                            "unit_price": "12.90",
+                            "subtotal": "25.80",
+                            "remaining": 15,
                         }
                     ],
-                    "total": "19.00",
+                    "total": "25.80",
                     "created_at": "2026-11-28T10:15:00Z",
                     "cancelled_at": None,
                 }

@@ -24,7 +24,7 @@ class StockLevelOut(BaseModel):
                     "version": 3,
                     "created_at": "2026-11-28T10:15:00Z",
                     "updated_at": "2026-11-28T11:02:41Z",
-                    "product": {"id": "42", "name": "Mug", "price": 9.5},
+                    "product": {"id": "42", "name": "Towel", "price": 12.9},
                 }
             ]
         },

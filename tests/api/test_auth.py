@@ -13,6 +13,7 @@ from starlette.routing import Mount, Route
 
 from app.api.auth import PUBLIC_ASSETS, PUBLIC_PATHS, is_public
 from app.api.deps import CallerDep
+from app.api.docs import REDOC_BUNDLE
 from tests.support.problems import assert_problem
 from tests.support.service import API_KEY, client_for
 
@@ -73,7 +74,8 @@ async def test_every_route_of_the_app_is_protected_but_the_public_ones(
         response = await anonymous.request(method, re.sub(r"\{[a-z_]+\}", "x1", path))
         if response.status_code != 401:
             public.add(path)
-    assert public == CONTRACT_PUBLIC | DOCS_PAGES | {f"{PUBLIC_ASSETS}swagger-ui.css"}
+    assets = {f"{PUBLIC_ASSETS}swagger-ui.css", REDOC_BUNDLE}
+    assert public == CONTRACT_PUBLIC | DOCS_PAGES | assets
 
 
 async def test_the_docs_assets_are_served_without_a_key(anonymous: httpx.AsyncClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import re
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from tests.support.service import client_for, make_settings
 
 async def test_health_is_ok(anonymous: httpx.AsyncClient) -> None:
     response = await anonymous.get("/health")
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    version = importlib.metadata.version("inventory")
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "version": version})
 
 
 async def test_ready_names_each_check(anonymous: httpx.AsyncClient) -> None:

@@ -171,7 +171,7 @@ async def test_a_service_whose_database_refuses_it_starts_and_answers_503(
 ) -> None:
     app = create_app(make_settings(refusal.url))
     async with app.router.lifespan_context(app), client_for(app, **{"X-API-KEY": API_KEY}) as http:
-        assert (await http.get("/health")).json() == {"status": "ok"}
+        assert (await http.get("/health")).json()["status"] == "ok"
         await assert_every_route_is_unavailable(http)
 
 
