@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from starlette.responses import HTMLResponse, Response
 
 from app.api import jsonapi
+from app.api.routing import body_types
 from app.core.errors import (
     PROBLEM_MEDIA_TYPE,
     DatabaseUnavailable,
@@ -303,10 +304,9 @@ _ANSWERS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _type_mismatch(method: str, path: str) -> ProblemError | None:
-    """What this route answers to a JSON:API body of another type; None when the route
-    reads no JSON:API body, so it cannot answer `type-mismatch`."""
-    resource_type = jsonapi.REQUEST_TYPES.get(f"{method.upper()} {path}")
+def _type_mismatch(resource_type: str | None) -> ProblemError | None:
+    """What a route whose body carries `resource_type` answers to a JSON:API body of another
+    type; None when the route reads no JSON:API body, so it cannot answer `type-mismatch`."""
     if resource_type is None:
         return None
     other = "purchases" if resource_type == "stock-levels" else "stock-levels"
@@ -317,11 +317,11 @@ def _type_mismatch(method: str, path: str) -> ProblemError | None:
     raise AssertionError(f"{resource_type} takes {other}")
 
 
-def _own_problems(method: str, path: str, operation: dict[str, Any]) -> None:
+def _own_problems(body_type: str | None, operation: dict[str, Any]) -> None:
     """Each problem example as this route gives it (see `_ROUTE_PROBLEMS`); a problem the
     route cannot give is taken out."""
     overrides: dict[str, ProblemError | None] = {
-        "type-mismatch": _type_mismatch(method, path),
+        "type-mismatch": _type_mismatch(body_type),
         **_ROUTE_PROBLEMS.get(operation["operationId"], {}),
     }
     responses = operation.get("responses", {})
@@ -420,6 +420,7 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
+            types = body_types(app.routes)
             schemas = document.get("components", {}).get("schemas", {})
             for model in examples_of:
                 schemas[model.__name__]["examples"] = model.model_json_schema()["examples"]
@@ -439,7 +440,7 @@ def finish_document(app: FastAPI, *, examples_of: Sequence[type[BaseModel]]) -> 
                         content = response.get("content", {})
                         if PROBLEM_MEDIA_TYPE in content:
                             content.pop("application/json", None)
-                    _own_problems(method, path, operation)
+                    _own_problems(types.get(f"{method.upper()} {path}"), operation)
                     for status, example in _ANSWERS.get(operation["operationId"], {}).items():
                         operation["responses"][status]["content"]["application/json"]["example"] = (
                             example

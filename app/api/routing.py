@@ -9,13 +9,14 @@ JSON (`strict_json`), or as a JSON:API document whose attributes the route then 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute
 
 from app.api import jsonapi
 from app.api.strict_json import StrictJsonRequest
@@ -116,3 +117,14 @@ class _JsonApiBody(StrictJsonRequest):
                 resource_id=self._resource_id,
             )
         return self._attributes
+
+
+def body_types(routes: Sequence[BaseRoute]) -> dict[str, str]:
+    """The JSON:API type each resource route's body carries, by "METHOD /path"."""
+    return {
+        f"{method} {context.path}": route.body_type
+        for context in iter_route_contexts(routes)
+        if isinstance(route := context.original_route, ResourceRoute)
+        and route.body_type is not None
+        for method in route.methods or ()
+    }

@@ -15,12 +15,14 @@ import httpx
 import pytest
 
 from app.api.docs import EXAMPLE_UUID
-from app.api.jsonapi import REQUEST_TYPES
+from app.api.routing import body_types
 from app.main import create_app
 from tests.docs import runner
 from tests.support.service import make_settings
 
-DOCUMENT = create_app(make_settings("sqlite:///unused-for-openapi.db")).openapi()
+_APP = create_app(make_settings("sqlite:///unused-for-openapi.db"))
+DOCUMENT = _APP.openapi()
+REQUEST_TYPES = body_types(_APP.routes)
 METHODS = ("get", "put", "post", "patch", "delete")
 TOO_LONG_ID = "a" * 37
 
