@@ -117,6 +117,9 @@ def create_app(
         summary="Stock levels, their ledger, and purchases that never oversell.",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # A path with a trailing slash is another path (404): a redirect would be built from
+        # the Host header, which points wherever the caller says.
+        redirect_slashes=False,
         swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
     )
     install_error_handlers(app)

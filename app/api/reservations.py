@@ -27,7 +27,7 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 
-ReservationId = Annotated[str, Path(max_length=36, description="The reservation's id.")]
+ReservationId = Annotated[str, Path(description="The reservation's id.")]
 
 
 def _held_answer(reservation: ReservationOut) -> Answer:

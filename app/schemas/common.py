@@ -26,6 +26,9 @@ PRODUCT_ID_RULE = (
     + " or ".join(f"`{reserved}`" for reserved in RESERVED_PRODUCT_IDS)
 )
 
+# The ids the service makes (purchases, reservations, webhook endpoints): `str(uuid.uuid4())`.
+ISSUED_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
 _ID_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
 
 
