@@ -117,8 +117,11 @@ def record_lines(
     lines: list[Line],
     remaining: dict[str, int],
     now: datetime,
+    *,
+    held: bool = False,
 ) -> PurchaseOut:
-    """The lines of a purchase whose stock was taken, and their ledger movements: the receipt."""
+    """The lines of a purchase whose stock was taken, and their ledger movements: the receipt.
+    `held`: the units were taken from a reservation's hold."""
     line_rows = [
         {
             "purchase_id": purchase_id,
@@ -143,6 +146,7 @@ def record_lines(
                 quantity_after=remaining[line.product_id],
                 reason=reference,
                 purchase_id=purchase_id,
+                held=held,
             )
             for line in lines
         ],

@@ -254,7 +254,9 @@ def _take_held(
         product_id: stock_levels.take_held(connection, product_id, quantity, now)
         for product_id, quantity in held
     }
-    receipt = record_lines(connection, caller, purchase_id, stored.reference, lines, remaining, now)
+    receipt = record_lines(
+        connection, caller, purchase_id, stored.reference, lines, remaining, now, held=True
+    )
     _confirmed(connection, caller, stored, purchase_id)
     return receipt
 
