@@ -23,11 +23,11 @@ from app.clients.products import (
     lookup_all,
     lookup_deadline_seconds,
 )
+from app.clients.products.breaker import CircuitState
 from app.clients.products.payload import flatten_product
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
-from app.core.metrics import CircuitState
 
 BASE = "http://products.test"
 RESET_SECONDS = 30.0

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 from cachetools import TTLCache
 
-from app.clients.products.breaker import CircuitBreaker
+from app.clients.products.breaker import CircuitBreaker, CircuitState
 from app.clients.products.catalog import (
     ProductLookup,
     ProductsCatalog,
@@ -33,7 +33,6 @@ from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
 from app.core.logging import MASK
-from app.core.metrics import CircuitState
 
 logger = logging.getLogger(__name__)
 
