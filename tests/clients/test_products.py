@@ -179,9 +179,6 @@ async def test_every_body_shape_flattens_to_the_same_product(
         pytest.param({"id": 7, "name": "Mug"}, "7", id="integer-id"),
         pytest.param({"data": {"id": 7, "type": "p", "attributes": {}}}, "7", id="jsonapi-integer"),
         pytest.param({"name": "Mug"}, "0007", id="missing-id"),
-        pytest.param({"id": None, "name": "Mug"}, "0007", id="null-id"),
-        pytest.param({"id": "", "name": "Mug"}, "0007", id="empty-id"),
-        pytest.param({"id": True, "name": "Mug"}, "0007", id="boolean-id"),
         pytest.param({"id": "sku-7"}, "sku-7", id="string-id"),
     ],
 )
@@ -190,6 +187,16 @@ def test_product_id_is_always_a_string(body: dict[str, Any], expected_id: str) -
 
     assert flat is not None
     assert flat["id"] == expected_id
+
+
+@pytest.mark.parametrize(
+    "raw_id",
+    [None, "", True, False, 1.5, 7.0, {"a": 1}, ["7"]],
+    ids=["null", "empty", "true", "false", "fraction", "float", "object", "list"],
+)
+def test_a_body_whose_id_is_no_id_holds_no_product(raw_id: object) -> None:
+    assert flatten_product({"id": raw_id, "name": "Mug"}, "7") is None
+    assert flatten_product({"data": {"id": raw_id, "type": "p", "attributes": {}}}, "7") is None
 
 
 def test_plain_product_with_a_data_field_is_not_unwrapped() -> None:
@@ -888,6 +895,60 @@ async def test_ids_the_catalog_rejects_are_not_found_and_never_open_the_circuit(
     for _ in range(3):
         assert await catalog.lookup("abc") == ProductLookup("abc", ProductStatus.NOT_FOUND)
     assert circuit_state(catalog) == "closed"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        *(httpx.Response(status) for status in (405, 409, 414, 418, 451, 301, 304, 201, 204)),
+        httpx.Response(200, text="<html>oops</html>"),
+        httpx.Response(200, json=[{"id": "abc"}]),
+        httpx.Response(200, json={"id": 1.5}),
+        httpx.Response(200, json={"id": True}),
+        httpx.Response(200, json={"id": {"a": 1}}),
+    ],
+    ids=lambda answer: f"{answer.status_code}-{answer.content[:12]!r}",
+)
+async def test_answers_about_one_id_cannot_answer_but_never_open_the_circuit(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory, answer: httpx.Response
+) -> None:
+    products_api.get("/products/abc").mock(return_value=answer)
+    products_api.get("/products/42").mock(return_value=product())
+    catalog = make_catalog(products_circuit_failures=1)
+
+    for _ in range(3):
+        with pytest.raises(ProductsUnavailable):
+            await catalog.lookup("abc")
+
+    assert circuit_state(catalog) == "closed"
+    assert (await catalog.lookup("42")).status is ProductStatus.FOUND
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        *(httpx.Response(status) for status in (401, 403, 429, 500, 501, 503)),
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+    ],
+    ids=repr,
+)
+async def test_what_says_the_catalog_is_unwell_opens_the_circuit(
+    products_api: respx.MockRouter,
+    make_catalog: CatalogFactory,
+    failure: httpx.Response | Exception,
+) -> None:
+    route = products_api.get("/products/abc")
+    if isinstance(failure, Exception):
+        route.mock(side_effect=failure)
+    else:
+        route.mock(return_value=failure)
+    catalog = make_catalog(products_circuit_failures=1, products_retries=0)
+
+    with pytest.raises(ProductsUnavailable):
+        await catalog.lookup("abc")
+
+    assert circuit_state(catalog) == "open"
 
 
 @pytest.mark.parametrize(("answered", "catalog_id"), [(1, "1"), ("ABC", "ABC"), ({"id": "7"}, "7")])

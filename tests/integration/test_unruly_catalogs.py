@@ -100,6 +100,58 @@ async def test_ids_the_catalog_rejects_never_open_the_circuit(
     assert bought.status_code == 201, bought.text
 
 
+@pytest.mark.parametrize("status", [405, 409, 414, 418, 301, 201])
+async def test_odd_answers_about_one_id_are_503_but_never_open_the_circuit(
+    database_url: str, fake_products: FakeProductsServer, status: int
+) -> None:
+    settings = settings_for(database_url, fake_products.url, products_circuit_failures=2)
+    fake_products.require_api_key(PRODUCTS_KEY)
+    async with running(settings) as service:
+        await make_stock(service.db, "1", 5)
+        fake_products.fail_with(status)
+        refused = [
+            await service.http.post("/inventory/purchase", json=order(("1", 1))) for _ in range(4)
+        ]
+        fake_products.status = None
+        bought = await service.http.post("/inventory/purchase", json=order(("1", 1)))
+
+    for answer in refused:
+        assert_unavailable(answer)
+    assert bought.status_code == 201, bought.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": 1.5, "name": "Mug"}',
+        b'{"id": true, "name": "Mug"}',
+        b'{"id": {"a": 1}, "name": "Mug"}',
+        b'{"id": null, "name": "Mug"}',
+        b'{"id": "", "name": "Mug"}',
+        b'{"data": {"id": 1.0, "type": "products", "attributes": {"name": "Mug"}}}',
+    ],
+)
+async def test_a_200_whose_id_is_no_id_is_never_a_sale(
+    database_url: str, fake_products: FakeProductsServer, body: bytes
+) -> None:
+    settings = settings_for(database_url, fake_products.url, products_circuit_failures=1)
+    fake_products.require_api_key(PRODUCTS_KEY)
+    async with running(settings) as service:
+        await make_stock(service.db, "1", 5)
+        fake_products.answer_raw(body, {"Content-Type": "application/json"})
+        refused = [
+            await service.http.post("/inventory/purchase", json=order(("1", 1))) for _ in range(2)
+        ]
+        fake_products.raw = None
+        bought = await service.http.post("/inventory/purchase", json=order(("1", 1)))
+        left = await quantity_of(service.db, "1")
+
+    for answer in refused:
+        assert_unavailable(answer)
+    assert bought.status_code == 201, bought.text
+    assert left == 4
+
+
 @pytest.mark.parametrize(
     ("style", "catalog_id", "asked", "answered"),
     [

@@ -42,6 +42,10 @@ _ACCEPT = "application/json, application/vnd.api+json"
 _NOT_FOUND_STATUSES = frozenset({400, 404, 410, 422})
 # Our credentials are refused: a configuration fault on our side, not a missing product.
 _AUTH_STATUSES = frozenset({401, 403})
+# The catalog as a whole is unwell (or refuses us): these count toward the circuit breaker, as
+# does no answer at all. Any other answer is about the id the caller chose, and a caller must
+# not open the circuit for everybody by choosing ids the catalog answers oddly.
+_UNWELL_STATUSES = frozenset({429, *_AUTH_STATUSES})
 # A gateway in front of the products service said it got no answer, so the request
 # may never have reached it and asking again is safe. A 500 is the service's own verdict.
 _RETRYABLE_STATUSES = frozenset({502, 503, 504})
@@ -73,7 +77,7 @@ class _CannotAnswer(Exception):
     """No verdict on the product. `counts` says whether it is the catalog's failure (toward the
     circuit breaker) or only ours, such as waiting too long for a free connection."""
 
-    def __init__(self, reason: str, *, retryable: bool, counts: bool = True) -> None:
+    def __init__(self, reason: str, *, retryable: bool, counts: bool) -> None:
         super().__init__(reason)
         self.retryable = retryable
         self.counts = counts
@@ -297,14 +301,14 @@ class HttpProductsCatalog:
                         return response.status_code, b""
                     return response.status_code, await read_capped(response)
             except UnreadablePayload as refused:
-                raise _CannotAnswer(str(refused), retryable=False) from refused
+                raise _CannotAnswer(str(refused), retryable=False, counts=False) from refused
             except _RETRYABLE_ERRORS as error:
                 raise _CannotAnswer(
-                    f"no answer ({type(error).__name__})", retryable=True
+                    f"no answer ({type(error).__name__})", retryable=True, counts=True
                 ) from error
             except httpx.HTTPError as error:
                 raise _CannotAnswer(
-                    f"request failed ({type(error).__name__})", retryable=False
+                    f"request failed ({type(error).__name__})", retryable=False, counts=True
                 ) from error
 
     def _verdict(self, product_id: str, status: int, body: bytes) -> ProductLookup:
@@ -313,14 +317,18 @@ class HttpProductsCatalog:
         if status in _AUTH_STATUSES:
             self._refuse_credentials(status)
         if status != httpx.codes.OK:
-            raise _CannotAnswer(f"it answered {status}", retryable=status in _RETRYABLE_STATUSES)
+            raise _CannotAnswer(
+                f"it answered {status}",
+                retryable=status in _RETRYABLE_STATUSES,
+                counts=status >= 500 or status in _UNWELL_STATUSES,
+            )
         try:
             product = flatten_product(parse_product_body(body), product_id)
         except UnreadablePayload as refused:
-            raise _CannotAnswer(str(refused), retryable=False) from refused
+            raise _CannotAnswer(str(refused), retryable=False, counts=False) from refused
         if product is None:
             raise _CannotAnswer(
-                "it answered 200 with a body that is not a product", retryable=False
+                "it answered 200 with a body that is not a product", retryable=False, counts=False
             )
         if product["id"] != product_id:
             return ProductLookup(product_id, ProductStatus.NOT_FOUND, catalog_id=product["id"])
@@ -335,7 +343,7 @@ class HttpProductsCatalog:
                 "and any user:password in PRODUCTS_SERVICE_URL; look-ups answer 503 until then",
                 status,
             )
-        raise _CannotAnswer(f"it refused our credentials ({status})", retryable=False)
+        raise _CannotAnswer(f"it refused our credentials ({status})", retryable=False, counts=True)
 
     def _headers(self) -> dict[str, str]:
         headers = {
