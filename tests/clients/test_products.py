@@ -797,26 +797,45 @@ async def test_lookup_all_of_nothing_is_empty() -> None:
 # --- probe --------------------------------------------------------------------------------
 
 
+PROBE = "/products/inventory-readiness-probe-0000"
+
+
 @pytest.mark.parametrize(
     ("status", "verdict"),
     [
         (200, "ok"),
         (204, "ok"),
         (404, "ok"),
+        (400, "ok"),
+        (422, "ok"),
         (401, "unauthorized"),
         (403, "unauthorized"),
         (429, "unavailable"),
         (500, "unavailable"),
         (503, "unavailable"),
+        (405, "unavailable"),
     ],
 )
 async def test_probe_tells_ok_unauthorized_or_unavailable_by_status(
     products_api: respx.MockRouter, make_catalog: CatalogFactory, status: int, verdict: str
 ) -> None:
-    route = products_api.get("/health").respond(status)
+    route = products_api.get(PROBE).respond(status)
 
-    assert await make_catalog().probe() == verdict
+    assert await make_catalog(products_api_key="k").probe() == verdict
     assert route.call_count == 1
+    assert route.calls.last.request.headers["X-API-KEY"] == "k"
+
+
+async def test_probe_asks_where_the_products_are(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory
+) -> None:
+    products_api.get("/health").respond(200)
+    products = products_api.get(url__regex=r"/api/productos/[^/]+$").respond(401)
+
+    catalog = make_catalog(products_path="/api/productos/{id}")
+
+    assert await catalog.probe() == "unauthorized"
+    assert products.call_count == 1
 
 
 @pytest.mark.parametrize(
@@ -826,7 +845,7 @@ async def test_probe_tells_ok_unauthorized_or_unavailable_by_status(
 async def test_probe_is_unavailable_without_an_answer(
     products_api: respx.MockRouter, make_catalog: CatalogFactory, failure: Exception
 ) -> None:
-    products_api.get("/health").mock(side_effect=failure)
+    products_api.get(PROBE).mock(side_effect=failure)
 
     assert await make_catalog().probe() == "unavailable"
 
@@ -835,7 +854,7 @@ async def test_probe_asks_even_while_the_circuit_is_open(
     products_api: respx.MockRouter, make_catalog: CatalogFactory
 ) -> None:
     products_api.get("/products/42").respond(500)
-    health = products_api.get("/health").respond(200)
+    health = products_api.get(PROBE).respond(404)
     catalog = make_catalog(products_circuit_failures=1)
     await failing_lookups(catalog, 1)
 

@@ -223,6 +223,19 @@ async def test_a_catalog_refusing_our_key_is_503_logged_once_and_shown_in_ready(
     assert ready.json()["checks"]["products"] == "unauthorized"
 
 
+async def test_ready_shows_a_refused_key_even_when_the_catalogs_health_is_public(
+    database_url: str, fake_products: FakeProductsServer
+) -> None:
+    fake_products.require_api_key("the-key-it-really-wants", public_health=True)
+    async with running(settings_for(database_url, fake_products.url)) as service:
+        refused = await service.http.put("/inventory/1", json={"quantity": 3})
+        ready = await service.http.get("/ready")
+
+    assert_unavailable(refused)
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "products": "unauthorized"}
+
+
 def _nested(depth: int) -> bytes:
     return b'{"id": "1", "x": ' + b"[" * depth + b"]" * depth + b"}"
 

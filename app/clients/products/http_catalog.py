@@ -49,6 +49,10 @@ _UNWELL_STATUSES = frozenset({429, *_AUTH_STATUSES})
 # A gateway in front of the products service said it got no answer, so the request
 # may never have reached it and asking again is safe. A 500 is the service's own verdict.
 _RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# What the readiness probe asks for: an id no catalog has (a catalog of integer ids refuses
+# it with 400 or 422, one of strings answers 404), so the answer says only whether the catalog
+# answers us where the products are.
+_PROBE_ID = "inventory-readiness-probe-0000"
 # Look-ups are GETs: when the connection failed or the answer never came, asking again
 # cannot do harm. `TimeoutError` is our own per-attempt deadline firing.
 _RETRYABLE_ERRORS = (
@@ -192,12 +196,15 @@ class HttpProductsCatalog:
         return found
 
     async def probe(self) -> str:
+        """A look-up of an id no catalog has, where the products are: a catalog whose own
+        `/health` is public but which refuses our key for products shows as `unauthorized`.
+        Past the cache, the breaker and the connection queue: it says how things are now."""
         try:
             async with (
                 asyncio.timeout(self._timeout),
                 # Streamed and never read: only the status counts, whatever the body holds.
                 self._client.stream(
-                    "GET", f"{self._base_url}/health", headers=self._headers(), auth=self._auth
+                    "GET", self._url_of(_PROBE_ID), headers=self._headers(), auth=self._auth
                 ) as response,
             ):
                 status = response.status_code
@@ -206,9 +213,10 @@ class HttpProductsCatalog:
             return "unavailable"
         if status in _AUTH_STATUSES:
             return "unauthorized"
-        if status >= 500 or status == httpx.codes.TOO_MANY_REQUESTS:
-            return "unavailable"
-        return "ok"
+        if httpx.codes.is_success(status) or status in _NOT_FOUND_STATUSES:
+            return "ok"
+        logger.info("products service probe was answered %d", status)
+        return "unavailable"
 
     def _refused(self, product_id: str) -> ProductsUnavailable:
         wait = self._breaker.seconds_until_half_open()
@@ -256,7 +264,7 @@ class HttpProductsCatalog:
         return found
 
     async def _attempts(self, product_id: str) -> ProductLookup:
-        url = self._base_url + self._path.replace("{id}", quote(product_id, safe=""))
+        url = self._url_of(product_id)
         headers = self._headers()
         retry = 0
         while True:
@@ -344,6 +352,9 @@ class HttpProductsCatalog:
                 status,
             )
         raise _CannotAnswer(f"it refused our credentials ({status})", retryable=False, counts=True)
+
+    def _url_of(self, product_id: str) -> str:
+        return self._base_url + self._path.replace("{id}", quote(product_id, safe=""))
 
     def _headers(self) -> dict[str, str]:
         headers = {
