@@ -1006,6 +1006,51 @@ async def test_waiting_for_a_connection_past_the_pool_timeout_does_not_count_as_
     assert circuit_state(catalog) == "closed"
 
 
+# --- one deadline, and no asking once the circuit is open ----------------------------------
+
+
+async def test_no_retry_goes_out_once_the_circuit_is_open(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory
+) -> None:
+    products_api.get("/products/a").respond(500)
+    held_answer = HeldAnswers(lambda request: httpx.Response(503))
+    slow = products_api.get("/products/b").mock(side_effect=held_answer)
+    catalog = make_catalog(products_circuit_failures=1, products_retries=5)
+    waiting = asyncio.create_task(catalog.lookup("b"))
+    await asyncio.sleep(0)  # its first attempt is out
+
+    with pytest.raises(ProductsUnavailable):
+        await catalog.lookup("a")
+    assert circuit_state(catalog) == "open"
+    held_answer.release()
+
+    with pytest.raises(ProductsUnavailable, match="answered 503"):
+        await waiting
+    assert slow.call_count == 1
+
+
+async def test_a_lookup_that_got_its_connection_after_the_circuit_opened_does_not_ask(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory
+) -> None:
+    held_answer = HeldAnswers(lambda request: httpx.Response(500))
+    products_api.get("/products/a").mock(side_effect=held_answer)
+    queued = products_api.get("/products/b").respond(200, json={"id": "b"})
+    catalog = make_catalog(products_circuit_failures=1, products_max_connections=1)
+    holder = asyncio.create_task(catalog.lookup("a"))
+    await asyncio.sleep(0)  # the holder takes the only connection
+    waiting = asyncio.create_task(catalog.lookup("b"))
+    await asyncio.sleep(0)
+    held_answer.release()
+
+    with pytest.raises(ProductsUnavailable):
+        await holder
+    with pytest.raises(ProductsUnavailable, match="circuit opened") as refused:
+        await waiting
+
+    assert queued.call_count == 0
+    assert refused.value.retry_after == RESET_SECONDS
+
+
 @pytest.mark.parametrize("path", ["products/{id}", "/products", "/p/{id}/{id}"])
 def test_a_products_path_needs_a_leading_slash_and_one_id(path: str) -> None:
     with pytest.raises(ValueError, match=r"hold \{id\} once"):

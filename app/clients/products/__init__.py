@@ -16,6 +16,7 @@ from app.clients.products.http_catalog import (
     HttpProductsCatalog,
     build_catalog,
     build_http_client,
+    lookup_bound_seconds,
     lookup_deadline_seconds,
     masked_url,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "build_catalog",
     "build_http_client",
     "lookup_all",
+    "lookup_bound_seconds",
     "lookup_deadline_seconds",
     "masked_url",
 ]

@@ -69,12 +69,20 @@ def backoff_cap(base_seconds: float, max_seconds: float, retry: int) -> float:
 
 
 def lookup_deadline_seconds(settings: Settings) -> float:
-    """The longest one look-up can take: every attempt times out and every pause is at its cap."""
+    """The longest the attempts of one look-up can take once a connection is free: every
+    attempt times out and every pause is at its cap."""
     pauses = sum(
         backoff_cap(settings.products_backoff_seconds, settings.products_backoff_max_seconds, retry)
         for retry in range(settings.products_retries)
     )
     return (settings.products_retries + 1) * settings.products_timeout_seconds + pauses
+
+
+def lookup_bound_seconds(settings: Settings) -> float:
+    """The one deadline of a look-up, whatever happens: its time in line for a connection
+    (at most PRODUCTS_POOL_TIMEOUT_SECONDS before the first attempt), its attempts, its
+    pauses, and any wait for a connection before a retry, all together."""
+    return settings.products_pool_timeout_seconds + lookup_deadline_seconds(settings)
 
 
 class _CannotAnswer(Exception):
@@ -85,6 +93,13 @@ class _CannotAnswer(Exception):
         super().__init__(reason)
         self.retryable = retryable
         self.counts = counts
+
+
+class _NoTurn(_CannotAnswer):
+    """No attempt was made: no free connection in time, or the circuit opened meanwhile."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retryable=False, counts=False)
 
 
 def split_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
@@ -108,11 +123,13 @@ def masked_url(url: str) -> str:
 class HttpProductsCatalog:
     """The products service over one shared `httpx.AsyncClient`.
 
-    Each look-up gets a bounded number of attempts, each with its own deadline, with
-    fully jittered exponential pauses between them, so one look-up never takes longer
-    than `lookup_deadline_seconds(settings)` once it has a connection. Waiting for one of
-    the `PRODUCTS_MAX_CONNECTIONS` connections is a queue of its own, bounded by
-    `PRODUCTS_POOL_TIMEOUT_SECONDS`, and never counts as the catalog failing. Found products
+    Each look-up gets a bounded number of attempts, each with its own timeout, with fully
+    jittered exponential pauses between them, all under one deadline,
+    `lookup_bound_seconds(settings)`: the wait in line for one of the
+    `PRODUCTS_MAX_CONNECTIONS` connections (at most `PRODUCTS_POOL_TIMEOUT_SECONDS` before the
+    first attempt, which never counts as the catalog failing) and every attempt, pause and
+    wait before a retry together. No retry goes out once the circuit is open, and a look-up
+    that got its connection only after the circuit opened does not ask at all. Found products
     are cached for a short while; concurrent look-ups of one id share one request; a circuit
     breaker stops asking a service that keeps failing.
     """
@@ -138,6 +155,7 @@ class HttpProductsCatalog:
         self._api_key = key.get_secret_value() if key is not None else None
         self._timeout = settings.products_timeout_seconds
         self._pool_timeout = settings.products_pool_timeout_seconds
+        self._bound = lookup_bound_seconds(settings)
         self._retries = settings.products_retries
         self._backoff = settings.products_backoff_seconds
         self._backoff_max = settings.products_backoff_max_seconds
@@ -266,43 +284,61 @@ class HttpProductsCatalog:
     async def _attempts(self, product_id: str) -> ProductLookup:
         url = self._url_of(product_id)
         headers = self._headers()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._bound
+        # The first wait in line is bounded on its own, so the attempts keep their whole time.
+        queue_until = loop.time() + self._pool_timeout
+        failed: _CannotAnswer | None = None
         retry = 0
         while True:
             try:
-                status, body = await self._attempt(url, headers)
+                status, body = await self._attempt(url, headers, queue_until, deadline)
                 return self._verdict(product_id, status, body)
+            except _NoTurn:
+                # After a failed attempt, that failure is the verdict, not the lost turn.
+                if failed is not None:
+                    raise failed from None
+                raise
             except _CannotAnswer as failure:
-                if not failure.retryable or retry == self._retries:
+                circuit_open = self._breaker.state == "open"
+                if not failure.retryable or retry == self._retries or circuit_open:
                     raise
+                failed = failure
             # Full jitter: callers that failed together do not come back together.
-            await self._sleep(self._jitter() * backoff_cap(self._backoff, self._backoff_max, retry))
+            pause = self._jitter() * backoff_cap(self._backoff, self._backoff_max, retry)
+            if loop.time() + pause >= deadline:
+                raise failed
+            await self._sleep(pause)
+            queue_until = deadline
             retry += 1
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[None]:
-        """A turn at one of the pooled connections, waited for in order of arrival."""
+    async def _connection(self, queue_until: float) -> AsyncIterator[None]:
+        """A turn at one of the pooled connections, waited for in order of arrival until
+        `queue_until` (event loop time); none once the circuit has opened meanwhile."""
         try:
-            async with asyncio.timeout(self._pool_timeout):
+            async with asyncio.timeout_at(queue_until):
                 await self._connections.acquire()
         except TimeoutError:
-            raise _CannotAnswer(
-                f"no free connection to it within {self._pool_timeout:g}s",
-                retryable=False,
-                counts=False,
-            ) from None
+            raise _NoTurn(f"no free connection to it within {self._pool_timeout:g}s") from None
         try:
+            if self._breaker.state == "open":
+                raise _NoTurn("the circuit opened while it waited for a connection")
             yield
         finally:
             self._connections.release()
 
-    async def _attempt(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def _attempt(
+        self, url: str, headers: dict[str, str], queue_until: float, deadline: float
+    ) -> tuple[int, bytes]:
         """The status and, for a 200, the body (at most MAX_PRODUCT_BYTES) of one request."""
-        async with self._connection():
+        async with self._connection(queue_until):
+            ends = min(asyncio.get_running_loop().time() + self._timeout, deadline)
             try:
                 # httpx's timeouts bound each phase (connect, every read); this bounds the
                 # whole attempt, which keeps a slowly trickling answer within the deadline.
                 async with (
-                    asyncio.timeout(self._timeout),
+                    asyncio.timeout_at(ends),
                     self._client.stream("GET", url, headers=headers, auth=self._auth) as response,
                 ):
                     if response.status_code != httpx.codes.OK:
