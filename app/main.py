@@ -15,10 +15,10 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Security
 from fastapi_offline import FastAPIOffline
-from starlette.middleware.cors import CORSMiddleware
 
 from app.api import events, health, metrics, purchases, reservations, stock, webhooks
 from app.api.auth import ApiKeyMiddleware, api_key_scheme
+from app.api.cors import AllowedOriginsCors
 from app.api.docs import finish_document
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
@@ -147,7 +147,7 @@ def create_app(
         app.add_middleware(LoadSheddingMiddleware, limit=settings.max_requests_in_progress)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            AllowedOriginsCors,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
