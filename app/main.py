@@ -15,11 +15,11 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Security
 from fastapi_offline import FastAPIOffline
-from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api import events, health, metrics, purchases, reservations, stock, webhooks
 from app.api.auth import ApiKeyMiddleware, api_key_scheme
+from app.api.cors import AllowedOriginsCors
 from app.api.docs import add_redoc, finish_document, operation_id
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
@@ -118,6 +118,9 @@ def create_app(
         summary="Stock levels, their ledger, and purchases that never oversell.",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # A path with a trailing slash is another path (404): a redirect would be built from
+        # the Host header, which points wherever the caller says.
+        redirect_slashes=False,
         swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
         generate_unique_id_function=operation_id,
         redoc_url=None,
@@ -148,7 +151,7 @@ def create_app(
         app.add_middleware(LoadSheddingMiddleware, limit=settings.max_requests_in_progress)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            AllowedOriginsCors,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],

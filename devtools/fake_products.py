@@ -97,6 +97,7 @@ class FakeProductsServer:
             self.delay_seconds = 0.0
             self.not_json = False
             self.required_api_key: str | None = None
+            self.public_health = False
             self.prefix = "/products/"
             self.knows_every_id = False
             self.id_style: IdStyle = "as-asked"
@@ -125,8 +126,11 @@ class FakeProductsServer:
     def answer_not_json(self) -> None:
         self.not_json = True
 
-    def require_api_key(self, key: str) -> None:
+    def require_api_key(self, key: str, *, public_health: bool = False) -> None:
+        """Answer 401 without this key; `public_health`: except on `/health`, as some
+        catalogs do."""
         self.required_api_key = key
+        self.public_health = public_health
 
     def serve_at(self, prefix: str) -> None:
         """Products under this path prefix (`/api/productos/`) instead of `/products/`."""
@@ -231,6 +235,7 @@ class FakeProductsServer:
         if (
             self.required_api_key is not None
             and request.headers.get("x-api-key") != self.required_api_key
+            and not (self.public_health and path == "/health")
         ):
             return JSONResponse({"detail": "bad or missing X-API-KEY"}, status_code=401)
         if flaky:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.deps import CatalogDep
+from app.clients.products.circuit_gauge import CircuitStateCollector
 from app.core import metrics
 
 router = APIRouter(tags=["operations"])
@@ -25,4 +26,4 @@ async def read_metrics(catalog: CatalogDep) -> Response:
     """Requests by route template, method and status, their latency, purchases by outcome,
     ledger movements by kind, product look-ups by outcome and the products circuit state.
     Public, like `/health`. With several workers, counters are summed over all of them."""
-    return Response(metrics.render(catalog), media_type=metrics.CONTENT_TYPE)
+    return Response(metrics.render(CircuitStateCollector(catalog)), media_type=metrics.CONTENT_TYPE)

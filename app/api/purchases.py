@@ -24,7 +24,7 @@ _OUTCOMES: dict[type[ProblemError], metrics.PurchaseOutcome] = {
     ProductsUnavailable: "products_unavailable",
 }
 
-PurchaseId = Annotated[str, Path(max_length=36, description="The purchase's id.")]
+PurchaseId = Annotated[str, Path(description="The purchase's id.")]
 
 
 def receipt_answer(receipt: dict[str, Any], created: bool) -> Answer:

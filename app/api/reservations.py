@@ -15,7 +15,7 @@ from app.api.params import Cursor, Limit
 from app.api.purchases import receipt_answer
 from app.api.routing import ResourceRoute, resource_type
 from app.models.reservation import ReservationStatus
-from app.schemas.common import PRODUCT_ID_PATTERN, Page
+from app.schemas.common import Page, ProductId
 from app.schemas.purchases import PurchaseOut
 from app.schemas.reservations import ReservationExtension, ReservationIn, ReservationOut
 from app.services import reservations
@@ -26,7 +26,7 @@ router = APIRouter(
     route_class=ResourceRoute,
 )
 
-ReservationId = Annotated[str, Path(max_length=36, description="The reservation's id.")]
+ReservationId = Annotated[str, Path(description="The reservation's id.")]
 
 
 def _held_answer(reservation: dict[str, Any], _created: bool) -> Answer:
@@ -87,9 +87,7 @@ async def create_reservation(
 async def list_reservations(
     database: DatabaseDep,
     status: Annotated[ReservationStatus | None, Query(description="Only this status.")] = None,
-    product_id: Annotated[
-        str | None, Query(pattern=PRODUCT_ID_PATTERN, description="Only those holding it.")
-    ] = None,
+    product_id: Annotated[ProductId | None, Query(description="Only those holding it.")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ReservationOut]:

@@ -6,11 +6,16 @@ first. RFC 8259 allows none of these on the wire: JSON between systems is UTF-8,
 BOM. Parsers disagree about which of two equal keys wins, so a body with both means one
 thing to a proxy that checked it and another to us; we refuse it. Bodies nested too deep,
 or with integers too long to convert, are refused as invalid JSON as well.
+
+A number with a fraction or an exponent is read as the `Decimal` its literal writes, never
+rounded to a float: `0.99999999999999999999` stays short of 1 and `1e-400` above 0, so the
+schemas can tell a whole number (`2.0`, `2e3`) from one that only rounds to it.
 """
 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from fastapi import Request
@@ -33,7 +38,9 @@ def loads(body: bytes | str) -> Any:
     """Parse strict JSON; any refusal is a `json.JSONDecodeError`."""
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+        return json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constants, parse_float=Decimal
+        )
     except json.JSONDecodeError:
         raise
     except RecursionError:

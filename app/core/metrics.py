@@ -9,7 +9,6 @@ prometheus-client is imported, so it has to be in the environment before the pro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Literal, get_args
 
 from prometheus_client import (
@@ -22,7 +21,6 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -41,9 +39,6 @@ ReservationChange = Literal["created", "confirmed", "released", "expired"]
 # Units enter `reserved` when held and leave it on one of the three other changes.
 ReservedUnitsChange = Literal["held", "confirmed", "released", "expired"]
 ProductLookupOutcome = Literal["found", "not_found", "unavailable", "cache_hit"]
-# The states of the products circuit breaker (`app.clients.products.breaker`), defined here
-# because the client counts its look-ups through this module, which so cannot import the client.
-CircuitState = Literal["closed", "open", "half_open"]
 
 # `*_created` timestamps double the output and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -141,13 +136,18 @@ def count_delivery(outcome: DeliveryOutcome) -> None:
     DELIVERIES.labels(outcome=outcome).inc()
 
 
+# The endpoints this process shows a lag for, so that one no longer listed can be dropped.
+_lagging_endpoints: set[str] = set()
+
+
 def set_outbox_lag(lags: dict[str, float]) -> None:
     """The lag of every enabled endpoint; endpoints no longer listed are dropped."""
-    for labels in list(OUTBOX_LAG._metrics):
-        if labels[0] not in lags:
-            OUTBOX_LAG.remove(*labels)
+    for endpoint in _lagging_endpoints - lags.keys():
+        OUTBOX_LAG.remove(endpoint)
+    _lagging_endpoints.intersection_update(lags.keys())
     for endpoint, seconds in lags.items():
         OUTBOX_LAG.labels(endpoint=endpoint).set(seconds)
+        _lagging_endpoints.add(endpoint)
 
 
 def observe_write_batch(units: int) -> None:
@@ -164,37 +164,15 @@ def observe_request(*, route: str | None, method: str, status: int, seconds: flo
     HTTP_DURATION.labels(route=route, method=method).observe(seconds)
 
 
-class CircuitStateCollector(Collector):
-    """The products circuit breaker's state, read at scrape time, as a 0/1 gauge per state.
-
-    Reads `circuit_state` of the catalog when it has one (a standalone catalog has none).
-    Each worker process has its own breaker; a scrape shows the worker that answered.
-    """
-
-    def __init__(self, catalog: object) -> None:
-        self.catalog = catalog
-
-    def collect(self) -> Iterator[Metric]:
-        state = getattr(self.catalog, "circuit_state", None)
-        if state is None:
-            return
-        gauge = GaugeMetricFamily(
-            "inventory_products_circuit_state",
-            "1 for the state the products circuit breaker is in, 0 for the others.",
-            labels=["state"],
-        )
-        for candidate in get_args(CircuitState):
-            gauge.add_metric([candidate], 1.0 if state == candidate else 0.0)
-        yield gauge
-
-
-def render(catalog: object) -> bytes:
-    """The Prometheus text exposition of this process, or of all workers in multiprocess mode."""
+def render(*collectors: Collector) -> bytes:
+    """The Prometheus text exposition of this process, or of all workers in multiprocess mode,
+    followed by what `collectors` (read at scrape time, per process) show."""
     if os.environ.get(MULTIPROCESS_ENV):
         counters = CollectorRegistry()
         MultiProcessCollector(counters)  # type: ignore[no-untyped-call]
     else:
         counters = REGISTRY
-    circuit = CollectorRegistry(auto_describe=False)
-    circuit.register(CircuitStateCollector(catalog))
-    return generate_latest(counters) + generate_latest(circuit)
+    scraped = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        scraped.register(collector)
+    return generate_latest(counters) + generate_latest(scraped)

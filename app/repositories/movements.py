@@ -25,6 +25,9 @@ class NewMovement:
     quantity_after: int
     reason: str | None = None
     purchase_id: str | None = None
+    # The units were held: they left `available` when they were held, so taking them out of
+    # stock moves only the quantity. Not stored; it decides which events the change writes.
+    held: bool = False
 
 
 def insert_many(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
@@ -25,6 +26,9 @@ PRODUCT_ID_RULE = (
     "1–64 characters of [A-Za-z0-9._-], the first a letter or digit; not "
     + " or ".join(f"`{reserved}`" for reserved in RESERVED_PRODUCT_IDS)
 )
+
+# The ids the service makes (purchases, reservations, webhook endpoints): `str(uuid.uuid4())`.
+ISSUED_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 _ID_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
 
@@ -66,17 +70,32 @@ ProductId = Annotated[str, AfterValidator(_product_id), WithJsonSchema(_PRODUCT_
 MAX_INTEGER_PRODUCT_ID = 2**53 - 1
 
 
+# A whole number written with an exponent is turned into an int only up to this many digits:
+# `1e999999999` must not make us build a billion-digit integer. Beyond it, no bound of ours
+# can hold it, so it is refused as no integer.
+_MAX_INTEGER_DIGITS = 30
+
+
 def _integral(value: Any) -> Any:
-    """A JSON number with no fractional part as the integer it is (`2.0` is 2), as JSON
-    Schema's `integer` reads it; any other value as it came, to be judged by the field."""
-    if isinstance(value, float) and value.is_integer():
+    """A JSON number written with a fraction or an exponent (read by `strict_json` as the
+    exact `Decimal` of its literal) as the integer it is when that value is whole (`2.0` is
+    2, `2e3` is 2000), as JSON Schema's `integer` reads it; `0.99999999999999999999` and
+    `1e-400` are not whole, whatever a float would round them to. Any other value as it
+    came, to be judged by the field."""
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() < _MAX_INTEGER_DIGITS
+        and value == value.to_integral_value()
+    ):
         return int(value)
     return value
 
 
 # What makes an integer field of a request body take a JSON integer, `2.0` included (never a
-# string, a bool or `2.5`): `Annotated[int, Strict(), Field(ge=…, le=…), Integral]`. The
-# bounds come before it, so the document states them as `minimum` and `maximum`.
+# string, a bool, `2.5` or `0.99999999999999999999`):
+# `Annotated[int, Strict(), Field(ge=…, le=…), Integral]`. The bounds come before it, so the
+# document states them as `minimum` and `maximum`.
 Integral = BeforeValidator(_integral)
 
 

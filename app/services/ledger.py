@@ -91,12 +91,14 @@ def _events(
         data = changed(caller, m, str(movement_id), m.quantity_after, created_at)
         new.append(NewEvent("stock.changed", json.dumps(data, separators=(",", ":"))))
         before = m.quantity_after - m.delta
-        # Without reservations on hand, what is available is the quantity.
+        # Without reservations on hand, what is available is the quantity; held units
+        # taken out of stock leave `available` where their hold put it.
+        available_before = m.quantity_after if m.held else before
         new += events.stock_events(
             m.product_id,
             quantity_before=before,
             quantity_after=m.quantity_after,
-            available_before=before,
+            available_before=available_before,
             available_after=m.quantity_after,
             threshold=thresholds.get(m.product_id),
         )

@@ -170,7 +170,9 @@ def _line_rows(purchase_id: str, lines: list[Line], remaining: list[int]) -> lis
     ]
 
 
-def _movement(purchase_id: str, reference: str | None, line: Line, remaining: int) -> NewMovement:
+def _movement(
+    purchase_id: str, reference: str | None, line: Line, remaining: int, *, held: bool = False
+) -> NewMovement:
     return NewMovement(
         product_id=line.product_id,
         kind="purchase",
@@ -178,6 +180,7 @@ def _movement(purchase_id: str, reference: str | None, line: Line, remaining: in
         quantity_after=remaining,
         reason=reference,
         purchase_id=purchase_id,
+        held=held,
     )
 
 
@@ -226,9 +229,12 @@ def record_lines(
     lines: list[Line],
     taken: Mapping[str, Level],
     now: datetime,
+    *,
+    held: bool = False,
 ) -> PurchaseOut:
     """The lines of a purchase whose stock was taken (`taken`: each product's level after),
-    their ledger movements and the unit's events: the receipt."""
+    their ledger movements and the unit's events: the receipt. `held`: the units were taken
+    from a reservation's hold."""
     remaining = [taken[line.product_id].quantity for line in lines]
     rows = _line_rows(purchase_id, lines, remaining)
     purchases.insert_lines(connection, rows)
@@ -237,7 +243,7 @@ def record_lines(
         connection,
         caller,
         [
-            _movement(purchase_id, reference, line, left)
+            _movement(purchase_id, reference, line, left, held=held)
             for line, left in zip(lines, remaining, strict=True)
         ],
         thresholds={pid: level.low_stock_threshold for pid, level in taken.items()},

@@ -252,7 +252,9 @@ def _take_held(
         product_id: stock_levels.take_held(connection, product_id, quantity, now)
         for product_id, quantity in held
     }
-    receipt = record_lines(connection, caller, purchase_id, stored.reference, lines, taken, now)
+    receipt = record_lines(
+        connection, caller, purchase_id, stored.reference, lines, taken, now, held=True
+    )
     _confirmed(connection, caller, stored, purchase_id)
     return receipt
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import uuid
 from functools import partial
@@ -21,7 +22,7 @@ from app.models.base import utcnow
 from app.models.movement import MAX_MOVEMENT_ID
 from app.repositories import events as event_rows
 from app.repositories import webhooks
-from app.schemas.common import Page, rfc3339
+from app.schemas.common import ISSUED_ID_PATTERN, Page, rfc3339
 from app.schemas.events import EventOut
 from app.schemas.webhooks import AttemptOut, WebhookCreated, WebhookIn, WebhookOut, WebhookPatch
 from app.services import events
@@ -31,10 +32,17 @@ TEST_EVENT = "webhook.test"
 
 _attempt_position = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_MOVEMENT_ID)])
 _endpoint_position = TypeAdapter(Annotated[str, Field(max_length=36)])
+_ENDPOINT_ID = re.compile(ISSUED_ID_PATTERN)
 
 
 def _not_found(endpoint_id: str) -> NotFound:
     return NotFound(f"No webhook endpoint {endpoint_id!r}.")
+
+
+def _require_issuable(endpoint_id: str) -> None:
+    """Only ids the service could have issued reach a query; any other names nothing."""
+    if not _ENDPOINT_ID.fullmatch(endpoint_id):
+        raise _not_found(endpoint_id)
 
 
 def _out(row: dict[str, Any]) -> WebhookOut:
@@ -102,6 +110,7 @@ async def create_endpoint(
 
 
 async def get_endpoint(db: Database, *, endpoint_id: str) -> WebhookOut:
+    _require_issuable(endpoint_id)
     row = await db.read_one(partial(webhooks.find_endpoint, endpoint_id=endpoint_id))
     if row is None:
         raise _not_found(endpoint_id)
@@ -120,6 +129,7 @@ async def list_endpoints(db: Database, *, limit: int, cursor: str | None) -> Pag
 async def update_endpoint(db: Database, *, endpoint_id: str, patch: WebhookPatch) -> WebhookOut:
     """Change what an endpoint receives, or turn it off or on. Turned back on, it receives
     the events committed from then on: the feed keeps the ones it missed."""
+    _require_issuable(endpoint_id)
     changes: dict[str, Any] = {}
     if patch.events is not None:
         changes["events"] = json.dumps(patch.events)
@@ -153,6 +163,7 @@ async def update_endpoint(db: Database, *, endpoint_id: str, patch: WebhookPatch
 
 async def delete_endpoint(db: Database, *, endpoint_id: str) -> None:
     """Forget an endpoint, its pending deliveries and its log."""
+    _require_issuable(endpoint_id)
     if not await db.write(partial(webhooks.delete_endpoint, endpoint_id=endpoint_id)):
         raise _not_found(endpoint_id)
 
@@ -161,6 +172,7 @@ async def list_attempts(
     db: Database, *, endpoint_id: str, limit: int, cursor: str | None
 ) -> Page[AttemptOut]:
     """The deliveries log of one endpoint: every attempt, newest first."""
+    _require_issuable(endpoint_id)
     scope = list_scope("webhook-attempts", endpoint_id=endpoint_id)
 
     def query(connection: Connection) -> list[dict[str, Any]] | None:
@@ -181,6 +193,7 @@ async def list_attempts(
 
 async def send_test_event(db: Database, *, endpoint_id: str) -> EventOut:
     """Queue a `webhook.test` event for this endpoint only; it is not in the feed."""
+    _require_issuable(endpoint_id)
     now = utcnow()
     event = EventOut(
         id=f"evt_test_{uuid.uuid4().hex}",

@@ -77,6 +77,68 @@ async def test_a_fractional_line_is_refused_and_nothing_is_taken(
     assert (await client.get("/inventory/42")).json()["available"] == 5
 
 
+# Written as literals: each rounds to a whole float, yet none is a whole number.
+ROUNDING_LITERALS = ["0.99999999999999999999", "4.00000000000000000001", "1e-400", "7.0000000001"]
+
+
+def _sent(client: httpx.AsyncClient, method: str, path: str, body: str) -> Any:
+    return client.request(
+        method, path, content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+
+
+# Bodies with a number in every place an integer is read; `N` stands for the literal tried.
+INTEGER_PLACES = [
+    ("PUT", "/inventory/8", '{"quantity": N}'),
+    ("PUT", "/inventory/7", '{"quantity": 3, "low_stock_threshold": N}'),
+    ("POST", "/inventory/7/adjustments", '{"delta": N, "reason": "r"}'),
+    ("POST", "/inventory/purchase", '{"items": [{"product_id": "7", "quantity": N}]}'),
+    ("POST", "/inventory/purchase", '{"items": [{"product_id": N, "quantity": 1}]}'),
+    ("POST", "/reservations", '{"items": [{"product_id": "7", "quantity": N}]}'),
+    ("POST", "/reservations", '{"items": [{"product_id": N, "quantity": 1}]}'),
+    ("POST", "/reservations", '{"items": [{"product_id": "7", "quantity": 1}], "ttl_seconds": N}'),
+    ("PATCH", "/reservations/{hold}", '{"ttl_seconds": N}'),
+]
+
+
+@pytest.mark.parametrize("literal", ROUNDING_LITERALS)
+async def test_the_literal_decides_never_its_rounding_to_a_float(
+    client: httpx.AsyncClient, literal: str
+) -> None:
+    await client.put("/inventory/7", json={"quantity": 5})
+    held = await client.post("/reservations", json={"items": [{"product_id": "7", "quantity": 1}]})
+    for method, path, body in INTEGER_PLACES:
+        where = path.format(hold=held.json()["id"])
+        refused = await _sent(client, method, where, body.replace("N", literal))
+        assert_problem(refused, 422, "validation-error")
+
+    level = (await client.get("/inventory/7")).json()
+    assert (level["quantity"], level["available"], level["low_stock_threshold"]) == (5, 4, None)
+    assert (await client.get("/inventory/8")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [("2.000", 2), ("2e3", 2000), ("2E+3", 2000), ("25e-1", None), ("-0.0", 0), ("1e20", None)],
+)
+async def test_a_whole_number_with_a_fraction_or_an_exponent_is_that_integer(
+    client: httpx.AsyncClient, literal: str, value: int | None
+) -> None:
+    answer = await _sent(client, "PUT", "/inventory/42", '{"quantity": N}'.replace("N", literal))
+
+    if value is None:
+        assert_problem(answer, 422, "validation-error")
+    else:
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["quantity"] == value
+
+
+async def test_a_huge_exponent_is_refused_at_once(client: httpx.AsyncClient) -> None:
+    answer = await _sent(client, "PUT", "/inventory/42", '{"quantity": 1e999999999}')
+
+    assert_problem(answer, 422, "validation-error")
+
+
 async def test_if_none_match_takes_only_a_star(client: httpx.AsyncClient) -> None:
     for value in ("", '"1"', "W/*", "**"):
         refused = await client.put(

@@ -214,3 +214,20 @@ async def test_a_hold_of_the_last_units_depletes_and_its_release_restocks(
         ("stock.depleted", {"product_id": "7", "quantity": 2, "available": 0}),
         ("stock.restocked", {"product_id": "7", "quantity": 2, "available": 2}),
     ]
+
+
+async def test_confirming_a_hold_that_already_depleted_writes_no_second_depleted(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "7", 2)
+    held = await client.post("/reservations", json={"items": [{"product_id": "7", "quantity": 2}]})
+    confirmed = await client.post(f"/reservations/{held.json()['id']}/confirm")
+    assert confirmed.status_code == 201, confirmed.text
+
+    events = [
+        e for e in await feed(client, db) if e["type"] in ("stock.depleted", "stock.restocked")
+    ]
+    assert [(e["type"], e["data"]) for e in events] == [
+        ("stock.restocked", {"product_id": "7", "quantity": 2, "available": 2}),
+        ("stock.depleted", {"product_id": "7", "quantity": 2, "available": 0}),
+    ]

@@ -159,6 +159,46 @@ async def test_unknown_route_is_404_problem(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/nowhere"), 404, "not-found")
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/inventory/purchase/"),
+        ("GET", "/inventory/"),
+        ("GET", "/reservations/"),
+        ("GET", "/webhooks/"),
+        ("GET", "/events/"),
+    ],
+)
+async def test_a_trailing_slash_is_another_path_never_a_redirect(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    # A redirect would be built from the Host header, which the caller chooses.
+    response = await client.request(
+        method, path, json={"items": []}, headers={"Host": "evil.example"}
+    )
+
+    assert_problem(response, 404, "not-found")
+    assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/reservations/zzz",
+        "/inventory/purchases/zzz",
+        "/webhooks/zzz",
+        "/webhooks/zzz/deliveries",
+        "/reservations/" + "a" * 37,
+        "/inventory/purchases/" + "a" * 37,
+        "/webhooks/" + "a" * 37,
+    ],
+)
+async def test_an_id_the_service_never_issued_is_404_whatever_its_shape(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    assert_problem(await client.get(path), 404, "not-found")
+
+
 async def test_wrong_method_is_405_problem(client: httpx.AsyncClient) -> None:
     response = await client.patch("/inventory/1", json={})
     assert_problem(response, 405, "method-not-allowed")

@@ -18,6 +18,7 @@ from app.core.database import Database
 from app.core.migrations import head_revision
 from app.main import create_app
 from devtools import databases
+from tests.support.problems import assert_problem
 from tests.support.service import client_for, make_settings
 
 
@@ -277,6 +278,21 @@ async def test_cors_preflight_from_an_allowed_origin(database_url: str) -> None:
     assert response.headers["access-control-allow-origin"] == "https://shop.example"
     assert "PUT" in response.headers["access-control-allow-methods"]
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_cors_preflight_from_an_origin_not_allowed_is_answered_as_without_cors(
+    database_url: str,
+) -> None:
+    app = create_app(make_settings(database_url, cors_origins=["https://shop.example"]))
+    async with app.router.lifespan_context(app), client_for(app) as http:
+        preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "PUT"}
+        public = await http.options("/health", headers=preflight)
+        keyed = await http.options("/inventory/7", headers=preflight)
+
+    assert_problem(public, 405, "method-not-allowed")
+    assert_problem(keyed, 401, "unauthorized")
+    for response in (public, keyed):
+        assert not [name for name in response.headers if name.lower().startswith("access-")]
 
 
 async def test_no_cors_headers_without_configured_origins(anonymous: httpx.AsyncClient) -> None:

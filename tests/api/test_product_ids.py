@@ -52,6 +52,7 @@ async def test_a_reserved_id_in_a_query_or_a_body_is_422(
     message = f"'{reserved}' names the purchase routes; it cannot be a product id"
 
     listed = await client.get("/inventory", params={"product_id": ["7", reserved]})
+    holding = await client.get("/reservations", params={"product_id": reserved})
     bought = await client.post(
         "/inventory/purchase",
         json={
@@ -60,6 +61,7 @@ async def test_a_reserved_id_in_a_query_or_a_body_is_422(
     )
 
     assert_invalid(listed, "product_id.1", message)
+    assert_invalid(holding, "product_id", message)
     assert_invalid(bought, "items.1.product_id", message)
     assert await snapshot(db) == before
 

@@ -22,6 +22,7 @@ from app.models import Movement
 from app.server import BoundedHttpToolsProtocol
 from devtools import databases
 from devtools.fake_products import FakeProductsServer
+from tests.support.products import READINESS_PROBE
 from tests.support.service import API_KEY
 
 runner = CliRunner()
@@ -151,7 +152,7 @@ def test_check_probes_the_products_service_with_its_key(
 
     assert result.exit_code == 0, result.output
     assert "products: ok" in result.stdout
-    assert [request.path for request in fake_products.requests] == ["/health"] * 2
+    assert [request.path for request in fake_products.requests] == [READINESS_PROBE] * 2
 
 
 def test_check_fails_on_a_database_behind_head(

@@ -23,11 +23,11 @@ from app.clients.products import (
     lookup_all,
     lookup_deadline_seconds,
 )
+from app.clients.products.breaker import CircuitState
 from app.clients.products.payload import flatten_product
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
-from app.core.metrics import CircuitState
 
 BASE = "http://products.test"
 RESET_SECONDS = 30.0
@@ -179,9 +179,6 @@ async def test_every_body_shape_flattens_to_the_same_product(
         pytest.param({"id": 7, "name": "Mug"}, "7", id="integer-id"),
         pytest.param({"data": {"id": 7, "type": "p", "attributes": {}}}, "7", id="jsonapi-integer"),
         pytest.param({"name": "Mug"}, "0007", id="missing-id"),
-        pytest.param({"id": None, "name": "Mug"}, "0007", id="null-id"),
-        pytest.param({"id": "", "name": "Mug"}, "0007", id="empty-id"),
-        pytest.param({"id": True, "name": "Mug"}, "0007", id="boolean-id"),
         pytest.param({"id": "sku-7"}, "sku-7", id="string-id"),
     ],
 )
@@ -190,6 +187,16 @@ def test_product_id_is_always_a_string(body: dict[str, Any], expected_id: str) -
 
     assert flat is not None
     assert flat["id"] == expected_id
+
+
+@pytest.mark.parametrize(
+    "raw_id",
+    [None, "", True, False, 1.5, 7.0, {"a": 1}, ["7"]],
+    ids=["null", "empty", "true", "false", "fraction", "float", "object", "list"],
+)
+def test_a_body_whose_id_is_no_id_holds_no_product(raw_id: object) -> None:
+    assert flatten_product({"id": raw_id, "name": "Mug"}, "7") is None
+    assert flatten_product({"data": {"id": raw_id, "type": "p", "attributes": {}}}, "7") is None
 
 
 def test_plain_product_with_a_data_field_is_not_unwrapped() -> None:
@@ -790,26 +797,45 @@ async def test_lookup_all_of_nothing_is_empty() -> None:
 # --- probe --------------------------------------------------------------------------------
 
 
+PROBE = "/products/inventory-readiness-probe-0000"
+
+
 @pytest.mark.parametrize(
     ("status", "verdict"),
     [
         (200, "ok"),
         (204, "ok"),
         (404, "ok"),
+        (400, "ok"),
+        (422, "ok"),
         (401, "unauthorized"),
         (403, "unauthorized"),
         (429, "unavailable"),
         (500, "unavailable"),
         (503, "unavailable"),
+        (405, "unavailable"),
     ],
 )
 async def test_probe_tells_ok_unauthorized_or_unavailable_by_status(
     products_api: respx.MockRouter, make_catalog: CatalogFactory, status: int, verdict: str
 ) -> None:
-    route = products_api.get("/health").respond(status)
+    route = products_api.get(PROBE).respond(status)
 
-    assert await make_catalog().probe() == verdict
+    assert await make_catalog(products_api_key="k").probe() == verdict
     assert route.call_count == 1
+    assert route.calls.last.request.headers["X-API-KEY"] == "k"
+
+
+async def test_probe_asks_where_the_products_are(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory
+) -> None:
+    products_api.get("/health").respond(200)
+    products = products_api.get(url__regex=r"/api/productos/[^/]+$").respond(401)
+
+    catalog = make_catalog(products_path="/api/productos/{id}")
+
+    assert await catalog.probe() == "unauthorized"
+    assert products.call_count == 1
 
 
 @pytest.mark.parametrize(
@@ -819,7 +845,7 @@ async def test_probe_tells_ok_unauthorized_or_unavailable_by_status(
 async def test_probe_is_unavailable_without_an_answer(
     products_api: respx.MockRouter, make_catalog: CatalogFactory, failure: Exception
 ) -> None:
-    products_api.get("/health").mock(side_effect=failure)
+    products_api.get(PROBE).mock(side_effect=failure)
 
     assert await make_catalog().probe() == "unavailable"
 
@@ -828,7 +854,7 @@ async def test_probe_asks_even_while_the_circuit_is_open(
     products_api: respx.MockRouter, make_catalog: CatalogFactory
 ) -> None:
     products_api.get("/products/42").respond(500)
-    health = products_api.get("/health").respond(200)
+    health = products_api.get(PROBE).respond(404)
     catalog = make_catalog(products_circuit_failures=1)
     await failing_lookups(catalog, 1)
 
@@ -890,6 +916,60 @@ async def test_ids_the_catalog_rejects_are_not_found_and_never_open_the_circuit(
     assert circuit_state(catalog) == "closed"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        *(httpx.Response(status) for status in (405, 409, 414, 418, 451, 301, 304, 201, 204)),
+        httpx.Response(200, text="<html>oops</html>"),
+        httpx.Response(200, json=[{"id": "abc"}]),
+        httpx.Response(200, json={"id": 1.5}),
+        httpx.Response(200, json={"id": True}),
+        httpx.Response(200, json={"id": {"a": 1}}),
+    ],
+    ids=lambda answer: f"{answer.status_code}-{answer.content[:12]!r}",
+)
+async def test_answers_about_one_id_cannot_answer_but_never_open_the_circuit(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory, answer: httpx.Response
+) -> None:
+    products_api.get("/products/abc").mock(return_value=answer)
+    products_api.get("/products/42").mock(return_value=product())
+    catalog = make_catalog(products_circuit_failures=1)
+
+    for _ in range(3):
+        with pytest.raises(ProductsUnavailable):
+            await catalog.lookup("abc")
+
+    assert circuit_state(catalog) == "closed"
+    assert (await catalog.lookup("42")).status is ProductStatus.FOUND
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        *(httpx.Response(status) for status in (401, 403, 429, 500, 501, 503)),
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+    ],
+    ids=repr,
+)
+async def test_what_says_the_catalog_is_unwell_opens_the_circuit(
+    products_api: respx.MockRouter,
+    make_catalog: CatalogFactory,
+    failure: httpx.Response | Exception,
+) -> None:
+    route = products_api.get("/products/abc")
+    if isinstance(failure, Exception):
+        route.mock(side_effect=failure)
+    else:
+        route.mock(return_value=failure)
+    catalog = make_catalog(products_circuit_failures=1, products_retries=0)
+
+    with pytest.raises(ProductsUnavailable):
+        await catalog.lookup("abc")
+
+    assert circuit_state(catalog) == "open"
+
+
 @pytest.mark.parametrize(("answered", "catalog_id"), [(1, "1"), ("ABC", "ABC"), ({"id": "7"}, "7")])
 async def test_a_product_answered_under_another_id_is_not_found(
     products_api: respx.MockRouter,
@@ -924,6 +1004,51 @@ async def test_waiting_for_a_connection_past_the_pool_timeout_does_not_count_as_
 
     assert (await holder).status is ProductStatus.FOUND
     assert circuit_state(catalog) == "closed"
+
+
+# --- one deadline, and no asking once the circuit is open ----------------------------------
+
+
+async def test_no_retry_goes_out_once_the_circuit_is_open(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory
+) -> None:
+    products_api.get("/products/a").respond(500)
+    held_answer = HeldAnswers(lambda request: httpx.Response(503))
+    slow = products_api.get("/products/b").mock(side_effect=held_answer)
+    catalog = make_catalog(products_circuit_failures=1, products_retries=5)
+    waiting = asyncio.create_task(catalog.lookup("b"))
+    await asyncio.sleep(0)  # its first attempt is out
+
+    with pytest.raises(ProductsUnavailable):
+        await catalog.lookup("a")
+    assert circuit_state(catalog) == "open"
+    held_answer.release()
+
+    with pytest.raises(ProductsUnavailable, match="answered 503"):
+        await waiting
+    assert slow.call_count == 1
+
+
+async def test_a_lookup_that_got_its_connection_after_the_circuit_opened_does_not_ask(
+    products_api: respx.MockRouter, make_catalog: CatalogFactory
+) -> None:
+    held_answer = HeldAnswers(lambda request: httpx.Response(500))
+    products_api.get("/products/a").mock(side_effect=held_answer)
+    queued = products_api.get("/products/b").respond(200, json={"id": "b"})
+    catalog = make_catalog(products_circuit_failures=1, products_max_connections=1)
+    holder = asyncio.create_task(catalog.lookup("a"))
+    await asyncio.sleep(0)  # the holder takes the only connection
+    waiting = asyncio.create_task(catalog.lookup("b"))
+    await asyncio.sleep(0)
+    held_answer.release()
+
+    with pytest.raises(ProductsUnavailable):
+        await holder
+    with pytest.raises(ProductsUnavailable, match="circuit opened") as refused:
+        await waiting
+
+    assert queued.call_count == 0
+    assert refused.value.retry_after == RESET_SECONDS
 
 
 @pytest.mark.parametrize("path", ["products/{id}", "/products", "/p/{id}/{id}"])

@@ -23,6 +23,7 @@ from tests.support.orders import order
 from tests.support.problems import assert_problem
 from tests.support.products import (
     PRODUCTS_KEY,
+    READINESS_PROBE,
     SCHEDULING_MARGIN_SECONDS,
     SLOW_SECONDS,
     TIMEOUT_SECONDS,
@@ -178,7 +179,7 @@ async def test_ready_says_products_ok_when_the_service_answers(
 
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "products": "ok"}}
-    assert [request.path for request in fake_products.requests] == ["/health"]
+    assert [request.path for request in fake_products.requests] == [READINESS_PROBE]
 
 
 # --- the products service says "no such product" ------------------------------------------

@@ -100,6 +100,58 @@ async def test_ids_the_catalog_rejects_never_open_the_circuit(
     assert bought.status_code == 201, bought.text
 
 
+@pytest.mark.parametrize("status", [405, 409, 414, 418, 301, 201])
+async def test_odd_answers_about_one_id_are_503_but_never_open_the_circuit(
+    database_url: str, fake_products: FakeProductsServer, status: int
+) -> None:
+    settings = settings_for(database_url, fake_products.url, products_circuit_failures=2)
+    fake_products.require_api_key(PRODUCTS_KEY)
+    async with running(settings) as service:
+        await make_stock(service.db, "1", 5)
+        fake_products.fail_with(status)
+        refused = [
+            await service.http.post("/inventory/purchase", json=order(("1", 1))) for _ in range(4)
+        ]
+        fake_products.status = None
+        bought = await service.http.post("/inventory/purchase", json=order(("1", 1)))
+
+    for answer in refused:
+        assert_unavailable(answer)
+    assert bought.status_code == 201, bought.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": 1.5, "name": "Mug"}',
+        b'{"id": true, "name": "Mug"}',
+        b'{"id": {"a": 1}, "name": "Mug"}',
+        b'{"id": null, "name": "Mug"}',
+        b'{"id": "", "name": "Mug"}',
+        b'{"data": {"id": 1.0, "type": "products", "attributes": {"name": "Mug"}}}',
+    ],
+)
+async def test_a_200_whose_id_is_no_id_is_never_a_sale(
+    database_url: str, fake_products: FakeProductsServer, body: bytes
+) -> None:
+    settings = settings_for(database_url, fake_products.url, products_circuit_failures=1)
+    fake_products.require_api_key(PRODUCTS_KEY)
+    async with running(settings) as service:
+        await make_stock(service.db, "1", 5)
+        fake_products.answer_raw(body, {"Content-Type": "application/json"})
+        refused = [
+            await service.http.post("/inventory/purchase", json=order(("1", 1))) for _ in range(2)
+        ]
+        fake_products.raw = None
+        bought = await service.http.post("/inventory/purchase", json=order(("1", 1)))
+        left = await quantity_of(service.db, "1")
+
+    for answer in refused:
+        assert_unavailable(answer)
+    assert bought.status_code == 201, bought.text
+    assert left == 4
+
+
 @pytest.mark.parametrize(
     ("style", "catalog_id", "asked", "answered"),
     [
@@ -169,6 +221,19 @@ async def test_a_catalog_refusing_our_key_is_503_logged_once_and_shown_in_ready(
     assert "PRODUCTS_API_KEY" in loud[0].getMessage()
     assert ready.status_code == 200
     assert ready.json()["checks"]["products"] == "unauthorized"
+
+
+async def test_ready_shows_a_refused_key_even_when_the_catalogs_health_is_public(
+    database_url: str, fake_products: FakeProductsServer
+) -> None:
+    fake_products.require_api_key("the-key-it-really-wants", public_health=True)
+    async with running(settings_for(database_url, fake_products.url)) as service:
+        refused = await service.http.put("/inventory/1", json={"quantity": 3})
+        ready = await service.http.get("/ready")
+
+    assert_unavailable(refused)
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "products": "unauthorized"}
 
 
 def _nested(depth: int) -> bytes:

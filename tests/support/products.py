@@ -23,6 +23,8 @@ SCHEDULING_MARGIN_SECONDS = 0.3
 # Ample for the fake to answer on a loaded machine: an answer that is meant to come must not
 # time out. Tests of a slow products service use the short timeout, so they end quickly.
 TIMEOUT_SECONDS = 2.0
+# Where `/ready` and `inventory check` ask the products service (at the default path).
+READINESS_PROBE = "/products/inventory-readiness-probe-0000"
 # Far beyond any timeout the tests set; the fake's teardown cuts such waits short.
 SLOW_SECONDS = 30.0
 

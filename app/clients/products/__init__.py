@@ -1,8 +1,8 @@
 """The products service, as the rest of the app uses it.
 
 `catalog` is what the inventory asks (does a product exist, what is said of it),
-`http_catalog` asks a real products service, `breaker` stops asking one that keeps failing,
-and `payload` reads its answers with care.
+`http_catalog` asks a real products service, `breaker` stops asking one that keeps failing
+(`circuit_gauge` shows its state to Prometheus), and `payload` reads its answers with care.
 """
 
 from app.clients.products.catalog import (
@@ -16,6 +16,7 @@ from app.clients.products.http_catalog import (
     HttpProductsCatalog,
     build_catalog,
     build_http_client,
+    lookup_bound_seconds,
     lookup_deadline_seconds,
     masked_url,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "build_catalog",
     "build_http_client",
     "lookup_all",
+    "lookup_bound_seconds",
     "lookup_deadline_seconds",
     "masked_url",
 ]

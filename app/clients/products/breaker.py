@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-
-from app.core.metrics import CircuitState
+from typing import Literal
 
 logger = logging.getLogger(__name__)
+
+CircuitState = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 from cachetools import TTLCache
 
-from app.clients.products.breaker import CircuitBreaker
+from app.clients.products.breaker import CircuitBreaker, CircuitState
 from app.clients.products.catalog import (
     ProductLookup,
     ProductsCatalog,
@@ -33,7 +33,6 @@ from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
 from app.core.logging import MASK
-from app.core.metrics import CircuitState
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +42,17 @@ _ACCEPT = "application/json, application/vnd.api+json"
 _NOT_FOUND_STATUSES = frozenset({400, 404, 410, 422})
 # Our credentials are refused: a configuration fault on our side, not a missing product.
 _AUTH_STATUSES = frozenset({401, 403})
+# The catalog as a whole is unwell (or refuses us): these count toward the circuit breaker, as
+# does no answer at all. Any other answer is about the id the caller chose, and a caller must
+# not open the circuit for everybody by choosing ids the catalog answers oddly.
+_UNWELL_STATUSES = frozenset({429, *_AUTH_STATUSES})
 # A gateway in front of the products service said it got no answer, so the request
 # may never have reached it and asking again is safe. A 500 is the service's own verdict.
 _RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# What the readiness probe asks for: an id no catalog has (a catalog of integer ids refuses
+# it with 400 or 422, one of strings answers 404), so the answer says only whether the catalog
+# answers us where the products are.
+_PROBE_ID = "inventory-readiness-probe-0000"
 # Look-ups are GETs: when the connection failed or the answer never came, asking again
 # cannot do harm. `TimeoutError` is our own per-attempt deadline firing.
 _RETRYABLE_ERRORS = (
@@ -62,7 +69,8 @@ def backoff_cap(base_seconds: float, max_seconds: float, retry: int) -> float:
 
 
 def lookup_deadline_seconds(settings: Settings) -> float:
-    """The longest one look-up can take: every attempt times out and every pause is at its cap."""
+    """The longest the attempts of one look-up can take once a connection is free: every
+    attempt times out and every pause is at its cap."""
     pauses = sum(
         backoff_cap(settings.products_backoff_seconds, settings.products_backoff_max_seconds, retry)
         for retry in range(settings.products_retries)
@@ -70,14 +78,28 @@ def lookup_deadline_seconds(settings: Settings) -> float:
     return (settings.products_retries + 1) * settings.products_timeout_seconds + pauses
 
 
+def lookup_bound_seconds(settings: Settings) -> float:
+    """The one deadline of a look-up, whatever happens: its time in line for a connection
+    (at most PRODUCTS_POOL_TIMEOUT_SECONDS before the first attempt), its attempts, its
+    pauses, and any wait for a connection before a retry, all together."""
+    return settings.products_pool_timeout_seconds + lookup_deadline_seconds(settings)
+
+
 class _CannotAnswer(Exception):
     """No verdict on the product. `counts` says whether it is the catalog's failure (toward the
     circuit breaker) or only ours, such as waiting too long for a free connection."""
 
-    def __init__(self, reason: str, *, retryable: bool, counts: bool = True) -> None:
+    def __init__(self, reason: str, *, retryable: bool, counts: bool) -> None:
         super().__init__(reason)
         self.retryable = retryable
         self.counts = counts
+
+
+class _NoTurn(_CannotAnswer):
+    """No attempt was made: no free connection in time, or the circuit opened meanwhile."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retryable=False, counts=False)
 
 
 def split_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
@@ -101,11 +123,13 @@ def masked_url(url: str) -> str:
 class HttpProductsCatalog:
     """The products service over one shared `httpx.AsyncClient`.
 
-    Each look-up gets a bounded number of attempts, each with its own deadline, with
-    fully jittered exponential pauses between them, so one look-up never takes longer
-    than `lookup_deadline_seconds(settings)` once it has a connection. Waiting for one of
-    the `PRODUCTS_MAX_CONNECTIONS` connections is a queue of its own, bounded by
-    `PRODUCTS_POOL_TIMEOUT_SECONDS`, and never counts as the catalog failing. Found products
+    Each look-up gets a bounded number of attempts, each with its own timeout, with fully
+    jittered exponential pauses between them, all under one deadline,
+    `lookup_bound_seconds(settings)`: the wait in line for one of the
+    `PRODUCTS_MAX_CONNECTIONS` connections (at most `PRODUCTS_POOL_TIMEOUT_SECONDS` before the
+    first attempt, which never counts as the catalog failing) and every attempt, pause and
+    wait before a retry together. No retry goes out once the circuit is open, and a look-up
+    that got its connection only after the circuit opened does not ask at all. Found products
     are cached for a short while; concurrent look-ups of one id share one request; a circuit
     breaker stops asking a service that keeps failing.
     """
@@ -131,6 +155,7 @@ class HttpProductsCatalog:
         self._api_key = key.get_secret_value() if key is not None else None
         self._timeout = settings.products_timeout_seconds
         self._pool_timeout = settings.products_pool_timeout_seconds
+        self._bound = lookup_bound_seconds(settings)
         self._retries = settings.products_retries
         self._backoff = settings.products_backoff_seconds
         self._backoff_max = settings.products_backoff_max_seconds
@@ -189,12 +214,15 @@ class HttpProductsCatalog:
         return found
 
     async def probe(self) -> str:
+        """A look-up of an id no catalog has, where the products are: a catalog whose own
+        `/health` is public but which refuses our key for products shows as `unauthorized`.
+        Past the cache, the breaker and the connection queue: it says how things are now."""
         try:
             async with (
                 asyncio.timeout(self._timeout),
                 # Streamed and never read: only the status counts, whatever the body holds.
                 self._client.stream(
-                    "GET", f"{self._base_url}/health", headers=self._headers(), auth=self._auth
+                    "GET", self._url_of(_PROBE_ID), headers=self._headers(), auth=self._auth
                 ) as response,
             ):
                 status = response.status_code
@@ -203,9 +231,10 @@ class HttpProductsCatalog:
             return "unavailable"
         if status in _AUTH_STATUSES:
             return "unauthorized"
-        if status >= 500 or status == httpx.codes.TOO_MANY_REQUESTS:
-            return "unavailable"
-        return "ok"
+        if httpx.codes.is_success(status) or status in _NOT_FOUND_STATUSES:
+            return "ok"
+        logger.info("products service probe was answered %d", status)
+        return "unavailable"
 
     def _refused(self, product_id: str) -> ProductsUnavailable:
         wait = self._breaker.seconds_until_half_open()
@@ -253,59 +282,77 @@ class HttpProductsCatalog:
         return found
 
     async def _attempts(self, product_id: str) -> ProductLookup:
-        url = self._base_url + self._path.replace("{id}", quote(product_id, safe=""))
+        url = self._url_of(product_id)
         headers = self._headers()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._bound
+        # The first wait in line is bounded on its own, so the attempts keep their whole time.
+        queue_until = loop.time() + self._pool_timeout
+        failed: _CannotAnswer | None = None
         retry = 0
         while True:
             try:
-                status, body = await self._attempt(url, headers)
+                status, body = await self._attempt(url, headers, queue_until, deadline)
                 return self._verdict(product_id, status, body)
+            except _NoTurn:
+                # After a failed attempt, that failure is the verdict, not the lost turn.
+                if failed is not None:
+                    raise failed from None
+                raise
             except _CannotAnswer as failure:
-                if not failure.retryable or retry == self._retries:
+                circuit_open = self._breaker.state == "open"
+                if not failure.retryable or retry == self._retries or circuit_open:
                     raise
+                failed = failure
             # Full jitter: callers that failed together do not come back together.
-            await self._sleep(self._jitter() * backoff_cap(self._backoff, self._backoff_max, retry))
+            pause = self._jitter() * backoff_cap(self._backoff, self._backoff_max, retry)
+            if loop.time() + pause >= deadline:
+                raise failed
+            await self._sleep(pause)
+            queue_until = deadline
             retry += 1
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[None]:
-        """A turn at one of the pooled connections, waited for in order of arrival."""
+    async def _connection(self, queue_until: float) -> AsyncIterator[None]:
+        """A turn at one of the pooled connections, waited for in order of arrival until
+        `queue_until` (event loop time); none once the circuit has opened meanwhile."""
         try:
-            async with asyncio.timeout(self._pool_timeout):
+            async with asyncio.timeout_at(queue_until):
                 await self._connections.acquire()
         except TimeoutError:
-            raise _CannotAnswer(
-                f"no free connection to it within {self._pool_timeout:g}s",
-                retryable=False,
-                counts=False,
-            ) from None
+            raise _NoTurn(f"no free connection to it within {self._pool_timeout:g}s") from None
         try:
+            if self._breaker.state == "open":
+                raise _NoTurn("the circuit opened while it waited for a connection")
             yield
         finally:
             self._connections.release()
 
-    async def _attempt(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def _attempt(
+        self, url: str, headers: dict[str, str], queue_until: float, deadline: float
+    ) -> tuple[int, bytes]:
         """The status and, for a 200, the body (at most MAX_PRODUCT_BYTES) of one request."""
-        async with self._connection():
+        async with self._connection(queue_until):
+            ends = min(asyncio.get_running_loop().time() + self._timeout, deadline)
             try:
                 # httpx's timeouts bound each phase (connect, every read); this bounds the
                 # whole attempt, which keeps a slowly trickling answer within the deadline.
                 async with (
-                    asyncio.timeout(self._timeout),
+                    asyncio.timeout_at(ends),
                     self._client.stream("GET", url, headers=headers, auth=self._auth) as response,
                 ):
                     if response.status_code != httpx.codes.OK:
                         return response.status_code, b""
                     return response.status_code, await read_capped(response)
             except UnreadablePayload as refused:
-                raise _CannotAnswer(str(refused), retryable=False) from refused
+                raise _CannotAnswer(str(refused), retryable=False, counts=False) from refused
             except _RETRYABLE_ERRORS as error:
                 raise _CannotAnswer(
-                    f"no answer ({type(error).__name__})", retryable=True
+                    f"no answer ({type(error).__name__})", retryable=True, counts=True
                 ) from error
             except httpx.HTTPError as error:
                 raise _CannotAnswer(
-                    f"request failed ({type(error).__name__})", retryable=False
+                    f"request failed ({type(error).__name__})", retryable=False, counts=True
                 ) from error
 
     def _verdict(self, product_id: str, status: int, body: bytes) -> ProductLookup:
@@ -314,14 +361,18 @@ class HttpProductsCatalog:
         if status in _AUTH_STATUSES:
             self._refuse_credentials(status)
         if status != httpx.codes.OK:
-            raise _CannotAnswer(f"it answered {status}", retryable=status in _RETRYABLE_STATUSES)
+            raise _CannotAnswer(
+                f"it answered {status}",
+                retryable=status in _RETRYABLE_STATUSES,
+                counts=status >= 500 or status in _UNWELL_STATUSES,
+            )
         try:
             product = flatten_product(parse_product_body(body), product_id)
         except UnreadablePayload as refused:
-            raise _CannotAnswer(str(refused), retryable=False) from refused
+            raise _CannotAnswer(str(refused), retryable=False, counts=False) from refused
         if product is None:
             raise _CannotAnswer(
-                "it answered 200 with a body that is not a product", retryable=False
+                "it answered 200 with a body that is not a product", retryable=False, counts=False
             )
         if product["id"] != product_id:
             return ProductLookup(product_id, ProductStatus.NOT_FOUND, catalog_id=product["id"])
@@ -336,7 +387,10 @@ class HttpProductsCatalog:
                 "and any user:password in PRODUCTS_SERVICE_URL; look-ups answer 503 until then",
                 status,
             )
-        raise _CannotAnswer(f"it refused our credentials ({status})", retryable=False)
+        raise _CannotAnswer(f"it refused our credentials ({status})", retryable=False, counts=True)
+
+    def _url_of(self, product_id: str) -> str:
+        return self._base_url + self._path.replace("{id}", quote(product_id, safe=""))
 
     def _headers(self) -> dict[str, str]:
         headers = {

@@ -87,7 +87,9 @@ def _unrepresentable(document: object) -> str | None:
 
 
 def flatten_product(body: object, product_id: str) -> dict[str, Any] | None:
-    """One flat product from a plain, `{"data": …}` or JSON:API body; None if it holds none.
+    """One flat product from a plain, `{"data": …}` or JSON:API body; None if it holds none,
+    or if its `id` is no id (neither a non-empty string nor an integer: `1.5`, `true`, `null`,
+    an object), which names no product.
 
     The `id` is always a string: the body's own id (integers become their decimal string),
     or the id that was asked for when the body carries none.
@@ -106,13 +108,14 @@ def flatten_product(body: object, product_id: str) -> dict[str, Any] | None:
         product = dict(attributes)
     else:
         product = dict(resource)
-    product["id"] = _id_string(resource.get("id"), product_id)
-    return product
-
-
-def _id_string(raw: object, fallback: str) -> str:
+    if "id" not in resource:
+        product["id"] = product_id
+        return product
+    raw = resource["id"]
     if isinstance(raw, str) and raw:
-        return raw
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return str(raw)
-    return fallback
+        product["id"] = raw
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        product["id"] = str(raw)
+    else:
+        return None
+    return product
