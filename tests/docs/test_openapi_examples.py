@@ -24,7 +24,6 @@ _APP = create_app(make_settings("sqlite:///unused-for-openapi.db"))
 DOCUMENT = _APP.openapi()
 REQUEST_TYPES = body_types(_APP.routes)
 METHODS = ("get", "put", "post", "patch", "delete")
-TOO_LONG_ID = "a" * 37
 
 
 def _operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -166,27 +165,22 @@ _INVALID = {
     "adjust_stock_level": ("POST", "/inventory/42/adjustments", {"delta": 0, "reason": "x"}),
     "list_movements": ("GET", "/inventory/purchase/movements", None),
     "buy": ("POST", "/inventory/purchase", {"items": [{"product_id": "42", "quantity": 0}]}),
-    "get_purchase": ("GET", f"/inventory/purchases/{TOO_LONG_ID}", None),
-    "cancel_purchase": ("POST", f"/inventory/purchases/{TOO_LONG_ID}/cancel", None),
     "create_reservation": (
         "POST",
         "/reservations",
         {"items": [{"product_id": "42", "quantity": 1}], "ttl_seconds": 0},
     ),
     "list_reservations": ("GET", "/reservations?status=bogus", None),
-    "get_reservation": ("GET", f"/reservations/{TOO_LONG_ID}", None),
     "extend_reservation": ("PATCH", f"/reservations/{EXAMPLE_UUID}", {"ttl_seconds": 0}),
-    "confirm_reservation": ("POST", f"/reservations/{TOO_LONG_ID}/confirm", None),
-    "release_reservation": ("POST", f"/reservations/{TOO_LONG_ID}/release", None),
+    "confirm_reservation": ("POST", f"/reservations/{EXAMPLE_UUID}/confirm", None),
     "list_events": ("GET", "/events?after=bogus", None),
     "create_webhook": ("POST", "/webhooks", {"url": "https://shop.example/hooks", "events": []}),
     "list_webhooks": ("GET", "/webhooks?limit=0", None),
-    "get_webhook": ("GET", "/webhooks/nope", None),
     "update_webhook": ("PATCH", f"/webhooks/{EXAMPLE_UUID}", {"enabled": "yes"}),
-    "delete_webhook": ("DELETE", "/webhooks/nope", None),
     "list_deliveries": ("GET", f"/webhooks/{EXAMPLE_UUID}/deliveries?limit=0", None),
-    "send_test_event": ("POST", "/webhooks/nope/test", None),
 }
+# What the route reads besides its body: a key longer than the 255 characters a key may have.
+_INVALID_HEADERS = {"confirm_reservation": {"Idempotency-Key": "k" * 256}}
 _SHORT = {
     "set_stock_level": ("PUT", "/inventory/42", {"quantity": 1}),
     "adjust_stock_level": ("POST", "/inventory/42/adjustments", {"delta": -16, "reason": "x"}),
@@ -249,7 +243,8 @@ async def test_each_problem_example_is_what_its_route_answers(client: httpx.Asyn
         _same_problem(await _send(client, _NOT_FOUND[name]), example, EXAMPLE_UUID)
         checked += 1
     for name, _, _, example in by_slug["validation-error"]:
-        _same_problem(await _send(client, _INVALID[name]), example, EXAMPLE_UUID)
+        answer = await _send(client, _INVALID[name], headers=_INVALID_HEADERS.get(name))
+        _same_problem(answer, example, EXAMPLE_UUID)
         checked += 1
 
     # The README's first step, and a hold of 2: 42 has 17 on hand, 15 available.
