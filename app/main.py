@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
-from fastapi import FastAPI, Security
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import events, health, metrics, purchases, reservations, stock, webhooks
-from app.api.auth import ApiKeyMiddleware, api_key_scheme
+from app.api.auth import ApiKeyMiddleware, document_api_key
 from app.api.docs import finish_document
 from app.api.errors import install_error_handlers
 from app.api.health import probe_database
@@ -120,20 +120,21 @@ def create_app(
         swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
     # Stock first: `/inventory/purchases/movements` then reads as the ledger of a product
     # `purchases`, a reserved id (422), rather than as a purchase named "movements".
     for router in (
+        health.router,
+        metrics.router,
         stock.router,
         purchases.router,
         reservations.router,
         events.router,
         webhooks.router,
     ):
-        # Documents the key these routes need; `ApiKeyMiddleware` is what asks for it.
-        app.include_router(router, dependencies=[Security(api_key_scheme)])
+        app.include_router(router)
     finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
+    # `ApiKeyMiddleware` asks for the key; the document says which operations need it.
+    document_api_key(app)
 
     # Added innermost first: the request id is set before anything else runs.
     app.add_middleware(BodyLimitMiddleware)

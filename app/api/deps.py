@@ -1,6 +1,11 @@
 """What routes receive, one typed dependency per thing: the database, the products catalog,
 the settings, the webhook sender (the process's resources, made in the lifespan), and who
-is calling."""
+is calling.
+
+Each has a plain accessor of the request too (`database_of`, `catalog_of`, `caller_of`) for
+the hottest routes, where FastAPI's resolution of a dependency costs more than the rest of
+the route's own work (docs/performance.md); elsewhere the typed dependency reads better.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +28,27 @@ from app.schemas.common import PRODUCT_ID_RULE, ProductId
 # in the thread pool, a thread hand-off per dependency per request (docs/performance.md).
 
 
-async def get_database(request: Request) -> Database:
+def database_of(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-async def get_catalog(request: Request) -> ProductsCatalog:
+def catalog_of(request: Request) -> ProductsCatalog:
     catalog: ProductsCatalog = request.app.state.catalog
     return catalog
+
+
+def caller_of(request: Request) -> Caller:
+    """The actor whose key `ApiKeyMiddleware` accepted, under this request's id."""
+    return Caller(actor=authenticated_actor(request), request_id=request_id_var.get())
+
+
+async def get_database(request: Request) -> Database:
+    return database_of(request)
+
+
+async def get_catalog(request: Request) -> ProductsCatalog:
+    return catalog_of(request)
 
 
 async def get_settings(request: Request) -> Settings:
@@ -44,8 +62,7 @@ async def get_webhook_sender(request: Request) -> WebhookSender:
 
 
 async def get_caller(request: Request) -> Caller:
-    """The actor whose key `ApiKeyMiddleware` accepted, under this request's id."""
-    return Caller(actor=authenticated_actor(request), request_id=request_id_var.get())
+    return caller_of(request)
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]

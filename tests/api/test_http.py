@@ -193,7 +193,7 @@ async def test_unexpected_exception_is_a_500_problem_without_details(
         raise RuntimeError("secret internals")
 
     app.dependency_overrides[get_database] = broken
-    response = await client.get("/inventory/1", headers={"X-Request-ID": "boom-1"})
+    response = await client.get("/inventory/1/movements", headers={"X-Request-ID": "boom-1"})
 
     body = assert_problem(response, 500, "internal-error")
     assert "secret internals" not in response.text
