@@ -121,15 +121,16 @@ def create_app(
     )
     install_error_handlers(app)
     # Stock first: `/inventory/purchases/movements` then reads as the ledger of a product
-    # `purchases`, a reserved id (422), rather than as a purchase named "movements".
+    # `purchases`, a reserved id (422), rather than as a purchase named "movements"; and the
+    # busiest routes are matched first.
     for router in (
-        health.router,
-        metrics.router,
         stock.router,
         purchases.router,
         reservations.router,
         events.router,
         webhooks.router,
+        health.router,
+        metrics.router,
     ):
         app.include_router(router)
     finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
