@@ -39,7 +39,6 @@ cli = typer.Typer(
     rich_markup_mode=None,
 )
 
-WORKER_HEALTHCHECK_SECONDS = 30
 # More than this many bad rows are summed up rather than listed.
 MAX_ERRORS_SHOWN = 100
 
@@ -75,37 +74,29 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8002,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     graceful_timeout: Annotated[
-        int, typer.Option(min=0, help="Seconds in-flight requests get to finish on shutdown.")
+        int, typer.Option(min=1, help="Seconds in-flight requests get to finish on shutdown.")
     ] = 30,
 ) -> None:
-    """Run the HTTP service.
+    """Run the HTTP service (granian).
 
     On SIGTERM or Ctrl-C it stops accepting connections, lets in-flight requests finish
-    (up to --graceful-timeout seconds) and then closes the database pool. Uvicorn's own
+    (up to --graceful-timeout seconds) and then closes the database pool. The server's own
     access log is off: the service writes one `http.request` line per request itself.
     """
-    import uvicorn
+    from app.server import build_server
 
-    from app.server import BoundedHttpToolsProtocol
-
-    _settings(log_stream="stdout")  # the supervisor's lines go where its workers' go
+    settings = _settings(log_stream="stdout")  # the supervisor's lines go where its workers' go
     with _one_line_failures():
         _check_port_is_free(host, port)
+    server = build_server(
+        log_level=settings.log_level,
+        host=host,
+        port=port,
+        workers=workers,
+        graceful_timeout=graceful_timeout,
+    )
     with _metrics_directory(workers):
-        uvicorn.run(
-            "app.main:app",
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,  # the service configures logging, uvicorn's lines included
-            access_log=False,
-            # Limits on header size and on how long a request may take to arrive.
-            http=BoundedHttpToolsProtocol,
-            timeout_graceful_shutdown=graceful_timeout,
-            # A worker answers the supervisor's pings only once it has imported the app;
-            # uvicorn's default of 5 s kills slow starters (cold imports on a busy machine).
-            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        )
+        server.serve()
 
 
 def _check_port_is_free(host: str, port: int) -> None:

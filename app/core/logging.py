@@ -22,11 +22,11 @@ from app.core.config import Settings
 from app.core.context import request_id_var
 
 _HANDLER_NAME = "inventory"
-# Loggers that install handlers of their own (uvicorn's default config) are routed to ours.
-_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
-# The service writes one access line per request itself (`http.request`); uvicorn writes its
-# own whenever this logger has a handler anywhere up its chain, so it gets none.
-_SILENCED_LOGGERS = ("uvicorn.access",)
+# Loggers that install handlers of their own (the servers' default configs) are routed to ours.
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "_granian", "alembic")
+# The service writes one access line per request itself (`http.request`); a server writes its
+# own whenever its access logger has a handler anywhere up its chain, so it gets none.
+_SILENCED_LOGGERS = ("uvicorn.access", "granian.access")
 _SECRET_NAME = re.compile(r"key|authorization|secret|password|token", re.IGNORECASE)
 MASK = "***"
 _NUMBERS = frozenset({int, float, bool, type(None)})
