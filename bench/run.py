@@ -24,7 +24,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     shed_limit: int = 0  # also run SHED_SCENARIOS with MAX_REQUESTS_IN_PROGRESS at this (0: no)
     webhook: bool = True  # also run WEBHOOK_SCENARIOS with one endpoint subscribed to "*"
-    server: ServerKind = "uvicorn"  # the ASGI server of the service and of its ceilings
+    server: ServerKind = "granian"  # the ASGI server of the service and of its ceilings
 
 
 # Run again with load shedding at `--shed-limit`: how tails and throughput change.
@@ -211,8 +211,9 @@ def main() -> None:
     parser.add_argument(
         "--server",
         choices=SERVER_KINDS,
-        default="uvicorn",
-        help="the ASGI server of the service and its ceilings (default: `inventory serve`'s)",
+        default="granian",
+        help="the ASGI server of the service and its ceilings: granian runs the service as "
+        "`inventory serve` does, uvicorn as `uvicorn app.main:app` does",
     )
     args = parser.parse_args()
 
@@ -334,7 +335,9 @@ def _databases(engine: str, plan: Plan, directory: Path) -> Iterator[tuple[str, 
 def _service(
     plan: Plan, env: dict[str, str], workers: int, log: Path
 ) -> AbstractContextManager[Server]:
-    """The service on the plan's server at `env`, its log lines appended to `log`."""
+    """The service at `env` as `inventory serve` runs it (granian) or as `uvicorn
+    app.main:app` does, its log lines appended to `log`."""
+    serve_command = [sys.executable, "-m", "app.cli", "serve", "--host", HOST]
     return serve(
         "inventory",
         "app.main:app",
@@ -342,6 +345,7 @@ def _service(
         env=env,
         health="/health",
         kind=plan.server,
+        command=[*serve_command, "--workers", str(workers)] if plan.server == "granian" else None,
         log=log,
     )
 
@@ -477,7 +481,8 @@ def server_pairs(plan: Plan, rounds: int) -> str:
         f"Machine: {_machine()}.",
         f"Load: wrk, 1 thread, {plan.load.connections} connections, {plan.warmup.seconds:g} s "
         f"warm-up then {plan.load.seconds:g} s measured per run, 1 worker, SQLite; the service "
-        "at its default settings, its log lines to a file.",
+        "at its default settings, its log lines to a file, as `inventory serve` runs it on "
+        "granian and as `uvicorn app.main:app` does on uvicorn.",
         "",
         "| round | server | scenario | service req/s | bare req/s | service ÷ bare "
         "| service p99/p50 |",
@@ -500,15 +505,7 @@ def server_pairs(plan: Plan, rounds: int) -> str:
                 ) as bare:
                     # purchase-hot's bare figure is the bare GET: what the server itself costs.
                     ceiling = _measure(plan, bare, "get-hot", scenarios[0])
-                with serve(
-                    "inventory",
-                    "app.main:app",
-                    workers=1,
-                    env=env,
-                    health="/health",
-                    kind=kind,
-                    log=Path(tmp) / "service.log",
-                ) as app:
+                with _service(replace(plan, server=kind), env, 1, Path(tmp) / "service.log") as app:
                     for scenario in scenarios:
                         figures = _measure(plan, app, scenario.name, scenario)
                         ratio = figures.rps / ceiling.rps if ceiling.rps else 0.0
