@@ -139,7 +139,7 @@ class _Output:
 _OUTPUT = _Output()
 
 
-class LineWriter:
+class _LineWriter:
     """structlog's logger: a rendered line written whole to the current standard stream.
 
     One `write` and one `flush` a line, so a pipe gets each line as it happens and lines from
@@ -191,7 +191,7 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
     structlog.configure(
         processors=_OUTPUT.processors,
         wrapper_class=structlog.make_filtering_bound_logger(settings.log_level),
-        logger_factory=LineWriter,
+        logger_factory=_LineWriter,
         cache_logger_on_first_use=True,
     )
 
