@@ -100,9 +100,9 @@ def serve(
 
 
 def _check_port_is_free(host: str, port: int) -> None:
-    """Uvicorn reports a taken port in several log lines and an exit code of 3; we say it in
-    one line before starting. Bound as uvicorn binds (SO_REUSEADDR), so a port in TIME_WAIT
-    is not reported."""
+    """The server would report a taken port in several log lines; we say it in one line
+    before starting. Bound as servers bind (SO_REUSEADDR), so a port in TIME_WAIT is not
+    reported."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:

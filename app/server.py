@@ -6,8 +6,8 @@
   connection's, for the first request); otherwise the connection is closed. The body's own
   deadline is the service's (`BodyLimitMiddleware`: 408), so it holds on any server.
 - A worker takes in at most `BACKPRESSURE` requests at once; more wait in the listen backlog,
-  unread, rather than each holding memory in the worker. The service itself sheds load
-  sooner (`MAX_REQUESTS_IN_PROGRESS`, 503 with `Retry-After`).
+  unread, rather than each holding memory in the worker. Below that the service sheds load
+  itself (`MAX_REQUESTS_IN_PROGRESS`, default 1,000: 503 with `Retry-After`).
 """
 
 from __future__ import annotations
