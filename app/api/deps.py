@@ -2,9 +2,9 @@
 the settings, the webhook sender (the process's resources, made in the lifespan), and who
 is calling.
 
-Each has a plain accessor of the request too (`database_of`, `catalog_of`, `caller_of`) for
-the hottest routes, where FastAPI's resolution of a dependency costs more than the rest of
-the route's own work (docs/performance.md); elsewhere the typed dependency reads better.
+The database and the catalog have a plain accessor of the request too (`database_of`,
+`catalog_of`) for the hottest route, where FastAPI's resolution of a dependency costs more
+than the route's own work (docs/performance.md); elsewhere the typed dependency reads better.
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ def catalog_of(request: Request) -> ProductsCatalog:
     return catalog
 
 
-def caller_of(request: Request) -> Caller:
-    """The actor whose key `ApiKeyMiddleware` accepted, under this request's id."""
-    return Caller(actor=authenticated_actor(request), request_id=request_id_var.get())
-
-
 async def get_database(request: Request) -> Database:
     return database_of(request)
 
@@ -62,7 +57,8 @@ async def get_webhook_sender(request: Request) -> WebhookSender:
 
 
 async def get_caller(request: Request) -> Caller:
-    return caller_of(request)
+    """The actor whose key `ApiKeyMiddleware` accepted, under this request's id."""
+    return Caller(actor=authenticated_actor(request), request_id=request_id_var.get())
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
