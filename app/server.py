@@ -3,8 +3,9 @@
 - Request line and headers together are at most `MAX_HEADER_BYTES`; more is answered 431
   (granian's answer, without a body) and the connection closed, before the rest is read.
 - Headers must arrive within `HEADER_READ_TIMEOUT_SECONDS` of a request's start (or of the
-  connection's, for the first request); otherwise the connection is closed. The body's own
-  deadline is the service's (`BodyLimitMiddleware`: 408), so it holds on any server.
+  connection's, for the first request); otherwise the connection is closed, which also
+  closes a keep-alive connection idle that long. The body's own deadline is the service's
+  (`BodyLimitMiddleware`: 408), so it holds on any server.
 - A worker takes in at most `BACKPRESSURE` requests at once; more wait in the listen backlog,
   unread, rather than each holding memory in the worker. Below that the service sheds load
   itself (`MAX_REQUESTS_IN_PROGRESS`, default 1,000: 503 with `Retry-After`).
