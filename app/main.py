@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
-from fastapi import FastAPI, Security
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.api import events, health, metrics, purchases, reservations, stock, webhooks
-from app.api.auth import ApiKeyMiddleware, api_key_scheme
+from app.api.auth import ApiKeyMiddleware, document_api_key
 from app.api.cors import AllowedOriginsCors
 from app.api.docs import add_redoc, finish_document, operation_id
 from app.api.errors import install_error_handlers
@@ -127,20 +127,22 @@ def create_app(
     )
     add_redoc(app)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
     # Stock first: `/inventory/purchases/movements` then reads as the ledger of a product
-    # `purchases`, a reserved id (422), rather than as a purchase named "movements".
+    # `purchases`, a reserved id (422), rather than as a purchase named "movements"; and the
+    # busiest routes are matched first.
     for router in (
         stock.router,
         purchases.router,
         reservations.router,
         events.router,
         webhooks.router,
+        health.router,
+        metrics.router,
     ):
-        # Documents the key these routes need; `ApiKeyMiddleware` is what asks for it.
-        app.include_router(router, dependencies=[Security(api_key_scheme)])
+        app.include_router(router)
     finish_document(app, examples_of=[StockLevelOut, MovementOut, PurchaseOut])
+    # `ApiKeyMiddleware` asks for the key; the document says which operations need it.
+    document_api_key(app)
 
     # Added innermost first: the request id is set before anything else runs.
     app.add_middleware(BodyLimitMiddleware)

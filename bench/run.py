@@ -3,6 +3,7 @@
     python -m bench.run            # short: 1 worker, both engines, a few seconds per scenario
     python -m bench.run --full     # the whole grid: 1 and 2 workers, longer runs
     python -m bench.run --webhook-pairs 3   # purchase-hot with, then without, a webhook endpoint
+    python -m bench.run --server-pairs 3    # the service on granian and on uvicorn, paired
 
 Every scenario runs first on its ceiling, then on the service, back to back on the same
 settings, so a noisy neighbour weighs on both figures of a ratio alike. The table goes into
@@ -22,8 +23,8 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,20 @@ from typing import Any
 import asyncpg
 
 from bench import data
-from bench.servers import HOST, ROOT, Load, Server, post_json, received, receiver, uvicorn, wrk
+from bench.servers import (
+    HOST,
+    ROOT,
+    SERVER_KINDS,
+    Load,
+    Server,
+    ServerKind,
+    post_json,
+    received,
+    receiver,
+    serve,
+    uvicorn,
+    wrk,
+)
 
 API_KEY = "bench-key-0123456789"
 REPLAY_KEY = "bench-replay"
@@ -144,6 +158,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     shed_limit: int = 0  # also run SHED_SCENARIOS with MAX_REQUESTS_IN_PROGRESS at this (0: no)
     webhook: bool = True  # also run WEBHOOK_SCENARIOS with one endpoint subscribed to "*"
+    server: ServerKind = "granian"  # the ASGI server of the service and of its ceilings
 
 
 # Run again with load shedding at `--shed-limit`: how tails and throughput change.
@@ -151,6 +166,11 @@ SHED_SCENARIOS = ("get-hot", "purchase-hot")
 # Run again with one webhook endpoint subscribed to every event, at a loopback receiver.
 WEBHOOK_SCENARIOS = ("purchase-hot",)
 WEBHOOK_SUFFIX = " webhook"
+# Service ÷ ceiling, 1 worker, that the run is judged against.
+TARGET_RATIOS = {
+    "get-hot": {"sqlite": 0.45, "postgresql": 0.25},
+    "purchase-hot": {"sqlite": 0.5, "postgresql": 0.3},
+}
 
 
 def main() -> None:
@@ -185,6 +205,21 @@ def main() -> None:
         help="only purchase-hot, 1 worker: N pairs of runs with one webhook endpoint, then "
         "without, interleaved on one database; prints each pair's ratio and their median",
     )
+    parser.add_argument(
+        "--server-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only get-hot and purchase-hot, SQLite, 1 worker: N rounds of the service and the "
+        "bare app on each ASGI server, interleaved; prints service ÷ bare per server and round",
+    )
+    parser.add_argument(
+        "--server",
+        choices=SERVER_KINDS,
+        default="granian",
+        help="the ASGI server of the service and its ceilings: granian runs the service as "
+        "`inventory serve` does, uvicorn as `uvicorn app.main:app` does",
+    )
     args = parser.parse_args()
 
     seconds = args.seconds or (10.0 if args.full else 3.0)
@@ -199,6 +234,7 @@ def main() -> None:
         app_env=dict(pair.split("=", 1) for pair in args.app_env),
         shed_limit=args.shed_limit,
         webhook=not args.no_webhook,
+        server=args.server,
     )
     if plan.app_env:
         plan.notes.append(f"Service settings changed for this run: {plan.app_env}.")
@@ -208,6 +244,9 @@ def main() -> None:
 
     if args.webhook_pairs:
         print(webhook_pairs(plan, args.webhook_pairs))
+        return
+    if args.server_pairs:
+        print(server_pairs(plan, args.server_pairs))
         return
     started = datetime.now(UTC)
     began = time.monotonic()
@@ -241,18 +280,21 @@ def run(plan: Plan) -> list[Row]:
     rows: list[Row] = []
     with _catalog() as (tmp, catalog):
         for workers in plan.workers:
-            with uvicorn(
+            with serve(
                 "bare ceiling",
                 "bench.ceilings.bare:app",
                 workers=workers,
                 env={},
                 health="/inventory/hot",
+                kind=plan.server,
             ) as bare:
                 for engine in plan.engines:
                     directory = Path(tmp) / f"{engine}-{workers}"
                     directory.mkdir()
                     with _databases(engine, plan, directory) as (app_url, raw_url):
-                        rows += _engine_rows(plan, engine, workers, app_url, raw_url, catalog, bare)
+                        rows += _engine_rows(
+                            plan, engine, workers, (app_url, raw_url), catalog, bare, directory
+                        )
     return rows
 
 
@@ -269,14 +311,16 @@ def _catalog() -> Iterator[tuple[str, Server]]:
 
 
 def _service_env(plan: Plan, app_url: str, catalog: Server) -> dict[str, str]:
-    """The service's settings in every run: the realistic path, quiet logs."""
+    """The service's settings in every run: the realistic path at the defaults (LOG_LEVEL INFO,
+    one JSON access line per request); `--app-env LOG_LEVEL=WARNING` measures without them."""
     return {
         "DATABASE_URL": app_url,
         "API_KEY": API_KEY,
         "API_KEYS": "",
         "PRODUCTS_SERVICE_URL": catalog.url,
         "PRODUCTS_API_KEY": "",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
         "CORS_ORIGINS": "",
     } | plan.app_env
 
@@ -293,9 +337,34 @@ def _databases(engine: str, plan: Plan, directory: Path) -> Iterator[tuple[str, 
         yield app_url, raw_url
 
 
+def _service(
+    plan: Plan, env: dict[str, str], workers: int, log: Path
+) -> AbstractContextManager[Server]:
+    """The service at `env` as `inventory serve` runs it (granian) or as `uvicorn
+    app.main:app` does, its log lines appended to `log`."""
+    serve_command = [sys.executable, "-m", "app.cli", "serve", "--host", HOST]
+    return serve(
+        "inventory",
+        "app.main:app",
+        workers=workers,
+        env=env,
+        health="/health",
+        kind=plan.server,
+        command=[*serve_command, "--workers", str(workers)] if plan.server == "granian" else None,
+        log=log,
+    )
+
+
 def _engine_rows(
-    plan: Plan, engine: str, workers: int, app_url: str, raw_url: str, catalog: Server, bare: Server
+    plan: Plan,
+    engine: str,
+    workers: int,
+    urls: tuple[str, str],
+    catalog: Server,
+    bare: Server,
+    directory: Path,
 ) -> list[Row]:
+    app_url, raw_url = urls
     app_env = _service_env(plan, app_url, catalog)
     variants = [("", app_env, plan.scenarios)]
     if plan.shed_limit:
@@ -307,20 +376,19 @@ def _engine_rows(
         webhook_env = app_env | {"WEBHOOK_ALLOWED_HOSTS": HOST}
         variants.append((WEBHOOK_SUFFIX, webhook_env, webhook_scenarios))
     rows = []
-    with uvicorn(
+    with serve(
         "raw-SQL ceiling",
         "bench.ceilings.raw_sql:app",
         workers=workers,
         env={"RAW_DATABASE_URL": raw_url},
         health=f"/inventory/{data.HOT}",
+        kind=plan.server,
     ) as raw:
         ceilings = {"bare": bare, "raw-sql": raw}
         for suffix, env, scenarios in variants:
             hooked = suffix == WEBHOOK_SUFFIX
             with (
-                uvicorn(
-                    "inventory", "app.main:app", workers=workers, env=env, health="/health"
-                ) as app,
+                _service(plan, env, workers, directory / "service.log") as app,
                 receiver() if hooked else nullcontext("") as hook_url,
             ):
                 if hooked:
@@ -366,9 +434,7 @@ def webhook_pairs(plan: Plan, pairs: int) -> str:
                 cpu_ratios: list[float] = []
                 for pair in range(1, pairs + 1):
                     with (
-                        uvicorn(
-                            "inventory", "app.main:app", workers=1, env=env, health="/health"
-                        ) as app,
+                        _service(plan, env, 1, directory / "service.log") as app,
                         receiver() as hook_url,
                     ):
                         events_before = asyncio.run(data.event_count(app_url))
@@ -380,9 +446,7 @@ def webhook_pairs(plan: Plan, pairs: int) -> str:
                         # Until every delivery is made: what a purchase costs with its events'.
                         hooked_cpu = (_cpu_seconds(app) - cpu) / (written / 2)
                         _unsubscribe(app.url, endpoint)
-                    with uvicorn(
-                        "inventory", "app.main:app", workers=1, env=env, health="/health"
-                    ) as app:
+                    with _service(plan, env, 1, directory / "service.log") as app:
                         events_before = asyncio.run(data.event_count(app_url))
                         cpu = _cpu_seconds(app)
                         plain = _measure(plan, app, scenario.name, scenario)
@@ -407,6 +471,68 @@ def webhook_pairs(plan: Plan, pairs: int) -> str:
                     f"- {engine}: median with ÷ without {statistics.median(ratios):.2f}; "
                     f"CPU per purchase, median without ÷ with {statistics.median(cpu_ratios):.2f}"
                 )
+    return "\n".join([*lines, "", *medians])
+
+
+def server_pairs(plan: Plan, rounds: int) -> str:
+    """get-hot and purchase-hot on each ASGI server, `rounds` times, on one SQLite database:
+    in a round each server runs the bare app then the service, and the servers swap turns
+    from one round to the next, so that a busy neighbour weighs on both alike."""
+    scenarios = [s for s in SCENARIOS if s.name in ("get-hot", "purchase-hot")]
+    started = datetime.now(UTC)
+    lines = [
+        f"Run of {started:%Y-%m-%d %H:%M} UTC: `python -m bench.run --server-pairs {rounds}`",
+        "",
+        f"Machine: {_machine()}.",
+        f"Load: wrk, 1 thread, {plan.load.connections} connections, {plan.warmup.seconds:g} s "
+        f"warm-up then {plan.load.seconds:g} s measured per run, 1 worker, SQLite; the service "
+        "at its default settings, its log lines to a file, as `inventory serve` runs it on "
+        "granian and as `uvicorn app.main:app` does on uvicorn.",
+        "",
+        "| round | server | scenario | service req/s | bare req/s | service ÷ bare "
+        "| service p99/p50 |",
+        "|--:|---|---|--:|--:|--:|--:|",
+    ]
+    ratios: dict[tuple[str, str], list[float]] = {}
+    rates: dict[tuple[str, str], list[float]] = {}
+    with _catalog() as (tmp, catalog), _databases("sqlite", plan, Path(tmp)) as (app_url, _):
+        env = _service_env(plan, app_url, catalog)
+        for round_ in range(1, rounds + 1):
+            kinds = SERVER_KINDS if round_ % 2 else SERVER_KINDS[::-1]
+            for kind in kinds:
+                with serve(
+                    "bare ceiling",
+                    "bench.ceilings.bare:app",
+                    workers=1,
+                    env={},
+                    health=f"/inventory/{data.HOT}",
+                    kind=kind,
+                ) as bare:
+                    # purchase-hot's bare figure is the bare GET: what the server itself costs.
+                    ceiling = _measure(plan, bare, "get-hot", scenarios[0])
+                with _service(replace(plan, server=kind), env, 1, Path(tmp) / "service.log") as app:
+                    for scenario in scenarios:
+                        figures = _measure(plan, app, scenario.name, scenario)
+                        ratio = figures.rps / ceiling.rps if ceiling.rps else 0.0
+                        ratios.setdefault((kind, scenario.name), []).append(ratio)
+                        rates.setdefault((kind, scenario.name), []).append(figures.rps)
+                        row = (
+                            f"| {round_} | {kind} | {scenario.name} | {figures.rps:,.0f} "
+                            f"| {ceiling.rps:,.0f} | {ratio:.2f} | {figures.spread:.1f} |"
+                        )
+                        print(row, flush=True)
+                        lines.append(row)
+    medians = [
+        f"- {kind}, {scenario}: median service ÷ its own bare app {statistics.median(r):.2f}"
+        for (kind, scenario), r in sorted(ratios.items(), key=lambda item: item[0][1])
+    ]
+    first, second = SERVER_KINDS
+    for scenario in scenarios:
+        paired = zip(rates[second, scenario.name], rates[first, scenario.name], strict=True)
+        medians.append(
+            f"- {scenario.name}: median service req/s on {second} ÷ on {first}, round by round, "
+            f"{statistics.median(b / a for b, a in paired if a):.2f}"
+        )
     return "\n".join([*lines, "", *medians])
 
 
@@ -568,8 +694,8 @@ def targets(rows: list[Row]) -> list[str]:
                 f"{share:.2f} ({hooked.ratio:.2f} / {plain.ratio:.2f} of the ceiling; "
                 f"{hooked.app.rps:,.0f} / {plain.app.rps:,.0f} req/s) — {verdict(share >= 0.8)}"
             )
-    for scenario, floor in (("get-hot", 0.6), ("purchase-hot", 0.5)):
-        for engine in ("sqlite", "postgresql"):
+    for scenario, floors in TARGET_RATIOS.items():
+        for engine, floor in floors.items():
             row = find(scenario, engine, 1)
             if row is not None:
                 out.append(

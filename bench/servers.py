@@ -1,4 +1,5 @@
-"""Processes the benchmark starts: uvicorn servers and wrk. Each is stopped by its own pid."""
+"""Processes the benchmark starts: ASGI servers (uvicorn, granian) and wrk. Each is stopped by
+its own pid."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # load goes to the loopback interface only
@@ -37,22 +38,64 @@ class Server:
     health: str
 
 
+# The ASGI servers the benchmark can run an app on; the service and its bare ceiling are
+# always run on the same one, so that a ratio compares apps, not servers.
+ServerKind = Literal["uvicorn", "granian"]
+SERVER_KINDS: tuple[ServerKind, ...] = ("uvicorn", "granian")
+
+
+def server_command(kind: ServerKind, target: str, port: int, workers: int) -> list[str]:
+    """`target` served on `kind` with the same flags for the service and the ceilings."""
+    flags = ["--host", HOST, "--port", str(port), "--workers", str(workers)]
+    flags += ["--log-level", "warning"]
+    if kind == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", target, *flags, "--no-access-log"]
+    return [sys.executable, "-m", "granian", "--interface", "asgi", target, *flags, "--no-ws"]
+
+
 @contextmanager
-def uvicorn(
-    name: str, target: str, *, workers: int, env: Mapping[str, str], health: str
+def serve(
+    name: str,
+    target: str,
+    *,
+    workers: int,
+    env: Mapping[str, str],
+    health: str,
+    kind: ServerKind = "uvicorn",
+    command: list[str] | None = None,
+    log: Path | None = None,
 ) -> Iterator[Server]:
-    """`uvicorn target` on a free loopback port, the same flags for the service and ceilings."""
+    """`target` on a free loopback port (or `command`, given the port: the service's own
+    `inventory serve`); its output appended to `log` when given, as a service's lines go to a
+    file or a pipe in production, rather than to a terminal."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", target, "--host", HOST, "--port", str(port)]
-    command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    # Its own session, so that stopping it can reach its worker processes too.
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
+    if command:
+        argv = [*command, "--port", str(port)]
+    else:
+        argv = server_command(kind, target, port, workers)
+    with open(log or os.devnull, "ab") as output:
+        # Its own session, so that stopping it can reach its worker processes too.
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            start_new_session=True,
+            stdout=output if log else None,
+            stderr=output if log else None,
+        )
     server = Server(name, f"http://{HOST}:{port}", process, health)
     try:
         settle(server, timeout=30.0)
         yield server
     finally:
         stop(process)
+
+
+def uvicorn(
+    name: str, target: str, *, workers: int, env: Mapping[str, str], health: str
+) -> AbstractContextManager[Server]:
+    """`target` on uvicorn: the fake catalog, the raw-SQL ceiling."""
+    return serve(name, target, workers=workers, env=env, health=health)
 
 
 @contextmanager

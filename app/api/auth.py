@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import Any
 
-from fastapi.security import APIKeyHeader
+from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,9 +27,9 @@ PUBLIC_PATHS = frozenset(
 PUBLIC_ASSETS = "/static-offline-docs/"
 ANONYMOUS = "anonymous"
 
-# Declares the scheme for OpenAPI (Swagger's "Authorize" button); the check itself is
-# `ApiKeyMiddleware`'s, so that it comes before body parsing.
-api_key_scheme = APIKeyHeader(name="X-API-KEY", auto_error=False, scheme_name="ApiKey")
+# The scheme as OpenAPI states it (Swagger's "Authorize" button).
+SCHEME_NAME = "ApiKey"
+_SCHEME = {"type": "apiKey", "in": "header", "name": "X-API-KEY"}
 
 # Where the middleware leaves the actor, in the request's state (`scope["state"]`).
 _ACTOR = "actor"
@@ -83,6 +84,29 @@ class ApiKeyMiddleware:
             if hmac.compare_digest(offered, key) and matched is None:
                 matched = actor
         return matched
+
+
+def document_api_key(app: FastAPI) -> None:
+    """State in the app's OpenAPI document that every operation needs the key, but those of
+    the public paths: the rule `ApiKeyMiddleware` applies, so the two cannot disagree.
+
+    Written into the document rather than declared by a security dependency on the routes,
+    which FastAPI would resolve on every request only to document it (docs/performance.md).
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        if SCHEME_NAME not in schemes:  # the document is built once and kept
+            schemes[SCHEME_NAME] = _SCHEME
+            for path, operations in document.get("paths", {}).items():
+                if not is_public(path):
+                    for operation in operations.values():
+                        operation["security"] = [{SCHEME_NAME: []}]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _digest(key: bytes) -> bytes:

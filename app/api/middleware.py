@@ -1,12 +1,14 @@
-"""Pure ASGI middleware: request ids, load shedding, HEAD and the body size limit (API keys:
-`app.api.auth`).
+"""Pure ASGI middleware: request ids, load shedding, HEAD and the body's limits of size and
+time (API keys: `app.api.auth`).
 
 They run before routing and body parsing, so an unauthenticated request is refused with
-401 whatever its body, and an oversized body is never read whole.
+401 whatever its body, an oversized body is never read whole, and a body that stops arriving
+does not hold its request forever, whatever server runs the app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -18,12 +20,13 @@ from app.api.auth import actor_of
 from app.api.errors import problem_response
 from app.core import metrics
 from app.core.context import accept_request_id, request_id_var
-from app.core.errors import Overloaded, PayloadTooLarge, ProblemError
+from app.core.errors import Overloaded, PayloadTooLarge, ProblemError, RequestTimeout
 
 logger = logging.getLogger("app.requests")
 access_logger = structlog.get_logger("app.access")
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_READ_TIMEOUT_SECONDS = 30.0
 # Probes and scrapes must answer however busy the process is: that is when they matter.
 NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
 SHED_RETRY_AFTER_SECONDS = 1
@@ -157,15 +160,23 @@ class HeadMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over the limit with 413, whether declared or streamed.
+    """Refuses request bodies over the limit with 413, whether declared or streamed, and
+    bodies that have not arrived whole within `read_timeout` seconds with 408.
 
     The body is read here, up to the limit, and handed on whole: a body is at most 1 MiB,
     and this way the refusal happens before any route sees a byte of it.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int = MAX_BODY_BYTES,
+        read_timeout: float = BODY_READ_TIMEOUT_SECONDS,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
@@ -173,29 +184,40 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+            await problem_response(self._too_large())(scope, receive, send)
             return
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                messages = await self._read_body(receive)
+        except TimeoutError:
+            late = RequestTimeout(
+                "The request body did not arrive in time.", headers={"Connection": "close"}
+            )
+            await problem_response(late)(scope, receive, send)
+            return
+        if messages is None:
+            await problem_response(self._too_large())(scope, receive, send)
+            return
+        await self.app(scope, _replay(messages, receive), send)
+
+    async def _read_body(self, receive: Receive) -> list[Message] | None:
+        """The body as one message (or what ended it early); None when it is too large."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)
-                return
+                return [message]
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _replay([body], receive), send)
+                return [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"Request bodies are limited to {self.max_bytes} bytes.")
-        await problem_response(error)(scope, receive, send)
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"Request bodies are limited to {self.max_bytes} bytes.")
 
 
 def _replay(messages: list[Message], then: Receive) -> Receive:

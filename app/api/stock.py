@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CallerDep, CatalogDep, DatabaseDep, IfMatch, ProductIdPath
+from app.api.deps import (
+    CallerDep,
+    CatalogDep,
+    DatabaseDep,
+    IfMatch,
+    ProductIdPath,
+    catalog_of,
+    database_of,
+)
 from app.api.docs import INVENTORY, WITH_BODY, problems
 from app.api.idempotency import Answer, Idempotency
 from app.api.params import Cursor, Limit
@@ -77,10 +85,9 @@ async def list_stock_levels(
     responses=problems(*INVENTORY, "not-found"),
 )
 @resource_type("stock-levels")
-async def get_stock_level(
-    product_id: ProductIdPath, database: DatabaseDep, catalog: CatalogDep
-) -> Response:
+async def get_stock_level(product_id: ProductIdPath, request: Request) -> Response:
     """One stock level, with what the products service says of the product."""
+    database, catalog = database_of(request), catalog_of(request)
     return _stock_response(await stock.get_stock(database, catalog, product_id=product_id))
 
 

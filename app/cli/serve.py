@@ -15,8 +15,6 @@ import typer
 
 from app.cli.common import StartupFailure, between, configured_settings, one_line_failures
 
-WORKER_HEALTHCHECK_SECONDS = 30
-
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -29,44 +27,38 @@ def serve(
     graceful_timeout: Annotated[
         int,
         typer.Option(
-            help="Seconds in-flight requests get to finish on shutdown.", callback=between(0)
+            help="Seconds in-flight requests get to finish on shutdown, at least 1.",
+            callback=between(1),
         ),
     ] = 30,
 ) -> None:
-    """Run the HTTP service.
+    """Run the HTTP service (granian).
 
     On SIGTERM or Ctrl-C it stops accepting connections, lets in-flight requests finish
-    (up to --graceful-timeout seconds) and then closes the database pool. Uvicorn's own
+    (up to --graceful-timeout seconds) and then closes the database pool. The server's own
     access log is off: the service writes one `http.request` line per request itself.
     """
-    import uvicorn
+    from app.server import build_server
 
-    from app.server import BoundedHttpToolsProtocol
-
-    configured_settings(log_stream="stdout")  # the supervisor's lines go where its workers' go
+    # The supervisor's lines go where its workers' go.
+    settings = configured_settings(log_stream="stdout")
     with one_line_failures():
         _check_port_is_free(host, port)
+    server = build_server(
+        log_level=settings.log_level,
+        host=host,
+        port=port,
+        workers=workers,
+        graceful_timeout=graceful_timeout,
+    )
     with _metrics_directory(workers):
-        uvicorn.run(
-            "app.main:app",
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,  # the service configures logging, uvicorn's lines included
-            access_log=False,
-            # Limits on header size and on how long a request may take to arrive.
-            http=BoundedHttpToolsProtocol,
-            timeout_graceful_shutdown=graceful_timeout,
-            # A worker answers the supervisor's pings only once it has imported the app;
-            # uvicorn's default of 5 s kills slow starters (cold imports on a busy machine).
-            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        )
+        server.serve()
 
 
 def _check_port_is_free(host: str, port: int) -> None:
-    """Uvicorn reports a taken port in several log lines and an exit code of 3; we say it in
-    one line before starting. Bound as uvicorn binds (SO_REUSEADDR), so a port in TIME_WAIT
-    is not reported."""
+    """The server would report a taken port in several log lines; we say it in one line
+    before starting. Bound as servers bind (SO_REUSEADDR), so a port in TIME_WAIT is not
+    reported."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:

@@ -89,6 +89,10 @@ class VersionMismatch(ProblemError):
     status, slug, title = 412, "version-mismatch", "Version mismatch"
 
 
+class RequestTimeout(ProblemError):
+    status, slug, title = 408, "request-timeout", "Request timeout"
+
+
 class PayloadTooLarge(ProblemError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 

@@ -1,8 +1,9 @@
-"""Log set-up for the process: structlog on top of the standard library.
+"""Log set-up for the process: structlog for the service's lines, the standard library's
+for everyone else's, both rendered alike.
 
-Everything goes through one standard-library handler, so the lines of uvicorn, alembic and
-SQLAlchemy look like ours: JSON (one object a line) or a console rendering. Every line
-carries the request id of the request it was written for, and secrets never reach the output.
+JSON (one object a line) or a console rendering; the lines of uvicorn, alembic and SQLAlchemy
+look like ours. Every line carries the request id of the request it was written for, and
+secrets never reach the output.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from app.core.config import Settings
 from app.core.context import request_id_var
 
 _HANDLER_NAME = "inventory"
-# Loggers that install handlers of their own (uvicorn's default config) are routed to ours.
-_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
-# The service writes one access line per request itself (`http.request`); uvicorn writes its
-# own whenever this logger has a handler anywhere up its chain, so it gets none.
-_SILENCED_LOGGERS = ("uvicorn.access",)
+# Loggers that install handlers of their own (the servers' default configs) are routed to ours.
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "_granian", "alembic")
+# The service writes one access line per request itself (`http.request`); a server writes its
+# own whenever its access logger has a handler anywhere up its chain, so it gets none.
+_SILENCED_LOGGERS = ("uvicorn.access", "granian.access")
 _SECRET_NAME = re.compile(r"key|authorization|secret|password|token", re.IGNORECASE)
 MASK = "***"
+_NUMBERS = frozenset({int, float, bool, type(None)})
 
 Stream = Literal["stdout", "stderr"]
 
@@ -71,27 +73,36 @@ class MaskSecrets:
         return event_dict
 
     def _mask_in_place(self, mapping: MutableMapping[str, Any]) -> None:
+        # Every line passes here, field by field: the usual field (a number, a short text
+        # holding no secret, a name seen before) costs no function call.
+        names = self._secret_names
         for name, value in mapping.items():
-            if value is None or isinstance(value, int | float):
+            if type(value) in _NUMBERS:
                 continue
-            if self._is_secret_name(name):
+            secret_name = names[name] if name in names else self._is_secret_name(name)
+            if secret_name:
                 mapping[name] = MASK
+            elif type(value) is str:
+                for secret in self.secrets:
+                    if secret in value:  # a plain test first: most lines hold no secret
+                        mapping[name] = self._mask_text(value)
+                        break
             else:
                 mapping[name] = self._mask_value(value)
 
     def _is_secret_name(self, name: str) -> bool:
-        secret = self._secret_names.get(name)
-        if secret is None:
-            secret = name != "event" and _SECRET_NAME.search(name) is not None
-            self._secret_names[name] = secret
+        secret = name != "event" and _SECRET_NAME.search(name) is not None
+        self._secret_names[name] = secret
         return secret
+
+    def _mask_text(self, text: str) -> str:
+        for secret in self.secrets:
+            text = self._tokens[secret].sub(MASK, text)
+        return text
 
     def _mask_value(self, value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self.secrets:
-                if secret in value:  # cheap test first: most lines hold no secret
-                    value = self._tokens[secret].sub(MASK, value)
-            return value
+            return self._mask_text(value)
         if isinstance(value, dict):
             copy = dict(value)  # the caller's dict is theirs: mask a copy
             self._mask_in_place(copy)
@@ -101,6 +112,8 @@ class MaskSecrets:
         return value
 
 
+# What every line gets, whoever wrote it: ours through structlog, others' through the
+# standard library's handler.
 _SHARED: list[Processor] = [
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
@@ -109,11 +122,53 @@ _SHARED: list[Processor] = [
 ]
 
 
+class _Output:
+    """Where the lines go and in what form: what `configure_logging` last chose.
+
+    structlog keeps each logger it assembles (`cache_logger_on_first_use`, as its docs advise
+    for speed) with the processor list and the logger of that moment; so both are this one
+    object's, changed in place, and a later configuration (another app in the tests, the CLI
+    after the server) reaches the loggers assembled before it.
+    """
+
+    def __init__(self) -> None:
+        self.stream: Stream = "stdout"
+        self.processors: list[Processor] = []
+
+
+_OUTPUT = _Output()
+
+
+class _LineWriter:
+    """structlog's logger: a rendered line written whole to the current standard stream.
+
+    One `write` and one `flush` a line, so a pipe gets each line as it happens and lines from
+    several workers never interleave. The stream is looked up at each line, so output captured
+    by a test runner, or redirected by a CLI command, is followed.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # the `logger` field
+
+    def msg(self, line: str) -> None:
+        stream = _stream(_OUTPUT.stream)
+        stream.write(line + "\n")
+        stream.flush()
+
+    debug = info = warning = error = critical = exception = msg
+
+
 def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
-    """Route every logger of the process to one handler writing `stream` in LOG_FORMAT.
+    """Send every line of the process to `stream` in LOG_FORMAT, at LOG_LEVEL.
+
+    structlog's loggers (the service's own lines: `http.request`, `inventory.changed` …) are
+    filtered by level before any work is done, and rendered and written by structlog alone;
+    the standard library's (uvicorn, alembic, SQLAlchemy, a few of ours for errors) go through
+    one handler of the root logger that renders them the same way.
 
     Safe to call more than once (each app in the tests calls it): it replaces only its own
-    handler, so handlers that others added to the root logger stay.
+    handler, so handlers that others added to the root logger stay. The level of a structlog
+    logger is the one in force when it first logged: a process has one level.
     """
     log_format = settings.log_format or ("console" if _stream(stream).isatty() else "json")
     renderer: Processor = (
@@ -129,15 +184,20 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
         password = urlsplit(settings.products_service_url).password
         if password:
             secrets += [password, quote(password, safe="")]
+    finish: list[Processor] = [structlog.processors.format_exc_info, MaskSecrets(secrets), renderer]
+
+    _OUTPUT.stream = stream
+    _OUTPUT.processors[:] = [*_SHARED, *finish]
+    structlog.configure(
+        processors=_OUTPUT.processors,
+        wrapper_class=structlog.make_filtering_bound_logger(settings.log_level),
+        logger_factory=_LineWriter,
+        cache_logger_on_first_use=True,
+    )
 
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_message_copies, *_SHARED],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            MaskSecrets(secrets),
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
     )
     handler = _StandardStreamHandler(stream)
     handler.name = _HANDLER_NAME
@@ -162,18 +222,6 @@ def configure_logging(settings: Settings, *, stream: Stream = "stdout") -> None:
     # it only when they use it).
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
     logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
-
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.filter_by_level,
-            *_SHARED,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
 
 
 def _stream(name: Stream) -> TextIO:

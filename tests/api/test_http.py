@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
+from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.core.config import Settings
 from app.main import create_app
 from tests.support.problems import assert_problem
@@ -224,6 +227,34 @@ async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) ->
     assert_problem(response, 413, "payload-too-large")
 
 
+async def test_a_body_that_stops_arriving_is_408_and_the_connection_closed() -> None:
+    """Whatever server runs the app, a body cannot hold its request open: the deadline is
+    the service's (30 s; short here)."""
+    reached = []
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+
+    guarded = RequestContextMiddleware(BodyLimitMiddleware(endpoint, read_timeout=0.2))
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b'{"quantity": '
+        await asyncio.Event().wait()  # the rest never comes
+
+    transport = httpx.ASGITransport(app=guarded)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await asyncio.wait_for(
+            http.put(
+                "/inventory/1", content=stalls(), headers={"content-type": "application/json"}
+            ),
+            timeout=10,
+        )
+
+    assert_problem(response, 408, "request-timeout")
+    assert response.headers["connection"] == "close"
+    assert reached == []
+
+
 async def test_unexpected_exception_is_a_500_problem_without_details(
     app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -233,7 +264,7 @@ async def test_unexpected_exception_is_a_500_problem_without_details(
         raise RuntimeError("secret internals")
 
     app.dependency_overrides[get_database] = broken
-    response = await client.get("/inventory/1", headers={"X-Request-ID": "boom-1"})
+    response = await client.get("/inventory/1/movements", headers={"X-Request-ID": "boom-1"})
 
     body = assert_problem(response, 500, "internal-error")
     assert "secret internals" not in response.text

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from granian.constants import Interfaces
+from granian.server import MPServer
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
@@ -19,7 +20,7 @@ from app.cli import serve
 from app.core.database import Database
 from app.core.metrics import MULTIPROCESS_ENV
 from app.models import Movement
-from app.server import BoundedHttpToolsProtocol
+from app.server import BACKPRESSURE, HEADER_READ_TIMEOUT_SECONDS, MAX_HEADER_BYTES
 from devtools import databases
 from devtools.fake_products import FakeProductsServer
 from tests.support.products import READINESS_PROBE
@@ -227,52 +228,56 @@ def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Stands in for uvicorn.run: records its arguments and where metrics would be written."""
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Stands in for the server's `serve`: records the server and where metrics would be
+    written while it ran."""
     calls: list[dict[str, Any]] = []
 
-    def fake_run(app: str, **options: Any) -> None:
-        calls.append({"app": app, **options, "metrics_dir": os.environ.get(MULTIPROCESS_ENV)})
+    def fake_serve(server: MPServer) -> None:
+        calls.append({"server": server, "metrics_dir": os.environ.get(MULTIPROCESS_ENV)})
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(MPServer, "serve", fake_serve)
     # Nothing listens, so whether the port is free on this machine is not the question here.
     monkeypatch.setattr(serve, "_check_port_is_free", lambda host, port: None)
     return calls
 
 
-def test_serve_runs_uvicorn_without_its_access_log(
-    uvicorn_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+def test_serve_runs_granian_with_its_limits_and_without_its_access_log(
+    served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "sqlite:///./inventory.db")
     result = run("serve")
 
     assert result.exit_code == 0, result.output
-    [call] = uvicorn_calls
-    assert call["app"] == "app.main:app"
-    assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 8002, 1)
-    assert call["access_log"] is False
-    assert call["http"] is BoundedHttpToolsProtocol
-    assert call["timeout_graceful_shutdown"] == 30
-    assert call["timeout_worker_healthcheck"] == serve.WORKER_HEALTHCHECK_SECONDS
+    [call] = served
+    server: MPServer = call["server"]
+    assert (server.target, server.interface) == ("app.main:app", Interfaces.ASGI)
+    assert (server.bind_addr, server.bind_port, server.workers) == ("127.0.0.1", 8002, 1)
+    assert server.log_access is False
+    assert server.http1_settings is not None
+    assert server.http1_settings.header_read_timeout == HEADER_READ_TIMEOUT_SECONDS * 1000
+    assert server.http1_settings.max_buffer_size == MAX_HEADER_BYTES
+    assert server.backpressure == BACKPRESSURE
+    assert server.workers_kill_timeout == 30
     assert call["metrics_dir"] is None
 
 
 def test_serve_with_workers_uses_a_fresh_metrics_directory(
-    uvicorn_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "sqlite:///./inventory.db")
     result = run("serve", "--workers", "3", "--port", "9000")
 
     assert result.exit_code == 0, result.output
-    [call] = uvicorn_calls
-    assert call["workers"] == 3
+    [call] = served
+    assert call["server"].workers == 3
     assert call["metrics_dir"] is not None
     assert not Path(call["metrics_dir"]).exists()  # removed after the server stopped
     assert MULTIPROCESS_ENV not in os.environ
 
 
 def test_serve_empties_a_named_metrics_directory(
-    uvicorn_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     named = tmp_path / "metrics"
     named.mkdir()
@@ -282,7 +287,7 @@ def test_serve_empties_a_named_metrics_directory(
 
     assert run("serve", "--workers", "2").exit_code == 0
 
-    assert uvicorn_calls[0]["metrics_dir"] == str(named)
+    assert served[0]["metrics_dir"] == str(named)
     assert list(named.iterdir()) == []
 
 

@@ -1,5 +1,5 @@
-"""The service as `make fuzz` runs it: `inventory serve` with its settings from the
-environment, except that webhook URLs are never resolved.
+"""The service as `make fuzz` runs it: its settings from the environment, on uvicorn (which
+takes the app built here, with its own webhook sender), and webhook URLs never resolved.
 
 Generated webhook URLs name hosts anywhere. Resolving them would send a DNS query off the
 machine for each, and an accepted public address would receive deliveries; here every URL
@@ -17,7 +17,6 @@ import yarl
 from app.clients.webhooks import WebhookSender
 from app.core.config import load_settings
 from app.main import create_app
-from app.server import BoundedHttpToolsProtocol
 
 
 class LoopbackSender(WebhookSender):
@@ -38,7 +37,6 @@ def main() -> None:
         port=arguments.port,
         log_config=None,
         access_log=False,
-        http=BoundedHttpToolsProtocol,
     )
 
 
