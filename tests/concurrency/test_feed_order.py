@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 
 from app.core.database import Database
 from app.services import events
 from devtools import databases
+
+# The advisory lock a transaction of the first test waits for: any number will do.
+LOCK = 7207
 
 
 @pytest.fixture
@@ -32,19 +38,54 @@ def _emit(name: str, *, hold_seconds: float = 0.0) -> Callable[[Connection], Non
     return unit
 
 
+def _emit_held(name: str) -> Callable[[Connection], None]:
+    def unit(connection: Connection) -> None:
+        events.emit(connection, "stock.changed", {"name": name})
+        # Still in flight, holding its id, until the test lets go of the lock.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK})")
+
+    return unit
+
+
+def _waiting_for_the_lock(connection: Connection) -> bool:
+    waiting = (
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    )
+    return bool(connection.scalar(text(waiting)))
+
+
+@asynccontextmanager
+async def _lock(url: str) -> AsyncIterator[None]:
+    """The advisory lock that `_emit_held` waits for, held meanwhile."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await connection.execute(f"SELECT pg_advisory_lock({LOCK})")
+        yield
+    finally:
+        await connection.close()
+
+
 async def _names(db: Database, after: str | None) -> tuple[list[str], str | None]:
     page = await events.list_events(db, after=after, type_=None, limit=500)
     names = [item.data["name"] for item in page.items]
     return names, page.items[-1].id if page.items else after
 
 
-async def test_an_event_committed_late_is_not_skipped(postgres: Database) -> None:
-    slow = asyncio.create_task(postgres.write(_emit("first", hold_seconds=0.5)))
-    await asyncio.sleep(0.1)  # the slow transaction has inserted its event (the lower id)
-    await postgres.write(_emit("second"))
-    # Committed, but behind a transaction still in flight: not served yet.
-    seen, after = await _names(postgres, None)
-    assert seen == []
+async def test_an_event_committed_late_is_not_skipped(
+    postgres: Database, postgres_url: str
+) -> None:
+    async with _lock(postgres_url):
+        slow = asyncio.create_task(postgres.write(_emit_held("first")))
+        async with asyncio.timeout(30):
+            # Its event inserted (the lower id), the slow transaction waits for the lock.
+            while not await postgres.read(_waiting_for_the_lock):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await postgres.write(_emit("second"))
+        # Committed, but behind a transaction still in flight: not served yet.
+        seen, after = await _names(postgres, None)
+        assert seen == []
     await slow
     more, _ = await _names(postgres, after)
     assert more == ["first", "second"]
