@@ -37,8 +37,14 @@ $(POETRY):
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); $(NO_VENV); exit 1; }
 
+# Poetry's HTTP client trusts certifi's list of authorities alone unless REQUESTS_CA_BUNDLE
+# names another: the system's bundle, as pip, curl and apt trust, holds any authority a
+# machine's own connections to the package index are signed by.
+SYSTEM_CA := $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt))
+
 $(VENV)/.installed: $(POETRY) $(VENV)/bin/python pyproject.toml poetry.lock
-	VIRTUAL_ENV=$(abspath $(VENV)) $(POETRY) install --no-interaction
+	REQUESTS_CA_BUNDLE=$${REQUESTS_CA_BUNDLE:-$(SYSTEM_CA)} VIRTUAL_ENV=$(abspath $(VENV)) \
+		$(POETRY) install --no-interaction
 	@touch $@
 
 install: $(VENV)/.installed
