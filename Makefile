@@ -61,6 +61,12 @@ test: install
 test-fast: install
 	$(RUN) pytest -n $(WORKERS) -m "not slow" -q
 
+# The fast suite on Python 3.13 in .venv-3.13: a python3.13 from the PATH or pyenv, else
+# Debian 13's in a debootstrapped folder (.ci/python3.13 says how it chooses).
+.PHONY: test-py313
+test-py313:
+	bash .ci/python3.13
+
 lint: install
 	$(RUN) ruff check app devtools tests alembic bench
 	$(RUN) ruff format --check app devtools tests alembic bench
