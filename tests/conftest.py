@@ -19,6 +19,15 @@ from devtools.fake_products import FakeProductsServer
 from tests.support.service import API_KEY, client_for, make_settings
 
 
+@pytest.fixture(autouse=True)
+def _no_settings_of_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting of the developer's shell (DATABASE_URL, API_KEY, ...) reaches a test that
+    reads the environment, as start-up and the command line do: each sets what it reads."""
+    for field in Settings.model_fields:
+        monkeypatch.delenv(field.upper(), raising=False)
+        monkeypatch.delenv(field, raising=False)
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with databases.sqlite_template(tmp_path_factory.mktemp("template")) as template:

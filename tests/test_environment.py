@@ -34,16 +34,28 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
 
 
 def test_a_bad_environment_and_env_file_do_not_reach_the_tests(tmp_path: Path) -> None:
-    test = "tests/api/test_stock.py::test_put_creates_a_stock_level_with_location_and_etag"
-    pytest_args = ["-q", "-p", "no:cacheprovider", "-p", "pytest_asyncio.plugin", "-k", "sqlite"]
-    # Only the plugin this test needs: loading every installed one costs seconds.
+    # An app built from given settings, and start-up refusing settings the test sets.
+    tests = [
+        "tests/api/test_stock.py::test_put_creates_a_stock_level_with_location_and_etag",
+        "tests/api/test_http.py::test_a_bad_setting_stops_start_up_with_one_line_naming_it",
+    ]
+    pytest_args = [
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "pytest_asyncio.plugin",
+        "-k",
+        "sqlite or -",
+    ]
+    # Only the plugin these tests need: loading every installed one costs seconds.
     result = _run(
-        ["-m", "pytest", *pytest_args, str(ROOT / test)],
+        ["-m", "pytest", *pytest_args, *(str(ROOT / test) for test in tests)],
         tmp_path,
         PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout
+    assert "5 passed" in result.stdout
 
 
 def test_importing_app_main_reads_no_settings(tmp_path: Path) -> None:
