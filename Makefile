@@ -26,8 +26,9 @@ $(POETRY):
 	@command -v $(PYTHON) >/dev/null 2>&1 \
 		|| { echo "make: no $(PYTHON) on PATH: install Python 3.11 or newer" >&2; exit 1; }
 	@if command -v pipx >/dev/null 2>&1; then \
-		pipx install --quiet poetry && mkdir -p $(TOOLS)/bin \
-		&& ln -sf "$$(pipx environment --value PIPX_BIN_DIR)/poetry" $@; \
+		pipx install poetry >/dev/null && mkdir -p $(TOOLS)/bin \
+		&& ln -sf "$$(pipx environment --value PIPX_BIN_DIR 2>/dev/null \
+			|| echo "$${PIPX_BIN_DIR:-$$HOME/.local/bin}")/poetry" $@; \
 	else \
 		$(PYTHON) -m venv $(TOOLS) >/dev/null 2>&1 || { rm -rf $(TOOLS); $(NO_VENV); exit 1; }; \
 		echo "make: installing Poetry into $(TOOLS)/"; \
