@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from app.core.database import Database
 from app.services import events
 from devtools import databases
+from tests.support.feed import caught_up
 
 # The advisory lock a transaction of the first test waits for: any number will do.
 LOCK = 7207
@@ -87,6 +88,7 @@ async def test_an_event_committed_late_is_not_skipped(
         seen, after = await _names(postgres, None)
         assert seen == []
     await slow
+    await caught_up(postgres)
     more, _ = await _names(postgres, after)
     assert more == ["first", "second"]
 
