@@ -1,14 +1,23 @@
-"""The service as its own OS processes: uvicorn with several workers on a loopback port."""
+"""The service as its own OS processes: uvicorn with several workers on a loopback port.
+
+A process started here sees only the environment its caller built and runs in an empty
+directory of its own: the service reads `.env` from its working directory, and neither a
+developer's `.env` in the project root nor their shell's variables may reach it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,6 +29,25 @@ import uvicorn
 from starlette.types import ASGIApp
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def environment(**values: str) -> dict[str, str]:
+    """The whole environment of a process a test or a tool starts: `values`, the project on
+    the import path and the PATH, and nothing else of the caller's."""
+    return {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(PROJECT_ROOT)} | values
+
+
+@functools.cache
+def empty_directory() -> Path:
+    """A working directory with no `.env` in it, removed when this process exits."""
+    directory = Path(tempfile.mkdtemp(prefix="inventory-processes-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+def start(command: list[str], env: dict[str, str], **options: Any) -> subprocess.Popen[bytes]:
+    """`command` with exactly the environment `env`, in `empty_directory()`."""
+    return subprocess.Popen(command, cwd=empty_directory(), env=env, **options)
 
 
 def free_port() -> int:
@@ -74,20 +102,10 @@ def start_service(
     port: int | None = None,
     up: str = "/ready",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start uvicorn and wait until every worker answers 200 at `up`."""
+    """Start uvicorn with the settings `DATABASE_URL` and `env` alone, and wait until every
+    worker answers 200 at `up`."""
     port = port or free_port()
-    environment = (
-        os.environ
-        | {
-            "DATABASE_URL": database_url,
-            "API_KEY": "",
-            "API_KEYS": "",
-            "PRODUCTS_SERVICE_URL": "",
-            "LOG_LEVEL": "WARNING",
-        }
-        | (env or {})
-    )
-    server = subprocess.Popen(
+    server = start(
         [
             sys.executable,
             "-m",
@@ -103,8 +121,7 @@ def start_service(
             "--timeout-keep-alive",
             "30",
         ],
-        cwd=PROJECT_ROOT,
-        env=environment,
+        environment(DATABASE_URL=database_url, LOG_LEVEL="WARNING", **(env or {})),
         start_new_session=True,  # its own process group, so a crash can take every worker
     )
     base_url = f"http://127.0.0.1:{port}"

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +17,15 @@ from app.main import create_app
 from devtools import databases
 from devtools.fake_products import FakeProductsServer
 from tests.support.service import API_KEY, client_for, make_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_of_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting of the developer's shell (DATABASE_URL, API_KEY, ...) reaches a test that
+    reads the environment, as start-up and the command line do: each sets what it reads."""
+    for field in Settings.model_fields:
+        monkeypatch.delenv(field.upper(), raising=False)
+        monkeypatch.delenv(field, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +107,29 @@ def closed_port_url() -> Iterator[str]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The skipped tests: one line for PostgreSQL's half, each other reason as `-rs` would
+    list it (the options' `-rfExX` leave skips to this)."""
+    reports = terminalreporter.stats.get("skipped", [])
+    if not reports:
+        return
+    postgres = 0
+    others: Counter[tuple[str, str]] = Counter()
+    for report in reports:
+        path, line, reason = report.longrepr
+        if databases.SKIP_POSTGRES_REASON in reason:
+            postgres += 1
+        else:
+            where = os.path.relpath(path, terminalreporter.config.rootpath)
+            where = where if line is None else f"{where}:{line + 1}"
+            others[(where, reason.removeprefix("Skipped: "))] += 1
+    terminalreporter.write_sep("=", "skipped")
+    if postgres:
+        terminalreporter.write_line(
+            f"{postgres} PostgreSQL tests skipped: TEST_POSTGRES_URL runs them "
+            "(e.g. postgresql://postgres@127.0.0.1:5432/postgres)"
+        )
+    for (where, reason), count in sorted(others.items()):
+        terminalreporter.write_line(f"SKIPPED [{count}] {where}: {reason}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -14,7 +13,7 @@ from app.core.config import Settings
 from app.core.database import Database
 from tests.support.addresses import INVALID_URLS, NOT_GLOBAL, url_of
 from tests.support.feed import caught_up
-from tests.support.receiver import TIMEOUT, Receiver, receiving, subscribe
+from tests.support.receiver import TIMEOUT, Receiver, receiving, settled, subscribe
 from tests.support.service import make_settings
 
 
@@ -97,14 +96,14 @@ async def test_events_are_delivered_signed_with_the_feed_ids(
 
 
 async def test_an_endpoint_receives_only_what_was_committed_after_it_subscribed(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, db: Database
 ) -> None:
     await client.put("/inventory/1", json={"quantity": 5})
     async with receiving() as receiver:
-        await subscribe(client, receiver)
+        endpoint = await subscribe(client, receiver)
         await client.put("/inventory/1", json={"quantity": 6})
         await receiver.wait_for(1)
-        await asyncio.sleep(0.2)  # a chance for an earlier event to arrive wrongly
+        await settled(db, endpoint)
     assert [e["data"]["quantity_after"] for e in receiver.events()] == [6]
 
 
@@ -159,7 +158,9 @@ async def test_the_test_event_reaches_only_its_endpoint(client: httpx.AsyncClien
     assert (await client.get("/events")).json()["items"] == []
 
 
-async def test_a_disabled_endpoint_gets_nothing_until_enabled(client: httpx.AsyncClient) -> None:
+async def test_a_disabled_endpoint_gets_nothing_until_enabled(
+    client: httpx.AsyncClient, db: Database
+) -> None:
     async with receiving() as receiver:
         endpoint = await subscribe(client, receiver)
         await client.patch(f"/webhooks/{endpoint['id']}", json={"enabled": False})
@@ -167,7 +168,7 @@ async def test_a_disabled_endpoint_gets_nothing_until_enabled(client: httpx.Asyn
         await client.patch(f"/webhooks/{endpoint['id']}", json={"enabled": True})
         await client.put("/inventory/1", json={"quantity": 2})
         await receiver.wait_for(1)
-        await asyncio.sleep(0.2)
+        await settled(db, endpoint)
     assert [e["data"]["quantity_after"] for e in receiver.events()] == [2]
 
 

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from devtools import databases
+from devtools.servers import environment
 from tests.support.service import API_KEY
 
 TIMEOUT_SECONDS = 60
 
 
 def inventory(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "API_KEYS": f"ops:{API_KEY}", "LOG_FORMAT": "json", **env}
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         cwd=cwd,
-        env=environment,
+        env=environment(API_KEYS=f"ops:{API_KEY}", LOG_FORMAT="json", **env),
         capture_output=True,
         text=True,
         timeout=TIMEOUT_SECONDS,
@@ -186,7 +186,7 @@ def test_import_on_a_terminal_shows_a_bar(project: Path) -> None:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "import", "--batch-size", "5", str(source)],
             cwd=project,
-            env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json", "COLUMNS": "80"},
+            env=environment(DATABASE_URL=url, LOG_FORMAT="json", COLUMNS="80"),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=follower,

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +23,7 @@ from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.errors import ProductsUnavailable
 from devtools.fake_products import BodyShape, FakeProductsServer
+from devtools.servers import environment, start
 from tests.support.products import SCHEDULING_MARGIN_SECONDS, catalog_for, catalog_settings
 
 TOWEL = {"id": "42", "name": "Towel", "price": 12.9}
@@ -238,10 +238,9 @@ def test_runs_standalone_with_a_demo_catalog() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    repo = Path(__file__).resolve().parents[2]
-    server = subprocess.Popen(
+    server = start(
         [sys.executable, "-m", "devtools.fake_products", "--port", str(port)],
-        cwd=repo,
+        environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

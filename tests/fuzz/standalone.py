@@ -10,7 +10,6 @@ PIDs whatever happens. The exit status is non-zero when any run failed. Argument
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import httpx
 
 from app.core import migrations
 from devtools.databases import POSTGRES_URL, postgres_database, sqlite_url
-from devtools.servers import PROJECT_ROOT, free_port
+from devtools.servers import PROJECT_ROOT, environment, free_port, start
 
 API_KEY = "fuzz-key-0123456789"
 PRODUCTS_API_KEY = "fuzz-products-key"
@@ -34,7 +33,7 @@ RUN_SECONDS = 600
 
 @contextmanager
 def _process(command: list[str], env: dict[str, str], up_url: str) -> Iterator[None]:
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+    process = start(command, env)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -74,15 +73,14 @@ def run(engine: str, st_arguments: list[str]) -> int:
     products_port, service_port = free_port(), free_port()
     with ExitStack() as stack:
         database_url = stack.enter_context(_database(engine))
-        environment = os.environ | {
-            "DATABASE_URL": database_url,
-            "API_KEY": API_KEY,
-            "API_KEYS": "",
-            "PRODUCTS_SERVICE_URL": f"http://127.0.0.1:{products_port}",
-            "PRODUCTS_API_KEY": PRODUCTS_API_KEY,
-            "LOG_LEVEL": "WARNING",
-            "FUZZ_API_KEY": API_KEY,
-        }
+        settings = environment(
+            DATABASE_URL=database_url,
+            API_KEY=API_KEY,
+            PRODUCTS_SERVICE_URL=f"http://127.0.0.1:{products_port}",
+            PRODUCTS_API_KEY=PRODUCTS_API_KEY,
+            LOG_LEVEL="WARNING",
+            FUZZ_API_KEY=API_KEY,
+        )
         python = [sys.executable, "-m"]
         stack.enter_context(
             _process(
@@ -97,7 +95,7 @@ def run(engine: str, st_arguments: list[str]) -> int:
                     PRODUCTS_API_KEY,
                     "--every-id",
                 ],
-                environment,
+                settings,
                 f"http://127.0.0.1:{products_port}/health",
             )
         )
@@ -105,7 +103,7 @@ def run(engine: str, st_arguments: list[str]) -> int:
         stack.enter_context(
             _process(
                 [*python, "tests.fuzz.service", "--port", str(service_port)],
-                environment,
+                settings,
                 f"{base_url}/health",
             )
         )
@@ -113,7 +111,7 @@ def run(engine: str, st_arguments: list[str]) -> int:
         command = [str(ST), "run", f"{base_url}/openapi.json", *st_arguments]
         try:
             return subprocess.run(
-                command, cwd=PROJECT_ROOT, env=environment, timeout=RUN_SECONDS
+                command, cwd=PROJECT_ROOT, env=settings, timeout=RUN_SECONDS
             ).returncode
         except subprocess.TimeoutExpired:
             print(f"fuzz: st run did not finish within {RUN_SECONDS} s", flush=True)

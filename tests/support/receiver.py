@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import Connection, exists, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.core.database import Database
+from app.models.webhook import WebhookDelivery
 from devtools.servers import serving
 
 
@@ -106,3 +109,21 @@ async def subscribe(
     assert response.status_code == 201, response.text
     receiver.secrets.append(response.json()["secret"])
     return dict(response.json())
+
+
+async def settled(db: Database, endpoint: dict[str, Any]) -> None:
+    """Until no delivery to `endpoint` is pending: every event handed to it so far has been
+    sent, and its answer recorded. The dispatcher hands out events in the feed's order, so
+    once a later event arrived, any earlier one it handed out has arrived too."""
+
+    def pending(connection: Connection) -> bool:
+        query = select(
+            exists().where(
+                WebhookDelivery.endpoint_id == endpoint["id"], WebhookDelivery.status == "pending"
+            )
+        )
+        return bool(connection.scalar(query))
+
+    async with asyncio.timeout(30):
+        while await db.read(pending):  # noqa: ASYNC110 - the outbox offers no event
+            await asyncio.sleep(0.02)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from app.core.config import Settings, load_settings
 from app.core.database import Database
 from app.main import create_app
+from devtools.servers import empty_directory
 
 API_KEY = "test-key-0123456789"
 
@@ -45,8 +47,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 def start_up_refusal() -> str:
-    """The one-line reason `load_settings()` stops start-up with, given the environment now."""
-    with pytest.raises(SystemExit) as exit_info:
+    """The one-line reason `load_settings()` stops start-up with, given the environment now,
+    read where no `.env` is."""
+    with pytest.raises(SystemExit) as exit_info, contextlib.chdir(empty_directory()):
         load_settings()
     return str(exit_info.value)
 
