@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from app.core.config import Settings
 from tests.docs.runner import PROJECT_ROOT
+from tests.support.service import GivenSettings
 
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 SETTINGS_PAGE = PROJECT_ROOT / "docs" / "settings.md"
@@ -32,19 +33,6 @@ class FromEnvExample(Settings):
         return (dotenv_settings,)
 
 
-class Defaults(Settings):
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return ()
-
-
 SETTINGS = {name.upper() for name in Settings.model_fields}
 
 
@@ -55,7 +43,7 @@ def test_env_example_names_every_setting() -> None:
 
 
 def test_env_example_holds_the_defaults() -> None:
-    assert FromEnvExample().model_dump() == Defaults().model_dump()
+    assert FromEnvExample().model_dump() == GivenSettings().model_dump()
 
 
 def test_the_settings_page_names_every_setting() -> None:
