@@ -25,9 +25,14 @@ class NewMovement:
     quantity_after: int
     reason: str | None = None
     purchase_id: str | None = None
-    # The units were held: they left `available` when they were held, so taking them out of
-    # stock moves only the quantity. Not stored; it decides which events the change writes.
+    # Not stored; they decide which events the change writes. `held`: the units were held,
+    # so they left `available` when they were held and taking them out of stock moves only
+    # the quantity. `reserved`: the units reservations still hold once the change is made.
+    # `freed`: units of expired holds the change let go; no event told of their expiry yet,
+    # so they count as held before the change, which then tells of it.
     held: bool = False
+    reserved: int = 0
+    freed: int = 0
 
 
 def insert_many(

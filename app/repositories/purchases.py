@@ -87,20 +87,21 @@ def find(connection: Connection, purchase_id: str) -> StoredPurchase | None:
 # locked in product-id order (two purchases sharing products cannot deadlock), each line
 # taken by a conditional decrement, and, only when every line was taken, the purchase, its
 # lines, their movements and the events, in the order the unit of work would write them.
-# The low and depleted rules are those of `app.services.events.stock_events` for a decrease
-# of the quantity on hand. Event texts are `format()` templates the service wrote, filled in
-# here with what only the decrement knows (`PurchaseTemplates`).
+# The low, depleted and restocked rules are those of `app.services.events.stock_events` for
+# a decrease of the quantity on hand, `available` being what the units still held leave. Event
+# texts are `format()` templates the service wrote, filled in here with what only the
+# decrement knows (`PurchaseTemplates`).
 _buy_postgres = text(
     """
 WITH wanted AS (
     SELECT w.product_id, w.quantity, w.unit_price, w.subtotal, w.changed, w.low,
-        w.depleted, w.position - 1 AS position
+        w.availability, w.position - 1 AS position
     FROM unnest(
         CAST(:product_ids AS text[]), CAST(:quantities AS bigint[]),
         CAST(:unit_prices AS text[]), CAST(:subtotals AS text[]),
-        CAST(:changed AS text[]), CAST(:low AS text[]), CAST(:depleted AS text[])
-    ) WITH ORDINALITY AS w(product_id, quantity, unit_price, subtotal, changed, low, depleted,
-        position)
+        CAST(:changed AS text[]), CAST(:low AS text[]), CAST(:availability AS text[])
+    ) WITH ORDINALITY AS w(product_id, quantity, unit_price, subtotal, changed, low,
+        availability, position)
 ), freed_lines AS (
     UPDATE reservation_lines SET held = false
     WHERE held AND product_id = ANY(CAST(:product_ids AS text[]))
@@ -126,11 +127,12 @@ WITH wanted AS (
     WHERE s.product_id = w.product_id
         AND s.product_id IN (SELECT product_id FROM locked)
         AND s.quantity - w.quantity >= s.reserved - coalesce(f.units, 0)
-    RETURNING s.product_id, s.quantity, s.low_stock_threshold
+    RETURNING s.product_id, s.quantity, s.reserved, coalesce(f.units, 0) AS freed,
+        s.low_stock_threshold
 ), whole AS (
     SELECT count(*) = cardinality(CAST(:product_ids AS text[])) AS ok FROM taken
 ), sold AS (
-    SELECT w.*, t.quantity AS remaining, t.low_stock_threshold AS threshold
+    SELECT w.*, t.quantity AS remaining, t.reserved, t.freed, t.low_stock_threshold AS threshold
     FROM wanted AS w JOIN taken AS t USING (product_id)
     WHERE (SELECT ok FROM whole)
 ), purchase_written AS (
@@ -161,7 +163,11 @@ WITH wanted AS (
     SELECT position, 1, 'stock.low', format(low, remaining, threshold) FROM sold
     WHERE threshold IS NOT NULL AND remaining + quantity > threshold AND threshold >= remaining
     UNION ALL
-    SELECT position, 2, 'stock.depleted', format(depleted) FROM sold WHERE remaining = 0
+    -- The units of expired holds let go count as held before: no event told of their expiry.
+    SELECT position, 2,
+        CASE WHEN remaining = reserved THEN 'stock.depleted' ELSE 'stock.restocked' END,
+        format(availability, remaining, remaining - reserved)
+    FROM sold WHERE (remaining = reserved) <> (remaining + quantity = reserved + freed)
     UNION ALL
     SELECT cardinality(CAST(:product_ids AS text[])), 0, 'purchase.completed',
         format(CAST(:receipt AS text),
@@ -183,12 +189,13 @@ ORDER BY w.position
 class PurchaseTemplates(NamedTuple):
     """Event texts of a purchase with `%n$s` where the statement fills in a value: per line
     (in purchase order) `stock.changed` (1: the movement id, 2: the quantity after),
-    `stock.low` (1: the quantity after, 2: the threshold) and `stock.depleted` (none);
+    `stock.low` (1: the quantity after, 2: the threshold) and `stock.depleted` or
+    `stock.restocked` (1: the quantity after, 2: what is available after);
     and `purchase.completed` (n: the quantity after of line n)."""
 
     changed: list[str]
     low: list[str]
-    depleted: list[str]
+    availability: list[str]
     receipt: str
 
 
@@ -232,7 +239,7 @@ def buy_postgres(
             "subtotals": [line["subtotal"] for line in lines],
             "changed": templates.changed,
             "low": templates.low,
-            "depleted": templates.depleted,
+            "availability": templates.availability,
             "receipt": templates.receipt,
             "purchase_id": purchase_id,
             "reference": reference,

@@ -123,7 +123,7 @@ _take_held = _bump(StockLevel.reserved >= _wanted).values(
 )
 _unreserve = _bump(StockLevel.reserved >= _wanted).values(reserved=StockLevel.reserved - _wanted)
 _returned = StockLevel.quantity + bindparam("returned")
-_restock = _bump(_returned <= MAX_QUANTITY).values(quantity=_returned)
+_restock = _bump(_returned <= MAX_QUANTITY).values(quantity=_returned, reserved=_still_held)
 _insert_if_absent = {
     name: dialect.insert(StockLevel)
     .values(
@@ -298,11 +298,13 @@ def unreserve(connection: Connection, product_id: str, quantity: int, now: datet
     return Level._make(connection.execute(_unreserve, values).one())
 
 
-def restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int | None:
-    """Put units back while at most MAX_QUANTITY: the stock now, or None (absent or too many)."""
-    values = {"level_id": product_id, "returned": quantity, "now": now}
-    row = connection.execute(_restock, values).one_or_none()
-    return None if row is None else int(row.quantity)
+def restock(
+    connection: Connection, product_id: str, quantity: int, now: datetime, *, freed: int = 0
+) -> Level | None:
+    """Put units back while at most MAX_QUANTITY, letting go of `freed` expired units: the
+    level now, or None (absent or too many)."""
+    values = {"level_id": product_id, "returned": quantity, "now": now, "freed": freed}
+    return _level(connection.execute(_restock, values).one_or_none())
 
 
 def remove(

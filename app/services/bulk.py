@@ -217,6 +217,7 @@ def _import_batch(
     summary.unchanged += len(batch) - len(created) - len(updated)
     if not write:
         return
+    held: dict[str, int] = {}  # the units reservations hold, of the levels updated
     if updated:
         # Like a PUT, an import never takes a quantity below what reservations hold.
         available = stock_levels.available(connection, [row.product_id for row in updated])
@@ -244,6 +245,7 @@ def _import_batch(
                 delta=row.quantity - stored.get(row.product_id, 0),
                 quantity_after=row.quantity,
                 reason=row.reason,
+                reserved=held.get(row.product_id, 0),
             )
             for row in changed
         ],

@@ -42,9 +42,22 @@ def record_movement(
     reason: str | None = None,
     purchase_id: str | None = None,
     threshold: int | None = None,
+    reserved: int = 0,
+    freed: int = 0,
 ) -> None:
-    """One movement; `threshold`: the product's low-stock threshold, as the change left it."""
-    movement = NewMovement(product_id, kind, delta, quantity_after, reason, purchase_id)
+    """One movement; `threshold` and `reserved`: the product's low-stock threshold and the
+    units held by reservations, as the change left them; `freed`: the units of expired holds
+    it let go."""
+    movement = NewMovement(
+        product_id,
+        kind,
+        delta,
+        quantity_after,
+        reason,
+        purchase_id,
+        reserved=reserved,
+        freed=freed,
+    )
     record_movements(connection, caller, [movement], thresholds={product_id: threshold})
 
 
@@ -91,15 +104,15 @@ def _events(
         data = changed(caller, m, str(movement_id), m.quantity_after, created_at)
         new.append(NewEvent("stock.changed", json.dumps(data, separators=(",", ":"))))
         before = m.quantity_after - m.delta
-        # Without reservations on hand, what is available is the quantity; held units
-        # taken out of stock leave `available` where their hold put it.
-        available_before = m.quantity_after if m.held else before
+        available_after = m.quantity_after - m.reserved
+        # Held units taken out of stock leave `available` where their hold put it.
+        available_before = available_after if m.held else before - m.reserved - m.freed
         new += events.stock_events(
             m.product_id,
             quantity_before=before,
             quantity_after=m.quantity_after,
             available_before=available_before,
-            available_after=m.quantity_after,
+            available_after=available_after,
             threshold=thresholds.get(m.product_id),
         )
     return new

@@ -87,9 +87,9 @@ async def buy(
             # The purchase row first: it locks nothing that other buyers need, while every
             # statement after the first decrement is time the stock rows stay locked.
             insert_purchase(connection, caller, purchase_id, order.reference, lines, now)
-            taken = _take(connection, quantities, now)
+            taken, freed = _take(connection, quantities, now)
             receipt = record_lines(
-                connection, caller, purchase_id, order.reference, lines, taken, now
+                connection, caller, purchase_id, order.reference, lines, taken, now, freed=freed
             )
         idempotency.keep(connection, key, receipt, created=True)
         return receipt
@@ -120,7 +120,9 @@ def _buy_in_one_statement(
             for m in movements
         ],
         low=[events.template(events.low_stock(m.product_id, Slot(1), Slot(2))) for m in movements],
-        depleted=[events.template(events.available(m.product_id, 0, 0)) for m in movements],
+        availability=[
+            events.template(events.available(m.product_id, Slot(1), Slot(2))) for m in movements
+        ],
         receipt=events.template(receipt_data),
     )
     bought = purchases.buy_postgres(
@@ -171,7 +173,14 @@ def _line_rows(purchase_id: str, lines: list[Line], remaining: list[int]) -> lis
 
 
 def _movement(
-    purchase_id: str, reference: str | None, line: Line, remaining: int, *, held: bool = False
+    purchase_id: str,
+    reference: str | None,
+    line: Line,
+    remaining: int,
+    *,
+    held: bool = False,
+    reserved: int = 0,
+    freed: int = 0,
 ) -> NewMovement:
     return NewMovement(
         product_id=line.product_id,
@@ -181,6 +190,8 @@ def _movement(
         reason=reference,
         purchase_id=purchase_id,
         held=held,
+        reserved=reserved,
+        freed=freed,
     )
 
 
@@ -231,20 +242,30 @@ def record_lines(
     now: datetime,
     *,
     held: bool = False,
+    freed: Mapping[str, int] | None = None,
 ) -> PurchaseOut:
     """The lines of a purchase whose stock was taken (`taken`: each product's level after),
     their ledger movements and the unit's events: the receipt. `held`: the units were taken
-    from a reservation's hold."""
-    remaining = [taken[line.product_id].quantity for line in lines]
-    rows = _line_rows(purchase_id, lines, remaining)
+    from a reservation's hold; `freed`: the units of expired holds the unit let go."""
+    freed = freed or {}
+    after = [taken[line.product_id] for line in lines]
+    rows = _line_rows(purchase_id, lines, [level.quantity for level in after])
     purchases.insert_lines(connection, rows)
     receipt = _receipt(purchase_id, reference, lines, rows, now)
     record_movements(
         connection,
         caller,
         [
-            _movement(purchase_id, reference, line, left, held=held)
-            for line, left in zip(lines, remaining, strict=True)
+            _movement(
+                purchase_id,
+                reference,
+                line,
+                level.quantity,
+                held=held,
+                reserved=level.reserved,
+                freed=freed.get(line.product_id, 0),
+            )
+            for line, level in zip(lines, after, strict=True)
         ],
         thresholds={pid: level.low_stock_threshold for pid, level in taken.items()},
         then=[events.new_event("purchase.completed", receipt.model_dump(mode="json"))],
@@ -252,10 +273,13 @@ def record_lines(
     return receipt
 
 
-def _take(connection: Connection, quantities: dict[str, int], now: datetime) -> dict[str, Level]:
+def _take(
+    connection: Connection, quantities: dict[str, int], now: datetime
+) -> tuple[dict[str, Level], dict[str, int]]:
     """Decrement each line with a conditional UPDATE, in product-id order so that two
     purchases sharing products lock them in the same order and cannot deadlock. Lines of
-    expired holds are freed first, so their units count as available."""
+    expired holds are freed first, so their units count as available: each product's level
+    after, and the units freed of it."""
     taken: dict[str, Level] = {}
     short: list[str] = []
     freed = expiry.free_expired(connection, quantities, now)
@@ -275,7 +299,7 @@ def _take(connection: Connection, quantities: dict[str, int], now: datetime) -> 
             freed,
             _NOTHING_TAKEN,
         )
-    return taken
+    return taken, freed
 
 
 def short_of(
@@ -327,6 +351,8 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
         if not cancelled:
             return receipt
         returned = sorted((line.product_id, line.quantity) for line in receipt.items)
+        freed = expiry.free_expired(connection, [pid for pid, _ in returned], now)
+        levels = [_restock(connection, pid, q, now, freed[pid]) for pid, q in returned]
         record_movements(
             connection,
             caller,
@@ -335,11 +361,13 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
                     product_id=product_id,
                     kind="cancel",
                     delta=quantity,
-                    quantity_after=_restock(connection, product_id, quantity, now),
+                    quantity_after=level.quantity,
                     reason=f"cancel purchase {purchase_id}",
                     purchase_id=purchase_id,
+                    reserved=level.reserved,
+                    freed=freed[product_id],
                 )
-                for product_id, quantity in returned
+                for (product_id, quantity), level in zip(returned, levels, strict=True)
             ],
             then=[events.new_event("purchase.cancelled", receipt.model_dump(mode="json"))],
         )
@@ -348,13 +376,16 @@ async def cancel(db: Database, caller: Caller, *, purchase_id: str) -> PurchaseO
     return await db.write(unit)
 
 
-def _restock(connection: Connection, product_id: str, quantity: int, now: datetime) -> int:
-    """Put units back; a stock level deleted since the purchase is recreated."""
-    after = stock_levels.restock(connection, product_id, quantity, now)
+def _restock(
+    connection: Connection, product_id: str, quantity: int, now: datetime, freed: int
+) -> Level:
+    """Put units back, letting go of the `freed` units of expired holds: the level now; a
+    stock level deleted since the purchase is recreated."""
+    after = stock_levels.restock(connection, product_id, quantity, now, freed=freed)
+    if after is None:
+        after = stock_levels.insert_if_absent(connection, product_id, quantity, now)
     if after is not None:
         return after
-    if stock_levels.insert_if_absent(connection, product_id, quantity, now) is not None:
-        return quantity
     raise ValidationFailed(
         f"Cancelling would take {product_id!r} above {MAX_QUANTITY:,} units.",
         errors=[{"field": "items", "message": f"Stock levels lie in 0 … {MAX_QUANTITY}"}],

@@ -231,12 +231,18 @@ def _replace(
         raise _refusal(
             connection, change.product_id, if_match, freed, lambda _: change.quantity
         ) or _version_mismatch(change.product_id)
-    _record_set(connection, caller, change, level, delta=change.quantity - previous)
+    _record_set(connection, caller, change, level, delta=change.quantity - previous, freed=freed)
     return level
 
 
 def _record_set(
-    connection: Connection, caller: Caller, change: NewQuantity, level: Level, *, delta: int
+    connection: Connection,
+    caller: Caller,
+    change: NewQuantity,
+    level: Level,
+    *,
+    delta: int,
+    freed: int = 0,
 ) -> None:
     record_movement(
         connection,
@@ -247,6 +253,8 @@ def _record_set(
         quantity_after=change.quantity,
         reason=change.reason,
         threshold=level.low_stock_threshold,
+        reserved=level.reserved,
+        freed=freed,
     )
 
 
@@ -298,6 +306,8 @@ def _adjust(
         quantity_after=level.quantity,
         reason=reason,
         threshold=level.low_stock_threshold,
+        reserved=level.reserved,
+        freed=freed,
     )
     return _out(level)
 
@@ -370,6 +380,7 @@ async def delete_stock(
             kind="delete",
             delta=-removed,
             quantity_after=0,
+            freed=freed,
         )
 
     await db.write(unit)

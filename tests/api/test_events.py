@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 
 from app.core.database import Database
-from app.models import Reservation
+from app.models import Reservation, ReservationLine
 from app.models.base import utcnow
 from app.services.expiry import sweep
 from tests.support.factories import make_stock
@@ -230,4 +230,160 @@ async def test_confirming_a_hold_that_already_depleted_writes_no_second_depleted
     assert [(e["type"], e["data"]) for e in events] == [
         ("stock.restocked", {"product_id": "7", "quantity": 2, "available": 2}),
         ("stock.depleted", {"product_id": "7", "quantity": 2, "available": 0}),
+    ]
+
+
+async def availability(client: httpx.AsyncClient, db: Database) -> list[tuple[str, Any]]:
+    """The `stock.depleted` and `stock.restocked` events so far, with their data."""
+    return [
+        (e["type"], e["data"])
+        for e in await feed(client, db)
+        if e["type"] in ("stock.depleted", "stock.restocked")
+    ]
+
+
+async def hold(client: httpx.AsyncClient, product_id: str, quantity: int) -> str:
+    items = [{"product_id": product_id, "quantity": quantity}]
+    held = await client.post("/reservations", json={"items": items})
+    assert held.status_code == 201, held.text
+    reservation_id: str = held.json()["id"]
+    return reservation_id
+
+
+async def test_a_purchase_of_what_is_not_held_depletes(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "8", 5)
+    await hold(client, "8", 2)
+    bought = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "8", "quantity": 3}]}
+    )
+    assert bought.status_code == 201, bought.text
+
+    assert await availability(client, db) == [
+        ("stock.restocked", {"product_id": "8", "quantity": 5, "available": 5}),
+        ("stock.depleted", {"product_id": "8", "quantity": 2, "available": 0}),
+    ]
+
+
+async def test_an_adjustment_counts_the_held_units(client: httpx.AsyncClient, db: Database) -> None:
+    await make_stock(db, "9", 5)
+    await hold(client, "9", 2)
+    for delta in (-3, 1):
+        adjusted = await client.post(
+            "/inventory/9/adjustments", json={"delta": delta, "reason": "x"}
+        )
+        assert adjusted.status_code == 200, adjusted.text
+
+    assert await availability(client, db) == [
+        ("stock.restocked", {"product_id": "9", "quantity": 5, "available": 5}),
+        ("stock.depleted", {"product_id": "9", "quantity": 2, "available": 0}),
+        ("stock.restocked", {"product_id": "9", "quantity": 3, "available": 1}),
+    ]
+
+
+async def test_a_release_after_the_rest_was_sold_restocks(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "10", 5)
+    reservation_id = await hold(client, "10", 2)
+    await client.post("/inventory/purchase", json={"items": [{"product_id": "10", "quantity": 3}]})
+    released = await client.post(f"/reservations/{reservation_id}/release")
+    assert released.status_code == 200, released.text
+
+    assert (await availability(client, db))[1:] == [
+        ("stock.depleted", {"product_id": "10", "quantity": 2, "available": 0}),
+        ("stock.restocked", {"product_id": "10", "quantity": 2, "available": 2}),
+    ]
+
+
+async def test_a_put_and_a_cancel_restock_with_what_is_not_held(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await make_stock(db, "11", 5)
+    bought = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "11", "quantity": 3}]}
+    )
+    await hold(client, "11", 2)
+    cancelled = await client.post(f"/inventory/purchases/{bought.json()['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    await client.put("/inventory/11", json={"quantity": 2})
+    await client.put("/inventory/11", json={"quantity": 4})
+
+    assert (await availability(client, db))[1:] == [
+        ("stock.depleted", {"product_id": "11", "quantity": 2, "available": 0}),
+        ("stock.restocked", {"product_id": "11", "quantity": 5, "available": 3}),
+        ("stock.depleted", {"product_id": "11", "quantity": 2, "available": 0}),
+        ("stock.restocked", {"product_id": "11", "quantity": 4, "available": 2}),
+    ]
+
+
+async def expire_unswept(db: Database, reservation_id: str) -> None:
+    """The reservation's expiry passes, and no sweep lets go of its holds."""
+    past = utcnow() - timedelta(seconds=1)
+
+    def unit(connection: Connection) -> None:
+        connection.execute(
+            update(Reservation).where(Reservation.id == reservation_id).values(expires_at=past)
+        )
+        connection.execute(
+            update(ReservationLine)
+            .where(ReservationLine.reservation_id == reservation_id)
+            .values(expires_at=past)
+        )
+
+    await db.write(unit)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/inventory/purchase", {"items": [{"product_id": "12", "quantity": 3}]}),
+        ("/inventory/12/adjustments", {"delta": -3, "reason": "x"}),
+    ],
+)
+async def test_a_change_that_lets_go_of_an_expired_hold_restocks(
+    client: httpx.AsyncClient, db: Database, path: str, body: dict[str, Any]
+) -> None:
+    await make_stock(db, "12", 5)
+    await expire_unswept(db, await hold(client, "12", 5))
+    changed = await client.post(path, json=body)
+    assert changed.status_code in (200, 201), changed.text
+    await sweep(db)
+
+    assert (await availability(client, db))[1:] == [
+        ("stock.depleted", {"product_id": "12", "quantity": 5, "available": 0}),
+        ("stock.restocked", {"product_id": "12", "quantity": 2, "available": 2}),
+    ]
+
+
+async def test_a_cancel_lets_go_of_an_expired_hold(client: httpx.AsyncClient, db: Database) -> None:
+    await make_stock(db, "13", 5)
+    bought = await client.post(
+        "/inventory/purchase", json={"items": [{"product_id": "13", "quantity": 3}]}
+    )
+    await expire_unswept(db, await hold(client, "13", 2))
+    cancelled = await client.post(f"/inventory/purchases/{bought.json()['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    await sweep(db)
+
+    assert (await availability(client, db))[1:] == [
+        ("stock.depleted", {"product_id": "13", "quantity": 2, "available": 0}),
+        ("stock.restocked", {"product_id": "13", "quantity": 5, "available": 5}),
+    ]
+
+
+async def test_a_bulk_import_counts_the_held_units(client: httpx.AsyncClient, db: Database) -> None:
+    from app.services.bulk import import_stock, parse_import
+    from tests.support.factories import TEST_CALLER
+
+    await make_stock(db, "14", 5)
+    await hold(client, "14", 2)
+    for quantity in (2, 4):
+        rows = parse_import(["product_id,quantity", f"14,{quantity}"])
+        await import_stock(db, TEST_CALLER, rows, batch_size=100)
+
+    assert (await availability(client, db))[1:] == [
+        ("stock.depleted", {"product_id": "14", "quantity": 2, "available": 0}),
+        ("stock.restocked", {"product_id": "14", "quantity": 4, "available": 2}),
     ]
