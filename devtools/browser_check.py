@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("base_url", nargs="?", default="http://127.0.0.1:8002")
     parser.add_argument("--screenshots", type=Path, help="save docs.png and redoc.png here")
     args = parser.parse_args(argv)
+    if args.screenshots is not None:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
     sys.exit(0 if asyncio.run(check(args.base_url.rstrip("/"), args.screenshots)) else 1)
 
 
