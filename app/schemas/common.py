@@ -29,6 +29,14 @@ PRODUCT_ID_RULE = (
 
 # The ids the service makes (purchases, reservations, webhook endpoints): `str(uuid.uuid4())`.
 ISSUED_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_ISSUED_ID = re.compile(ISSUED_ID_PATTERN)
+
+
+def is_issued_id(value: str) -> bool:
+    """Whether the service could have issued `value`: only such an id reaches a query, so no
+    NUL or stray text does."""
+    return _ISSUED_ID.fullmatch(value) is not None
+
 
 _ID_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
 

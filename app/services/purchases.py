@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from app.repositories.idempotency_keys import KeyHolder
 from app.repositories.movements import NewMovement
 from app.repositories.purchases import StoredPurchase
 from app.repositories.stock_levels import Level
-from app.schemas.common import rfc3339
+from app.schemas.common import is_issued_id, rfc3339
 from app.schemas.purchases import PurchaseIn, PurchaseItemIn, PurchaseLineOut, PurchaseOut
 from app.services import events, expiry, idempotency, ledger
 from app.services.events import Slot
@@ -33,7 +32,6 @@ from app.services.ledger import record_movements
 from app.services.pricing import money, subtotal, total, unit_price
 
 # Purchase ids are written as `str(uuid.uuid4())`.
-_PURCHASE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 _NOTHING_TAKEN = "Not enough stock for every line; nothing was taken."
@@ -330,8 +328,7 @@ def _not_found(purchase_id: str) -> NotFound:
 
 
 def _require_issuable(purchase_id: str) -> None:
-    """Only ids the service could have issued reach a query: no NUL or stray text does."""
-    if not _PURCHASE_ID.fullmatch(purchase_id):
+    if not is_issued_id(purchase_id):
         raise _not_found(purchase_id)
 
 

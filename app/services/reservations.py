@@ -8,7 +8,6 @@ line and the metrics, after the commit) happens there.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +29,7 @@ from app.repositories import purchases as purchase_rows
 from app.repositories import reservations, stock_levels
 from app.repositories.idempotency_keys import KeyHolder
 from app.repositories.reservations import NewLine, StoredReservation
-from app.schemas.common import Page
+from app.schemas.common import Page, is_issued_id
 from app.schemas.purchases import PurchaseOut
 from app.schemas.reservations import ReservationIn, ReservationOut
 from app.services import expiry, idempotency
@@ -54,7 +53,6 @@ from app.services.reservation_events import (
 logger = structlog.get_logger("app.reservations")
 
 # Reservation ids are written as `str(uuid.uuid4())`.
-_RESERVATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _list_position = TypeAdapter(tuple[datetime, str])
 
 
@@ -342,6 +340,5 @@ def _not_active(stored: StoredReservation, verb: str) -> ReservationNotActive:
 
 
 def _require_issuable(reservation_id: str) -> None:
-    """Only ids the service could have issued reach a query."""
-    if not _RESERVATION_ID.fullmatch(reservation_id):
+    if not is_issued_id(reservation_id):
         raise _not_found(reservation_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import secrets
 import uuid
 from functools import partial
@@ -22,7 +21,7 @@ from app.models.base import utcnow
 from app.models.movement import MAX_MOVEMENT_ID
 from app.repositories import events as event_rows
 from app.repositories import webhooks
-from app.schemas.common import ISSUED_ID_PATTERN, Page, rfc3339
+from app.schemas.common import Page, is_issued_id, rfc3339
 from app.schemas.events import EventOut
 from app.schemas.webhooks import AttemptOut, WebhookCreated, WebhookIn, WebhookOut, WebhookPatch
 from app.services import events
@@ -32,7 +31,6 @@ TEST_EVENT = "webhook.test"
 
 _attempt_position = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_MOVEMENT_ID)])
 _endpoint_position = TypeAdapter(Annotated[str, Field(max_length=36)])
-_ENDPOINT_ID = re.compile(ISSUED_ID_PATTERN)
 
 
 def _not_found(endpoint_id: str) -> NotFound:
@@ -40,8 +38,7 @@ def _not_found(endpoint_id: str) -> NotFound:
 
 
 def _require_issuable(endpoint_id: str) -> None:
-    """Only ids the service could have issued reach a query; any other names nothing."""
-    if not _ENDPOINT_ID.fullmatch(endpoint_id):
+    if not is_issued_id(endpoint_id):
         raise _not_found(endpoint_id)
 
 
