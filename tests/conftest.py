@@ -43,6 +43,18 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+async def slot(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[databases.DatabaseSlot]:
+    """A database on each engine that the test creates, migrates or loses as it needs."""
+    if request.param == "postgresql" and databases.POSTGRES_URL is None:
+        pytest.skip(databases.SKIP_POSTGRES_REASON)
+    slot = databases.DatabaseSlot(request.param, tmp_path)
+    yield slot
+    await slot.drop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database on each engine."""
     if request.param == "sqlite":

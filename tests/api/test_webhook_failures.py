@@ -18,8 +18,8 @@ from app.main import create_app
 from app.models import WebhookEndpoint
 from app.models.base import utcnow
 from app.services.deliveries import DISABLE_AFTER
-from tests.support.receiver import TIMEOUT, receiving, subscribe
-from tests.support.service import API_KEY, client_for, make_settings
+from tests.support.receiver import TIMEOUT, receiver_settings, receiving, subscribe
+from tests.support.service import API_KEY, client_for
 
 
 class BrokenSender(WebhookSender):
@@ -40,12 +40,7 @@ class BrokenSender(WebhookSender):
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(
-        database_url,
-        webhook_allowed_hosts=["127.0.0.1"],
-        webhook_retry_base_seconds=0.05,
-        webhook_timeout_seconds=TIMEOUT,
-    )
+    return receiver_settings(database_url)
 
 
 @pytest.fixture

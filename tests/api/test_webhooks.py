@@ -13,18 +13,19 @@ from app.core.config import Settings
 from app.core.database import Database
 from tests.support.addresses import INVALID_URLS, NOT_GLOBAL, url_of
 from tests.support.feed import caught_up
-from tests.support.receiver import TIMEOUT, Receiver, receiving, settled, subscribe
-from tests.support.service import make_settings
+from tests.support.receiver import (
+    TIMEOUT,
+    Receiver,
+    receiver_settings,
+    receiving,
+    settled,
+    subscribe,
+)
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(
-        database_url,
-        webhook_allowed_hosts=["127.0.0.1"],
-        webhook_retry_base_seconds=0.05,
-        webhook_timeout_seconds=TIMEOUT,
-    )
+    return receiver_settings(database_url)
 
 
 async def buy(client: httpx.AsyncClient, product_id: str = "42", quantity: int = 1) -> None:

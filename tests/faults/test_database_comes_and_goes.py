@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,17 +21,6 @@ from tests.support.problems import assert_problem
 from tests.support.service import API_KEY, client_for, make_settings
 
 UNREACHABLE = "The database cannot answer right now."
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def slot(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[databases.DatabaseSlot]:
-    if request.param == "postgresql" and databases.POSTGRES_URL is None:
-        pytest.skip(databases.SKIP_POSTGRES_REASON)
-    slot = databases.DatabaseSlot(request.param, tmp_path)
-    yield slot
-    await slot.drop()
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -25,17 +24,6 @@ class CountingDatabase(Database):
     async def read_one(self, query: Unit[T]) -> T:
         self.cycles += 1
         return await super().read_one(query)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def slot(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[databases.DatabaseSlot]:
-    if request.param == "postgresql" and databases.POSTGRES_URL is None:
-        pytest.skip(databases.SKIP_POSTGRES_REASON)
-    slot = databases.DatabaseSlot(request.param, tmp_path)
-    yield slot
-    await slot.drop()
 
 
 async def _until(condition: Callable[[], bool]) -> None:

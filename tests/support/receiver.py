@@ -18,9 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.core.config import Settings
 from app.core.database import Database
 from app.models.webhook import WebhookDelivery
 from devtools.servers import serving
+from tests.support.service import make_settings
 
 
 @dataclass
@@ -100,6 +102,16 @@ async def receiving(
 
 # The webhook timeout of the services that deliver to these receivers, in seconds.
 TIMEOUT = 1.0
+
+
+def receiver_settings(database_url: str) -> Settings:
+    """Settings under which webhooks reach a receiver on 127.0.0.1, and are retried soon."""
+    return make_settings(
+        database_url,
+        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_retry_base_seconds=0.05,
+        webhook_timeout_seconds=TIMEOUT,
+    )
 
 
 async def subscribe(
